@@ -1,0 +1,5 @@
+from django.shortcuts import render
+
+
+def start_page(request):
+    return render(request, "start.html")
