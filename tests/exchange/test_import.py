@@ -1,0 +1,326 @@
+import gzip
+import io
+import json
+import shutil
+import tarfile
+import zipfile
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.db import connection
+
+from exchange import models as m
+from exchange.importers import SPECS
+
+pytestmark = pytest.mark.django_db
+
+JULY3_COUNTS = {
+    "accounts": 12, "assets": 5, "markets": 7, "fills": 112, "withdrawals": 9, "deposits": 4,
+    "ledger": 74, "balance_snapshots": 46, "position_snapshots": 48, "mark_prices": 22217,
+}
+
+
+def import_bundle(path, *args):
+    out, err = io.StringIO(), io.StringIO()
+    call_command("import_bundle", str(path), *args, stdout=out, stderr=err)
+    return out.getvalue()
+
+
+def failing_import(path):
+    err = io.StringIO()
+    with pytest.raises(CommandError) as raised:
+        call_command("import_bundle", str(path), stdout=io.StringIO(), stderr=err)
+    return err.getvalue() + str(raised.value)
+
+
+def row_counts():
+    return {spec.name: spec.model.objects.count() for spec in SPECS}
+
+
+def ledger_state():
+    """Every stored ledger row, so a test can show that a failed import changed nothing."""
+    return {spec.name: sorted(map(repr, spec.model.objects.values_list())) for spec in SPECS}
+
+
+def append_line(bundle, filename, obj):
+    with open(bundle / filename, "a") as f:
+        f.write((obj if isinstance(obj, str) else json.dumps(obj)) + "\n")
+
+
+def first_line(bundle, filename):
+    with open(bundle / filename) as f:
+        return json.loads(f.readline())
+
+
+def test_importing_the_sample_stores_every_line(july3_bundle):
+    output = import_bundle(july3_bundle)
+
+    assert row_counts() == JULY3_COUNTS
+    assert "fills.jsonl" in output and "112 inserted" in output
+
+
+def test_a_second_import_of_the_same_bundle_inserts_nothing_and_says_so(july3_bundle):
+    import_bundle(july3_bundle)
+    before = ledger_state()
+
+    output = import_bundle(july3_bundle)
+
+    assert "nothing new" in output
+    assert ledger_state() == before
+    assert list(m.ImportRun.objects.order_by("id").values_list("status", flat=True)) == ["succeeded", "succeeded"]
+    assert sum(m.ImportRun.objects.order_by("id").last().files.values_list("inserted", flat=True)) == 0
+
+
+def test_a_recheck_reads_every_line_again_and_still_inserts_nothing(july3_bundle):
+    import_bundle(july3_bundle)
+    before = ledger_state()
+
+    output = import_bundle(july3_bundle, "--recheck")
+
+    assert "(unchanged" not in output
+    assert "22217 already present" in output
+    assert ledger_state() == before
+
+
+def test_an_import_is_recorded_with_who_when_checksums_and_counts(july3_bundle):
+    import_bundle(july3_bundle, "--by", "ops-alice")
+
+    run = m.ImportRun.objects.get()
+    files = {f.name: f for f in run.files.all()}
+    assert run.imported_by == "ops-alice" and run.status == "succeeded"
+    assert run.started_at <= run.finished_at
+    assert files["fills.jsonl"].lines_read == 112 and files["fills.jsonl"].inserted == 112
+    assert files["mark_prices.jsonl"].member == "mark_prices.jsonl.gz"
+    assert len(files["accounts.jsonl"].sha256) == 64
+    assert set(m.Fill.objects.values_list("import_run_id", flat=True)) == {run.id}
+
+
+def _zip(folder, target):
+    with zipfile.ZipFile(target, "w") as archive:
+        for path in folder.iterdir():
+            archive.write(path, f"july3/{path.name}")
+    return target
+
+
+def _tar(folder, target):
+    with tarfile.open(target, "w:gz") as archive:
+        for path in folder.iterdir():
+            archive.add(path, path.name)
+    return target
+
+
+@pytest.mark.parametrize("pack", [_zip, _tar], ids=["zip", "tar.gz"])
+def test_a_zip_or_tar_gz_of_the_folder_imports_the_same(july3_bundle, tmp_path, pack):
+    archive = pack(july3_bundle, tmp_path / ("bundle.zip" if pack is _zip else "bundle.tar.gz"))
+
+    import_bundle(archive)
+
+    assert row_counts() == JULY3_COUNTS
+    fill = m.Fill.objects.get(trade_id=982001, side="Bid")
+    assert fill.price == Decimal("142.23") and fill.fee == Decimal("0.281103")
+
+
+def test_an_archive_of_an_already_imported_folder_is_a_no_op(july3_bundle, tmp_path):
+    import_bundle(july3_bundle)
+
+    output = import_bundle(_zip(july3_bundle, tmp_path / "again.zip"))
+
+    assert "nothing new" in output
+    assert row_counts() == JULY3_COUNTS
+
+
+def test_timestamps_are_utc_and_decimals_keep_every_digit(small_bundle):
+    append_line(small_bundle, "fills.jsonl", {
+        "userId": 100007, "tradeId": 1, "orderId": "o-1", "symbol": "SOL_USDC", "side": "Bid",
+        "price": "150.5", "quantity": "0.000000000000000001", "fee": "0", "feeSymbol": "USDC",
+        "isMaker": False, "systemOrderType": None, "timestamp": "2025-07-03T12:04:31.512",
+    })
+
+    import_bundle(small_bundle)
+
+    fill = m.Fill.objects.get(trade_id=1)
+    assert fill.quantity == Decimal("0.000000000000000001")
+    assert fill.timestamp == datetime(2025, 7, 3, 12, 4, 31, 512000, tzinfo=UTC)
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="only PostgreSQL stores 38 significant digits")
+def test_postgresql_keeps_all_38_digits(small_bundle):
+    append_line(small_bundle, "ledger.jsonl", {
+        "id": 1, "userId": 100007, "symbol": "USDC", "quantity": "-12345678901234567890.123456789012345678",
+        "kind": "adjustment", "timestamp": "2025-07-03T12:00:00",
+    })
+
+    import_bundle(small_bundle)
+
+    assert m.JournalEntry.objects.get(id=1).quantity == Decimal("-12345678901234567890.123456789012345678")
+
+
+def test_a_json_number_is_read_from_its_own_text_not_through_float(small_bundle):
+    append_line(small_bundle, "ledger.jsonl",
+                '{"id": 2, "userId": 100007, "symbol": "USDC", "quantity": 0.1, '
+                '"kind": "adjustment", "timestamp": "2025-07-03T12:00:00"}')
+
+    import_bundle(small_bundle)
+
+    # Through float it would be 0.1000000000000000055511..., i.e. 0.100000000000000006 at 18 places.
+    assert m.JournalEntry.objects.get(id=2).quantity == Decimal("0.1")
+
+
+def test_gzipped_files_are_read(small_bundle):
+    with open(small_bundle / "fills.jsonl", "rb") as plain, gzip.open(small_bundle / "fills.jsonl.gz", "wb") as gz:
+        shutil.copyfileobj(plain, gz)
+    (small_bundle / "fills.jsonl").unlink()
+
+    import_bundle(small_bundle)
+
+    assert m.Fill.objects.count() == 112
+
+
+# --- bad input: a clear error naming file and line, and nothing written ---
+
+BAD_LINES = {
+    "malformed JSON": ("fills.jsonl", '{"userId": 100007, "tradeId": ', "malformed JSON", None),
+    "missing key": ("fills.jsonl", {"drop": "price"}, "missing required key", "price"),
+    "comma decimal": ("fills.jsonl", {"set": {"price": "12,5"}}, "not a plain decimal", "price"),
+    "unknown side": ("fills.jsonl", {"set": {"side": "Buy"}}, "unknown value 'Buy'", "side"),
+    "unknown user": ("fills.jsonl", {"set": {"userId": 999999}}, "unknown userId", "userId"),
+    "zero quantity": ("fills.jsonl", {"set": {"quantity": "0"}}, "must be positive", "quantity"),
+    "bad timestamp": ("ledger.jsonl", {"set": {"timestamp": "yesterday"}}, "not an ISO-8601 timestamp", "timestamp"),
+    "spot position": ("position_snapshots.jsonl", {"set": {"symbol": "SOL_USDC"}}, "PERP market", "symbol"),
+    "too many places": ("ledger.jsonl", {"set": {"quantity": "1.0000000000000000001"}}, "18 digits", "quantity"),
+    "float-like bool": ("fills.jsonl", {"set": {"isMaker": "yes"}}, "expected true or false", "isMaker"),
+}
+
+
+def _spoiled_line(bundle, filename, change):
+    if isinstance(change, str):
+        return change
+    obj = first_line(bundle, filename)
+    if "drop" in change:
+        del obj[change["drop"]]
+    obj.update(change.get("set", {}))
+    if filename == "fills.jsonl":
+        obj["tradeId"] = 5_000_000  # a new identity, so the line is judged on its own
+    elif "id" in obj:
+        obj["id"] = 5_000_000
+    elif "snapshotAt" in obj:
+        obj["snapshotAt"] = "2025-07-05T00:00:00"
+    return json.dumps(obj)
+
+
+@pytest.mark.parametrize("case", list(BAD_LINES), ids=list(BAD_LINES))
+def test_a_bad_line_is_reported_with_file_line_and_key_and_nothing_is_written(small_bundle, july3_bundle, case):
+    import_bundle(july3_bundle)
+    before = ledger_state()
+    filename, change, problem, key = BAD_LINES[case]
+    lines_before = sum(1 for _ in open(small_bundle / filename))
+    append_line(small_bundle, filename, _spoiled_line(small_bundle, filename, change))
+    # A valid new line in another file, which must not be stored either.
+    append_line(small_bundle, "accounts.jsonl", {"userId": 777, "email": "new@example.com",
+                                                  "createdAt": "2025-01-01T00:00:00"})
+
+    message = failing_import(small_bundle)
+
+    assert f"{filename}, line {lines_before + 1}" in message
+    assert problem in message
+    if key:
+        assert f"key '{key}'" in message
+    assert "nothing was imported" in message
+    assert ledger_state() == before
+    assert m.ImportRun.objects.filter(status="failed").count() == 1
+
+
+def test_every_bad_line_is_reported_not_only_the_first(small_bundle):
+    append_line(small_bundle, "ledger.jsonl", "not json")
+    append_line(small_bundle, "fills.jsonl", "[1, 2]")
+
+    message = failing_import(small_bundle)
+
+    assert "ledger.jsonl, line 75: malformed JSON" in message
+    assert "fills.jsonl, line 113: expected a JSON object" in message
+
+
+def test_a_duplicate_identity_with_other_values_is_a_conflict_naming_the_fields(small_bundle, july3_bundle):
+    import_bundle(july3_bundle)
+    before = ledger_state()
+    fill = first_line(small_bundle, "fills.jsonl")
+    fill["price"], fill["fee"] = "999.99", "0.2811030"  # the fee is the same value, written differently
+    append_line(small_bundle, "fills.jsonl", fill)
+    append_line(small_bundle, "accounts.jsonl", {"userId": 777, "email": "new@example.com",
+                                                  "createdAt": "2025-01-01T00:00:00"})
+
+    message = failing_import(small_bundle)
+
+    assert "fills.jsonl, line 113: conflict: userId=100007, tradeId=982001, side=Bid" in message
+    assert "price: 142.23 stored, 999.99 here" in message
+    assert "fee:" not in message
+    assert ledger_state() == before
+
+
+def test_a_conflict_inside_one_bundle_is_reported_and_nothing_is_written(small_bundle):
+    withdrawal = first_line(small_bundle, "withdrawals.jsonl")
+    withdrawal["status"] = "confirmed" if withdrawal["status"] != "confirmed" else "failed"
+    append_line(small_bundle, "withdrawals.jsonl", withdrawal)
+
+    message = failing_import(small_bundle)
+
+    assert "withdrawals.jsonl, line 10: conflict: id=5103" in message
+    assert "another line of this file" in message
+    assert row_counts() == dict.fromkeys(JULY3_COUNTS, 0)
+
+
+def test_the_same_line_twice_is_stored_once(small_bundle):
+    append_line(small_bundle, "deposits.jsonl", first_line(small_bundle, "deposits.jsonl"))
+
+    output = import_bundle(small_bundle)
+
+    assert m.Deposit.objects.count() == 4
+    assert "deposits.jsonl" in output and "1 already present" in output
+
+
+@pytest.mark.parametrize("filename", ["accounts.jsonl", "assets.jsonl", "markets.jsonl"])
+def test_an_empty_required_file_is_an_error(small_bundle, filename):
+    (small_bundle / filename).write_text("")
+
+    message = failing_import(small_bundle)
+
+    assert f"{filename}: the file is empty, but it is required" in message
+    assert row_counts() == dict.fromkeys(JULY3_COUNTS, 0)
+
+
+def test_a_missing_required_file_is_an_error(small_bundle):
+    (small_bundle / "markets.jsonl").unlink()
+
+    assert "markets.jsonl: the file is missing, but it is required" in failing_import(small_bundle)
+
+
+def test_a_file_in_both_plain_and_gzipped_form_is_an_error(small_bundle):
+    with gzip.open(small_bundle / "fills.jsonl.gz", "wb") as gz:
+        gz.write((small_bundle / "fills.jsonl").read_bytes())
+
+    assert "both fills.jsonl and fills.jsonl.gz are present" in failing_import(small_bundle)
+
+
+def test_unknown_keys_are_ignored(small_bundle):
+    fill = first_line(small_bundle, "fills.jsonl")
+    fill.update(tradeId=42, venueNote="ignored")
+    append_line(small_bundle, "fills.jsonl", fill)
+
+    import_bundle(small_bundle)
+
+    assert m.Fill.objects.filter(trade_id=42).exists()
+
+
+def test_imported_rows_cannot_be_edited_or_deleted(july3_bundle):
+    import_bundle(july3_bundle)
+    fill = m.Fill.objects.first()
+
+    with pytest.raises(m.AppendOnlyError):
+        m.Fill.objects.filter(pk=fill.pk).update(price=1)
+    with pytest.raises(m.AppendOnlyError):
+        fill.delete()
+    fill.price = Decimal("1")
+    with pytest.raises(m.AppendOnlyError):
+        fill.save()
