@@ -324,3 +324,16 @@ def test_imported_rows_cannot_be_edited_or_deleted(july3_bundle):
     fill.price = Decimal("1")
     with pytest.raises(m.AppendOnlyError):
         fill.save()
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the refusing trigger is PostgreSQL's")
+def test_postgresql_refuses_raw_updates_and_deletes_of_ledger_rows(july3_bundle):
+    from django.db import DatabaseError, transaction
+
+    import_bundle(july3_bundle)
+
+    for statement in ("UPDATE exchange_fill SET price = 1", "DELETE FROM exchange_markprice"):
+        with pytest.raises(DatabaseError, match="imported history"), transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute(statement)
+    assert m.Fill.objects.filter(price=1).count() == 0

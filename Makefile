@@ -1,0 +1,45 @@
+# Claimdesk: `make demo` to try it, `make test` to test it.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+DEMO_DIR := demo-data
+DEMO_USERS ?= 200
+DEMO_SEED ?= 7
+# The demo runs with DEBUG on (no SECRET_KEY needed); tests get a throwaway key.
+DEMO_ENV := DEBUG=1
+TEST_ENV := SECRET_KEY=$${SECRET_KEY:-test-only-not-a-secret}
+
+.PHONY: install demo test bench lint clean
+
+$(BIN)/.installed: requirements.txt requirements-dev.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt -r requirements-dev.txt
+	touch $@
+
+install: $(BIN)/.installed
+
+demo: install
+	$(DEMO_ENV) $(BIN)/python manage.py migrate --noinput
+	test -f $(DEMO_DIR)/incident.json || \
+		$(DEMO_ENV) $(BIN)/python manage.py simulate_incident $(DEMO_DIR) --users $(DEMO_USERS) --seed $(DEMO_SEED)
+	$(DEMO_ENV) $(BIN)/python manage.py import_bundle $(DEMO_DIR) --by demo
+	$(DEMO_ENV) $(BIN)/python manage.py demo_staff
+	@echo
+	@echo "  Claimdesk demo:  http://127.0.0.1:8000/"
+	@echo "  Staff admin:     http://127.0.0.1:8000/admin/   (login demo / demo)"
+	@echo
+	$(DEMO_ENV) $(BIN)/python manage.py runserver 127.0.0.1:8000
+
+test: install
+	$(TEST_ENV) $(BIN)/python -m pytest --create-db $(PYTEST_ARGS)
+
+bench: install
+	@test -n "$$DATABASE_URL" || { echo "bench needs DATABASE_URL pointing at PostgreSQL"; exit 2; }
+	$(TEST_ENV) $(BIN)/python bench/import_speed.py
+
+lint: install
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) db.sqlite3 $(DEMO_DIR)
