@@ -118,7 +118,8 @@ def open_bundle(path: str | Path) -> Iterator[dict[str, Member]]:
             entries = []
             for info in archive.getmembers():
                 if info.isfile():
-                    entries.append((PurePosixPath(info.name.removeprefix("./")), lambda i=info: _tar_member(archive, i)))
+                    name = PurePosixPath(info.name.removeprefix("./"))
+                    entries.append((name, lambda i=info: _tar_member(archive, i)))
             yield _collect(entries, str(path))
     else:
         raise BundleLayoutError(f"{path}: not a folder, a .zip or a .tar.gz")

@@ -27,6 +27,12 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from django.db import connection, models, transaction
+
+try:
+    from psycopg.errors import UniqueViolation
+except ImportError:  # pragma: no cover - psycopg is in requirements.txt; SQLite never raises it here
+    class UniqueViolation(Exception):
+        pass
 from django.utils import timezone
 
 from . import models as m
@@ -313,7 +319,14 @@ class KnownValues:
 
 
 class LineParser:
-    """Turns one JSON line into the row for its table, or into BundleErrors."""
+    """Turns one JSON line into the row for its table, or into BundleErrors.
+
+    Every line first takes a fast path that only answers "valid as it stands?" and
+    keeps the values as they came (decimals and timestamps stay text, which is what
+    COPY wants). A line it does not accept is parsed again by the careful path,
+    which normalises what it can and names each problem; so the error messages live
+    in one place, and a million valid lines cost little.
+    """
 
     def __init__(self, spec: FileSpec, known: KnownValues, *, max_significant_digits: int | None):
         self.spec = spec
@@ -326,8 +339,28 @@ class LineParser:
             is_decimal = column.parse in (parse_decimal, parse_positive_decimal)
             self.plan.append((column, max_length, ref, is_decimal))
         self.max_significant_digits = max_significant_digits
+        self.keys = [column.key for column in spec.columns]
+        self.fast_checks = None
+        if max_significant_digits is None:  # the SQLite digit limit is checked on the careful path only
+            checks = [_fast_check(column, max_length, ref) for column, max_length, ref, _ in self.plan]
+            if None not in checks:
+                self.fast_checks = checks
 
-    def parse(self, raw: bytes, line_no: int, errors: list[tuple[int, str | None, str]]) -> tuple | None:
+    def parse(self, raw: bytes, line_no: int, errors: list[tuple[int, str | None, str]]) -> list | tuple | None:
+        if self.fast_checks is not None:
+            try:
+                obj = self.decoder.decode(raw.decode("utf-8"))
+                values = list(map(obj.get, self.keys))
+                for check, value in zip(self.fast_checks, values):
+                    if not check(value):
+                        break
+                else:
+                    return values
+            except (ValueError, TypeError, AttributeError):
+                pass  # the careful path says what is wrong
+        return self.parse_carefully(raw, line_no, errors)
+
+    def parse_carefully(self, raw: bytes, line_no: int, errors: list[tuple[int, str | None, str]]) -> tuple | None:
         try:
             obj = self.decoder.decode(raw.decode("utf-8"))
         except UnicodeDecodeError as exc:
@@ -374,6 +407,51 @@ class LineParser:
         return None if failed else tuple(values)
 
 
+CANONICAL_INSTANT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?\Z")
+
+
+def _is_canonical_instant(value: Any) -> bool:
+    """Naive UTC as the spec writes it; COPY reads it as is, the session being in UTC."""
+    if not CANONICAL_INSTANT.match(value):
+        return False
+    datetime.fromisoformat(value)  # rejects 2025-02-30 (ValueError goes to the careful path)
+    return True
+
+
+def _is_plain_decimal(value: Any) -> bool:
+    return type(value) is str and PLAIN_DECIMAL.match(value) is not None
+
+
+def _is_positive_decimal(value: Any) -> bool:
+    return _is_plain_decimal(value) and value[0] != "-" and value.strip("0.") != ""
+
+
+def _fast_check(column: Column, max_length: int | None, ref: set | None) -> Callable[[Any], bool] | None:
+    """A quick yes/no for one column's value as it stands, or None if this column has none."""
+    low, high = -(2**63), 2**63
+    if column.parse is parse_int:
+        check = (lambda v: type(v) is int and low <= v < high and v in ref) if ref is not None else (
+            lambda v: type(v) is int and low <= v < high)
+    elif column.parse is parse_decimal:
+        check = _is_plain_decimal
+    elif column.parse is parse_positive_decimal:
+        check = _is_positive_decimal
+    elif column.parse is parse_instant:
+        check = _is_canonical_instant
+    elif column.parse is parse_bool:
+        check = lambda v: v is True or v is False  # noqa: E731 - 1 == True, but 1 is not a boolean here
+    elif column.parse in (parse_str, parse_str_or_int) and (column.choices is not None or ref is not None):
+        check = (column.choices or ref).__contains__  # members are non-empty, short strings
+    elif column.parse in (parse_str, parse_str_or_int) and max_length is not None:
+        check = lambda v: type(v) is str and 0 < len(v) <= max_length  # noqa: E731
+    else:
+        return None
+    if not column.required:
+        required_check = check
+        check = lambda v: v is None or required_check(v)  # noqa: E731
+    return check
+
+
 # --- staging: where parsed rows wait until the whole bundle is known to be valid ---
 
 
@@ -403,7 +481,7 @@ COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r
 
 def _copy_text(value: Any) -> str:
     if value is None:
-        return "\\N"
+        return ""  # COPY runs with NULL '': every string column refuses "", so "" is free to mean NULL
     if value is True:
         return "t"
     if value is False:
@@ -416,17 +494,39 @@ def _copy_text(value: Any) -> str:
 
 
 class CopyStage:
-    """PostgreSQL: rows are streamed into the stage table with COPY, a batch of lines at a time."""
+    """PostgreSQL: rows are streamed with COPY, a batch of lines at a time.
 
-    def __init__(self, cursor, spec: FileSpec):
+    Into the stage table (with line numbers), or, when `run_id` is given, straight into
+    the ledger table, stamped with the import run.
+    """
+
+    def __init__(self, cursor, spec: FileSpec, *, run_id: int | None = None):
         qn = connection.ops.quote_name
-        columns = ", ".join(["line"] + [qn(_column(spec, c.name)) for c in spec.columns])
-        self._copy_cm = cursor.copy(f"COPY {_stage_table(spec)} ({columns}) FROM STDIN")
+        columns = [qn(_column(spec, c.name)) for c in spec.columns]
+        if run_id is None:
+            table, columns = _stage_table(spec), ["line", *columns]
+            self._prefix, self._suffix = True, "\n"
+        else:
+            table = qn(_table(spec))
+            columns.append(qn(spec.model._meta.get_field("import_run").column))
+            self._prefix, self._suffix = False, f"\t{run_id}\n"
+        self._copy_cm = cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN WITH (NULL '')")
         self._copy = self._copy_cm.__enter__()
         self._buffer: list[str] = []
+        self._nullable = [i for i, c in enumerate(spec.columns) if not c.required]
+        self._tabs = len(spec.columns) - 1
 
-    def add(self, line_no: int, row: tuple) -> None:
-        self._buffer.append(f"{line_no}\t" + "\t".join(map(_copy_text, row)) + "\n")
+    def add(self, line_no: int, row: list | tuple) -> None:
+        # Values are text, ints, booleans (PostgreSQL reads "True") or datetimes; only
+        # optional columns can be None, and only a rare string needs COPY's escapes.
+        parts = list(map(str, row))
+        for i in self._nullable:
+            if row[i] is None:
+                parts[i] = ""
+        body = "\t".join(parts)
+        if body.count("\t") != self._tabs or "\n" in body or "\\" in body or "\r" in body:
+            body = "\t".join(map(_copy_text, row))
+        self._buffer.append(f"{line_no}\t{body}{self._suffix}" if self._prefix else body + self._suffix)
         if len(self._buffer) >= STAGE_BATCH:
             self._flush()
 
@@ -492,7 +592,9 @@ def _find_conflicts(cursor, spec: FileSpec, run_id: int, limit: int) -> list[Bun
     table = qn(_table(spec))
     on = " AND ".join(f"s.{qn(_column(spec, n))} = t.{qn(_column(spec, n))}" for n in spec.identity)
     value_columns = [c for c in spec.columns if c.name not in spec.identity]
-    differs = " OR ".join(f"s.{qn(_column(spec, c.name))} {distinct} t.{qn(_column(spec, c.name))}" for c in value_columns)
+    differs = " OR ".join(
+        f"s.{qn(_column(spec, c.name))} {distinct} t.{qn(_column(spec, c.name))}" for c in value_columns
+    )
     selected = ", ".join(f"s.{qn(_column(spec, c.name))}, t.{qn(_column(spec, c.name))}" for c in value_columns)
     identity = ", ".join(f"s.{qn(_column(spec, n))}" for n in spec.identity)
     run_column = qn(spec.model._meta.get_field("import_run").column)
@@ -558,44 +660,99 @@ def _unchanged_before(name: str, sha256: str) -> m.ImportFile | None:
     )
 
 
-def _stage_file(cursor, spec: FileSpec, member: Member, size: int, known: KnownValues, result: FileResult,
-                errors: list[BundleError], error_total: list[int], out: TextIO | None) -> None:
-    parser = LineParser(
-        spec, known,
-        max_significant_digits=SIGNIFICANT_DIGITS_SQLITE if connection.vendor == "sqlite" else None,
-    )
-    _create_stage(cursor, spec)
-    stage = (CopyStage if connection.vendor == "postgresql" else BatchStage)(cursor, spec)
-    learns = spec.name in ("accounts", "assets", "markets")
-    names = [c.name for c in spec.columns]
-    progress = Progress(out, spec.filename, size)
-    line_errors: list[tuple[int, str | None, str]] = []
-    read = done_bytes = 0
-    with member.open() as stream:
-        for line_no, raw in enumerate(stream, 1):
-            done_bytes += len(raw)
-            if not raw.strip():
-                continue  # blank lines are allowed and skipped
-            read += 1
-            row = parser.parse(raw, line_no, line_errors)
-            if row is None:
-                error_total[0] += len(line_errors)
-                room = MAX_REPORTED_ERRORS - len(errors)
-                errors.extend(BundleError(spec.filename, n, k, p) for n, k, p in line_errors[:max(room, 0)])
-                line_errors.clear()
-                continue
-            if learns:
-                known.learn(spec, dict(zip(names, row)))
-            if not error_total[0]:  # once anything is wrong, only keep validating
-                stage.add(line_no, row)
-            if not read % 65536:
-                progress.update(done_bytes)
-    stage.close()
-    progress.finish()
-    result.lines_read = read
-    if read == 0 and spec.required:
-        errors.append(BundleError(spec.filename, None, None, "the file is empty, but it is required"))
-        error_total[0] += 1
+class ErrorLog:
+    """Every problem found, counted; the first MAX_REPORTED_ERRORS kept for the report."""
+
+    def __init__(self):
+        self.reported: list[BundleError] = []
+        self.total = 0
+
+    def add(self, error: BundleError) -> None:
+        self.total += 1
+        if len(self.reported) < MAX_REPORTED_ERRORS:
+            self.reported.append(error)
+
+    def raise_if_any(self) -> None:
+        if self.total:
+            raise BundleInvalid(self.reported, self.total)
+
+
+class BundleImport:
+    """One import, inside one transaction (see the module docstring)."""
+
+    def __init__(self, *, run: m.ImportRun, cursor, out: TextIO | None):
+        self.run, self.cursor, self.out = run, cursor, out
+        self.known = KnownValues()
+        self.errors = ErrorLog()
+        self.staged: list[tuple[FileSpec, FileResult]] = []
+
+    def read(self, spec: FileSpec, member: Member, size: int, result: FileResult) -> None:
+        """Validate every line; stage them, or COPY them straight into an empty table."""
+        if connection.vendor == "postgresql" and not spec.model.objects.exists():
+            # Nothing stored can conflict, so the rows go straight in (no staging, no
+            # second insert); the transaction still holds them until the whole bundle
+            # is known to be valid. A repeated identity inside the file makes COPY
+            # fail: then the file is read again through the stage table.
+            errors_before = self.errors.total
+            savepoint = transaction.savepoint()
+            try:
+                self._read_into(CopyStage(self.cursor, spec, run_id=self.run.id), spec, member, size, result)
+            except UniqueViolation:
+                transaction.savepoint_rollback(savepoint)
+                if self.errors.total > errors_before:
+                    return  # the bundle is refused anyway; its errors are already listed
+            else:
+                transaction.savepoint_commit(savepoint)
+                result.inserted = result.lines_read
+                return
+        _create_stage(self.cursor, spec)
+        stage = (CopyStage if connection.vendor == "postgresql" else BatchStage)(self.cursor, spec)
+        self._read_into(stage, spec, member, size, result)
+        self.staged.append((spec, result))
+
+    def _read_into(self, stage, spec: FileSpec, member: Member, size: int, result: FileResult) -> None:
+        parser = LineParser(
+            spec, self.known,
+            max_significant_digits=SIGNIFICANT_DIGITS_SQLITE if connection.vendor == "sqlite" else None,
+        )
+        learns = spec.name in ("accounts", "assets", "markets")
+        names = [c.name for c in spec.columns]
+        progress = Progress(self.out, spec.filename, size)
+        line_errors: list[tuple[int, str | None, str]] = []
+        read = done_bytes = 0
+        with member.open() as stream:
+            for line_no, raw in enumerate(stream, 1):
+                done_bytes += len(raw)
+                if raw.isspace():
+                    continue  # blank lines are allowed and skipped
+                read += 1
+                row = parser.parse(raw, line_no, line_errors)
+                if row is None:
+                    for n, key, problem in line_errors:
+                        self.errors.add(BundleError(spec.filename, n, key, problem))
+                    line_errors.clear()
+                    continue
+                if learns:
+                    self.known.learn(spec, dict(zip(names, row)))
+                if not self.errors.total:  # once anything is wrong, only keep validating
+                    stage.add(line_no, row)
+                if not read % 65536:
+                    progress.update(done_bytes)
+        stage.close()
+        progress.finish()
+        result.lines_read = read
+        if read == 0 and spec.required:
+            self.errors.add(BundleError(spec.filename, None, None, "the file is empty, but it is required"))
+
+    def insert_staged(self) -> None:
+        """Move staged rows into the ledger; an identity stored with other values is a conflict."""
+        for spec, result in self.staged:
+            result.inserted = _insert_staged(self.cursor, spec, self.run.id)
+            if result.inserted < result.lines_read:
+                room = MAX_REPORTED_ERRORS - len(self.errors.reported) + 1
+                for conflict in _find_conflicts(self.cursor, spec, self.run.id, room):
+                    self.errors.add(conflict)
+            self.cursor.execute(f"DROP TABLE IF EXISTS {_stage_table(spec)}")
 
 
 def bundle_import(*, path: str | Path, imported_by: str, recheck: bool = False,
@@ -624,18 +781,17 @@ def _record_failure(path, imported_by: str, started_at: datetime, errors: list[B
 def _import(*, path, imported_by: str, recheck: bool, out: TextIO | None, started_at: datetime) -> ImportResult:
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
-            # One import at a time: a second waits, then sees the first's rows.
+            # One import at a time: a second waits, then sees the first's rows. COPY
+            # reads naive timestamps in the session's zone, which must be UTC.
             cursor.execute("SELECT pg_advisory_xact_lock(hashtext('claimdesk.import_bundle'))")
+            cursor.execute("SET LOCAL TIME ZONE 'UTC'")
     run = m.ImportRun.objects.create(
         started_at=started_at, finished_at=started_at, imported_by=imported_by, source=str(path)[:1000],
         status=m.ImportRun.Status.SUCCEEDED,
     )
     result = ImportResult(run=run)
-    errors: list[BundleError] = []
-    error_total = [0]
-    staged: list[FileSpec] = []
     with open_bundle(path) as members, connection.cursor() as cursor:
-        known = KnownValues()
+        work = BundleImport(run=run, cursor=cursor, out=out)
         for name in sorted(set(members) - set(SPECS_BY_FILENAME)):
             if out is not None:
                 out.write(f"{members[name].where}: not a bundle file, ignored\n")
@@ -643,8 +799,7 @@ def _import(*, path, imported_by: str, recheck: bool, out: TextIO | None, starte
             member = members.get(spec.filename)
             if member is None:
                 if spec.required:
-                    errors.append(BundleError(spec.filename, None, None, "the file is missing, but it is required"))
-                    error_total[0] += 1
+                    work.errors.add(BundleError(spec.filename, None, None, "the file is missing, but it is required"))
                 continue
             file_result = FileResult(name=spec.filename, member=member.where)
             result.files.append(file_result)
@@ -654,22 +809,10 @@ def _import(*, path, imported_by: str, recheck: bool, out: TextIO | None, starte
                 file_result.lines_read = earlier.lines_read
                 file_result.skipped_as_unchanged = True
                 continue
-            _stage_file(cursor, spec, member, size, known, file_result, errors, error_total, out)
-            staged.append(spec)
-        if error_total[0]:
-            raise BundleInvalid(errors, error_total[0])
-        by_name = {f.name: f for f in result.files}
-        for spec in staged:
-            file_result = by_name[spec.filename]
-            file_result.inserted = _insert_staged(cursor, spec, run.id)
-            if file_result.inserted < file_result.lines_read:
-                conflicts = _find_conflicts(cursor, spec, run.id, MAX_REPORTED_ERRORS - len(errors) + 1)
-                errors.extend(conflicts[: max(MAX_REPORTED_ERRORS - len(errors), 0)])
-                error_total[0] += len(conflicts)
-        for spec in staged:
-            cursor.execute(f"DROP TABLE IF EXISTS {_stage_table(spec)}")
-    if error_total[0]:
-        raise BundleInvalid(errors, error_total[0])
+            work.read(spec, member, size, file_result)
+        work.errors.raise_if_any()
+        work.insert_staged()
+        work.errors.raise_if_any()
     m.ImportFile.objects.bulk_create(
         m.ImportFile(run=run, name=f.name, member=f.member, sha256=f.sha256, lines_read=f.lines_read,
                      inserted=f.inserted, already_present=f.already_present,
