@@ -40,6 +40,8 @@ from .bundles import BundleLayoutError, Member, open_bundle
 
 MAX_REPORTED_ERRORS = 100
 STAGE_BATCH = 2000
+PROGRESS_MIN_BYTES = 4 << 20  # smaller files are done before a bar would help
+PROGRESS_EVERY_LINES = 65536
 MISSING = object()
 
 
@@ -633,7 +635,7 @@ class Progress:
     """A progress bar on a terminal; silent otherwise."""
 
     def __init__(self, out: TextIO | None, label: str, total_bytes: int):
-        self.out = out if out is not None and out.isatty() and total_bytes > 4 << 20 else None
+        self.out = out if out is not None and out.isatty() and total_bytes > PROGRESS_MIN_BYTES else None
         self.label, self.total, self.shown = label, max(total_bytes, 1), -1
 
     def update(self, done_bytes: int) -> None:
@@ -736,9 +738,10 @@ class BundleImport:
                     self.known.learn(spec, dict(zip(names, row)))
                 if not self.errors.total:  # once anything is wrong, only keep validating
                     stage.add(line_no, row)
-                if not read % 65536:
+                if not read % PROGRESS_EVERY_LINES:
                     progress.update(done_bytes)
         stage.close()
+        progress.update(done_bytes)
         progress.finish()
         result.lines_read = read
         if read == 0 and spec.required:

@@ -337,3 +337,42 @@ def test_postgresql_refuses_raw_updates_and_deletes_of_ledger_rows(july3_bundle)
             with connection.cursor() as cursor:
                 cursor.execute(statement)
     assert m.Fill.objects.filter(price=1).count() == 0
+
+
+def test_a_timestamp_with_an_offset_is_converted_to_utc(small_bundle):
+    append_line(small_bundle, "ledger.jsonl", {
+        "id": 3, "userId": 100007, "symbol": "USDC", "quantity": "1", "kind": "adjustment",
+        "timestamp": "2025-07-03T14:00:00.250+02:00",
+    })
+
+    import_bundle(small_bundle)
+
+    assert m.JournalEntry.objects.get(id=3).timestamp == datetime(2025, 7, 3, 12, 0, 0, 250000, tzinfo=UTC)
+
+
+def test_strings_with_tabs_backslashes_and_newlines_survive(small_bundle):
+    append_line(small_bundle, "ledger.jsonl", {
+        "id": 4, "userId": 100007, "symbol": "USDC", "quantity": "1", "kind": "adjustment",
+        "timestamp": "2025-07-03T12:00:00", "reference": "a\tb\\c\nd\\N",
+    })
+
+    import_bundle(small_bundle)
+
+    assert m.JournalEntry.objects.get(id=4).reference == "a\tb\\c\nd\\N"
+
+
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_a_terminal_sees_a_progress_bar_for_long_files(small_bundle, monkeypatch):
+    from exchange import importers
+
+    monkeypatch.setattr(importers, "PROGRESS_MIN_BYTES", 0)
+    monkeypatch.setattr(importers, "PROGRESS_EVERY_LINES", 10)
+    terminal = Terminal()
+
+    call_command("import_bundle", str(small_bundle), stdout=terminal)
+
+    assert "fills.jsonl" in terminal.getvalue() and "100%" in terminal.getvalue()

@@ -1,0 +1,32 @@
+import io
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.urls import reverse
+
+from exchange import models as m
+
+pytestmark = pytest.mark.django_db
+
+
+def test_the_start_page_is_served(client):
+    response = client.get("/")
+
+    assert response.status_code == 200
+    assert b"Claimdesk" in response.content
+
+
+@pytest.mark.parametrize("model", [m.ImportRun, m.Account, m.Asset, m.Market, m.Fill, m.Withdrawal, m.Deposit,
+                                   m.JournalEntry, m.BalanceSnapshot, m.PositionSnapshot, m.MarkPrice])
+def test_staff_can_browse_the_imported_ledger_but_not_change_it(client, small_bundle, model):
+    call_command("import_bundle", str(small_bundle), stdout=io.StringIO())
+    staff = get_user_model().objects.create_superuser("staff", "staff@example.com", "pw")
+    client.force_login(staff)
+    opts = model._meta
+
+    listing = client.get(reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist"))
+    adding = client.get(reverse(f"admin:{opts.app_label}_{opts.model_name}_add"))
+
+    assert listing.status_code == 200
+    assert adding.status_code == 403
