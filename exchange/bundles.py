@@ -16,6 +16,7 @@ from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
 CHUNK = 1 << 20
+ANCHOR = "accounts.jsonl"
 
 
 @dataclass
@@ -57,6 +58,11 @@ def _pick_root(paths: list[PurePosixPath], description: str) -> PurePosixPath | 
     """The folder holding the bundle's files: the root, or the single folder they share."""
     folders = {p.parent for p in paths if _canonical(p.name)}
     folders = {f for f in folders if len(f.parts) <= 1 and not any(part.startswith("__MACOSX") for part in f.parts)}
+    # Other .jsonl files may lie beside the bundle's folder (simulate_incident's injected.jsonl):
+    # the folder that holds the required accounts.jsonl is the bundle.
+    with_accounts = {p.parent for p in paths if _canonical(p.name) == ANCHOR and p.parent in folders}
+    if len(with_accounts) == 1:
+        return with_accounts.pop()
     if not folders:
         return None
     if len(folders) > 1:
@@ -94,10 +100,6 @@ def open_bundle(path: str | Path) -> Iterator[dict[str, Member]]:
                     if grandchild.is_file():
                         rel = PurePosixPath(child.name, grandchild.name)
                         entries.append((rel, lambda c=grandchild: open(c, "rb")))
-        # Files at the root win over a subfolder (OUTDIR/bundle/ of simulate_incident).
-        root_entries = [e for e in entries if len(e[0].parts) == 1]
-        if any(_canonical(p.name) for p, _ in root_entries):
-            entries = root_entries
         yield _collect(entries, str(path))
     elif not path.exists():
         raise BundleLayoutError(f"{path}: no such file or folder")
