@@ -1,0 +1,34 @@
+import csv
+import sys
+
+from django.core.management.base import BaseCommand, CommandError
+
+from claims.selectors import incident_get, item_export_rows
+
+HEADER = ["incident", "userId", "kind", "reference", "asset", "amount", "status"]
+
+
+class Command(BaseCommand):
+    help = "Write an incident's items as CSV (the policy's Items export)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("slug")
+        parser.add_argument("--output", default=None, help="a file to write (default: standard output)")
+
+    def handle(self, *args, slug, output, **options):
+        incident = incident_get(slug=slug)
+        if incident is None:
+            raise CommandError(f"no incident {slug!r}")
+        rows = item_export_rows(incident=incident)
+        if output:
+            with open(output, "w", newline="") as target:
+                _write(target, rows)
+            self.stderr.write(f"{len(rows)} items written to {output}")
+        else:
+            _write(self.stdout if self.stdout is not None else sys.stdout, rows)
+
+
+def _write(target, rows) -> None:
+    writer = csv.writer(target, lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
+    writer.writerow(HEADER)
+    writer.writerows(rows)

@@ -1,0 +1,28 @@
+"""Celery tasks: thin, named, taking ids; a repeated delivery is harmless.
+
+Redis re-delivers a task whose worker died after visibility_timeout (settings:
+CELERY_BROKER_TRANSPORT_OPTIONS); acks_late keeps a task unacknowledged until it has
+finished, and every retry countdown (at most RETRY_BACKOFF_MAX) stays far below it.
+"""
+
+from celery import shared_task
+from django.db import IntegrityError, OperationalError
+
+from . import services
+
+RETRY_BACKOFF_MAX = 60
+
+
+@shared_task(
+    name="claims.detection_chunk_run",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    # IntegrityError: a concurrent detection of the same user inserted the same item first;
+    # the retry finds it and updates it instead.
+    autoretry_for=(OperationalError, IntegrityError),
+    retry_backoff=True,
+    retry_backoff_max=RETRY_BACKOFF_MAX,
+    max_retries=8,
+)
+def detection_chunk_run_task(*, chunk_id: int) -> bool:
+    return services.detection_chunk_run(chunk_id=chunk_id)

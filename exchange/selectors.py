@@ -1,0 +1,75 @@
+"""Reads of the imported ledger. claims/ reads the ledger only through these."""
+
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import datetime
+
+from django.db.models import QuerySet
+
+from . import models as m
+
+FILL_FIELDS = ("user_id", "trade_id", "side", "symbol", "price", "quantity", "fee", "fee_symbol", "timestamp",
+               "system_order_type", "order_id")
+WITHDRAWAL_FIELDS = ("id", "user_id", "symbol", "quantity", "fee", "status", "created_at", "transaction_hash")
+DEPOSIT_FIELDS = ("id", "user_id", "symbol", "quantity", "source", "status", "created_at", "withdrawal_id")
+JOURNAL_FIELDS = ("id", "user_id", "symbol", "quantity", "kind", "timestamp", "reference")
+BALANCE_FIELDS = ("user_id", "symbol", "total", "snapshot_at")
+POSITION_FIELDS = ("user_id", "symbol", "net_quantity", "entry_price", "snapshot_at")
+
+
+def _by_user(queryset: QuerySet, fields: tuple[str, ...], user_ids: Iterable[int], order: tuple[str, ...]):
+    rows = defaultdict(list)
+    for row in queryset.filter(user_id__in=list(user_ids)).order_by("user_id", *order).values_list(*fields,
+                                                                                                    named=True):
+        rows[row.user_id].append(row)
+    return rows
+
+
+def ledger_rows_for_users(user_ids: Iterable[int]) -> dict[str, dict[int, list]]:
+    """Every ledger row of these users, by kind and user: one query per kind, whatever the count."""
+    user_ids = list(user_ids)
+    return {
+        "fills": _by_user(m.Fill.objects, FILL_FIELDS, user_ids, ("timestamp", "trade_id")),
+        "withdrawals": _by_user(m.Withdrawal.objects, WITHDRAWAL_FIELDS, user_ids, ("created_at", "id")),
+        "deposits": _by_user(m.Deposit.objects, DEPOSIT_FIELDS, user_ids, ("created_at", "id")),
+        "journal": _by_user(m.JournalEntry.objects, JOURNAL_FIELDS, user_ids, ("timestamp", "id")),
+        "balance_snapshots": _by_user(m.BalanceSnapshot.objects, BALANCE_FIELDS, user_ids, ("snapshot_at",)),
+        "position_snapshots": _by_user(m.PositionSnapshot.objects, POSITION_FIELDS, user_ids, ("snapshot_at",)),
+    }
+
+
+def account_ids() -> list[int]:
+    return list(m.Account.objects.order_by("user_id").values_list("user_id", flat=True))
+
+
+def account_get(user_id: int) -> m.Account | None:
+    return m.Account.objects.filter(user_id=user_id).first()
+
+
+def markets_list() -> list[m.Market]:
+    return list(m.Market.objects.order_by("symbol"))
+
+
+def asset_decimals() -> dict[str, int]:
+    return dict(m.Asset.objects.values_list("symbol", "decimals"))
+
+
+def mark_prices_between(start: datetime, end: datetime) -> dict[str, list[tuple]]:
+    """Each market's (timestamp, mark, index) rows with start <= timestamp <= end, in time order."""
+    series = defaultdict(list)
+    rows = (m.MarkPrice.objects.filter(timestamp__gte=start, timestamp__lte=end)
+            .order_by("symbol", "timestamp").values_list("symbol", "timestamp", "mark_price", "index_price"))
+    for symbol, timestamp, mark, index in rows.iterator(chunk_size=10000):
+        series[symbol].append((timestamp, mark, index))
+    return series
+
+
+def mark_price_latest(symbol: str, t: datetime) -> tuple | None:
+    """The latest (timestamp, mark, index) of a market at or before t (a backward index scan)."""
+    return (m.MarkPrice.objects.filter(symbol=symbol, timestamp__lte=t).order_by("-timestamp")
+            .values_list("timestamp", "mark_price", "index_price").first())
+
+
+def latest_import_run_id() -> int | None:
+    return m.ImportRun.objects.filter(status=m.ImportRun.Status.SUCCEEDED).order_by("-id").values_list(
+        "id", flat=True).first()
