@@ -1,5 +1,7 @@
 """Incidents, and what the engine finds for them: items owed, findings for staff, detection runs."""
 
+from decimal import Decimal
+
 from django.db import models
 from django.db.models import F, Q
 
@@ -62,6 +64,8 @@ class Incident(models.Model):
 
 
 def _as_text(value) -> str:
+    if isinstance(value, Decimal):
+        return f"{value.normalize():f}"  # 100 and 100.000000000000000000 are the same setting
     return value.isoformat() if hasattr(value, "isoformat") else str(value)
 
 
