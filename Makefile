@@ -24,6 +24,9 @@ demo: install
 	test -f $(DEMO_DIR)/incident.json || \
 		$(DEMO_ENV) $(BIN)/python manage.py simulate_incident $(DEMO_DIR) --users $(DEMO_USERS) --seed $(DEMO_SEED)
 	$(DEMO_ENV) $(BIN)/python manage.py import_bundle $(DEMO_DIR) --by demo
+	$(DEMO_ENV) $(BIN)/python manage.py load_incident $(DEMO_DIR)/incident.json --by demo
+	$(DEMO_ENV) $(BIN)/python manage.py detect \
+		$$($(BIN)/python -c "import json; print(json.load(open('$(DEMO_DIR)/incident.json'))['slug'])")
 	$(DEMO_ENV) $(BIN)/python manage.py demo_staff
 	@echo
 	@echo "  Claimdesk demo:  http://127.0.0.1:8000/"

@@ -115,11 +115,15 @@ CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND", CELERY_BROKER_URL or None)
 CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_IGNORE_RESULT = True  # progress lives in the database (DetectionRun), not in results
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-# Redis re-delivers an unacknowledged task after this many seconds; every task and
-# countdown must finish well inside it (one hour).
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+# Redis re-delivers a task whose worker died (unacknowledged, acks_late) after this many
+# seconds. A detection chunk takes about a second and retry countdowns stay under a minute
+# (claims/tasks.py), far inside the default of ten minutes; a task that outlived it would be
+# delivered twice, which the tasks tolerate but need not. Tests shorten it.
+VISIBILITY_TIMEOUT = int(os.environ.get("CELERY_VISIBILITY_TIMEOUT", "600"))
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": VISIBILITY_TIMEOUT}
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"

@@ -1,0 +1,136 @@
+"""Incidents and their items in the admin: the operations and review queue."""
+
+from django.contrib import admin, messages
+from django.utils.html import format_html
+
+from . import selectors, services
+from .models import DetectionRun, Finding, Incident, IncidentSettingsChange, Item, ItemEvent
+
+
+def progress_bar(run: DetectionRun | None) -> str:
+    if run is None:
+        return "no detection yet"
+    return format_html(
+        '<progress value="{}" max="{}" aria-label="detection progress"></progress> {} / {} users ({})',
+        run.done_users, max(run.total_users, 1), run.done_users, run.total_users, run.status,
+    )
+
+
+class SettingsChangeInline(admin.TabularInline):
+    model = IncidentSettingsChange
+    fields = ["changed_at", "changed_by", "before", "after", "redetection"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Incident)
+class IncidentAdmin(admin.ModelAdmin):
+    list_display = ["slug", "title", "window_start", "claims_close", "detection"]
+    readonly_fields = ["detection", "settings_version"]
+    inlines = [SettingsChangeInline]
+    actions = ["detect_all_users"]
+
+    @admin.display(description="latest detection")
+    def detection(self, incident):
+        return progress_bar(selectors.detection_run_latest(incident=incident))
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            super().save_model(request, obj, form, change)
+            return
+        before = Incident.objects.get(pk=obj.pk).settings_dict()
+        changed, run = services.incident_settings_save(incident=obj, before=before,
+                                                       changed_by=request.user.get_username())
+        if run is not None:
+            messages.info(request, f"Settings changed ({', '.join(changed)}): detection #{run.pk} started.")
+
+    @admin.action(description="Detect for all users")
+    def detect_all_users(self, request, queryset):
+        for incident in queryset:
+            run = services.detection_start(incident=incident, user_ids=None,
+                                           requested_by=request.user.get_username(), reason="admin action")
+            messages.info(request, f"Detection #{run.pk} of {incident.slug} started for {run.total_users} users.")
+
+
+class ReadOnlyInline(admin.TabularInline):
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+class ItemEventInline(ReadOnlyInline):
+    model = ItemEvent
+    fields = ["at", "actor", "action", "old_amount", "new_amount", "note"]
+    readonly_fields = fields
+
+
+class FlaggedFilter(admin.SimpleListFilter):
+    title = "flagged for staff"
+    parameter_name = "flagged"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "flagged"), ("no", "not flagged")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.filter(flagged_at__isnull=False)
+        if self.value() == "no":
+            return queryset.filter(flagged_at__isnull=True)
+        return queryset
+
+
+@admin.register(Item)
+class ItemAdmin(admin.ModelAdmin):
+    list_display = ["user_id", "kind", "reference", "asset", "amount", "status", "approval", "usdc_value",
+                    "flagged_at"]
+    list_filter = ["incident", "status", "kind", "approval", FlaggedFilter, "asset"]
+    search_fields = ["=user_id", "reference"]
+    readonly_fields = [f.name for f in Item._meta.fields]
+    inlines = [ItemEventInline]
+    show_full_result_count = False
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Finding)
+class FindingAdmin(admin.ModelAdmin):
+    list_display = ["user_id", "kind", "reference", "asset", "quantity", "description"]
+    list_filter = ["incident", "kind"]
+    search_fields = ["=user_id"]
+    readonly_fields = [f.name for f in Finding._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(DetectionRun)
+class DetectionRunAdmin(admin.ModelAdmin):
+    list_display = ["id", "incident", "started_at", "finished_at", "progress", "requested_by", "reason"]
+    list_filter = ["incident", "status"]
+    readonly_fields = [f.name for f in DetectionRun._meta.fields] + ["progress"]
+
+    @admin.display(description="progress")
+    def progress(self, run):
+        return progress_bar(run)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
