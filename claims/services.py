@@ -2,12 +2,14 @@
 
 import json
 import logging
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
@@ -92,15 +94,15 @@ def incident_load(*, path: str | Path, changed_by: str) -> IncidentLoaded:
         data = json.loads(Path(path).read_text(), parse_float=Decimal)
     except (OSError, json.JSONDecodeError) as exc:
         raise IncidentFileError(f"{path}: {exc}") from exc
-    settings = incident_settings_parse(data, source=str(path))
-    incident = Incident.objects.select_for_update().filter(slug=settings["slug"]).first()
+    values = incident_settings_parse(data, source=str(path))
+    incident = Incident.objects.select_for_update().filter(slug=values["slug"]).first()
     if incident is None:
-        incident = Incident(**settings)
+        incident = Incident(**values)
         incident.full_clean()
         incident.save()
         return IncidentLoaded(incident, True, [], None)
     before = incident.settings_dict()
-    for key, value in settings.items():
+    for key, value in values.items():
         setattr(incident, key, value)
     incident.full_clean()
     changed, run = incident_settings_save(incident=incident, before=before, changed_by=changed_by)
@@ -178,6 +180,8 @@ def detection_chunk_run(*, chunk_id: int) -> bool:
             return False
         run = chunk.run
         items_detect_and_save(incident=run.incident, user_ids=chunk.user_ids, run=run)
+        if settings.DETECTION_CHUNK_DELAY:
+            time.sleep(settings.DETECTION_CHUNK_DELAY)  # failure drills: a window to kill a worker mid-chunk
         chunk.status, chunk.done_at, chunk.attempts = DetectionChunk.Status.DONE, timezone.now(), chunk.attempts + 1
         chunk.save(update_fields=["status", "done_at", "attempts"])
         # The run row's lock orders the chunks' increments, so exactly one sees the last.

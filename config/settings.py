@@ -122,8 +122,16 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # seconds. A detection chunk takes about a second and retry countdowns stay under a minute
 # (claims/tasks.py), far inside the default of ten minutes; a task that outlived it would be
 # delivered twice, which the tasks tolerate but need not. Tests shorten it.
+# Workers look for such tasks every CELERY_UNACKED_RESTORE_INTERVAL seconds (kombu's default
+# sweep is only every 100 s).
 VISIBILITY_TIMEOUT = int(os.environ.get("CELERY_VISIBILITY_TIMEOUT", "600"))
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": VISIBILITY_TIMEOUT}
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": VISIBILITY_TIMEOUT,
+    "unacked_restore_interval": int(os.environ.get("CELERY_UNACKED_RESTORE_INTERVAL", "10")),
+    "unacked_restore_throttle": 1,
+}
+# Failure drills only: seconds a detection chunk waits before committing (0 in production).
+DETECTION_CHUNK_DELAY = float(os.environ.get("CLAIMDESK_DETECTION_CHUNK_DELAY", "0"))
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"

@@ -1,0 +1,145 @@
+"""Detection by real Celery workers over Redis, sharing the test database on PostgreSQL.
+
+CI sets CLAIMDESK_TEST_BROKER_URL; elsewhere these run whenever that and PostgreSQL are there.
+"""
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from unittest import mock
+
+import pytest
+from django.core.management import call_command
+from django.db import connection
+
+from claims.models import DetectionRun, Finding, Incident, Item
+from claims.selectors import item_export_rows
+from claims.services import detection_chunk_run, detection_start
+
+BROKER = os.environ.get("CLAIMDESK_TEST_BROKER_URL", "")
+ROOT = Path(__file__).resolve().parents[2]
+USERS = 120
+CHUNK = 10
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(not BROKER or connection.vendor != "postgresql",
+                       reason="needs PostgreSQL and a Redis broker (CLAIMDESK_TEST_BROKER_URL); .ci/run has both"),
+]
+
+
+def _database_url() -> str:
+    db = connection.settings_dict
+    auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
+    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+@pytest.fixture
+def workers():
+    """Start Celery workers on the test database; every one is killed at the end."""
+    started = []
+
+    def start(name: str, *, chunk_delay: float = 0) -> subprocess.Popen:
+        env = {**os.environ, "DATABASE_URL": _database_url(), "CELERY_BROKER_URL": BROKER, "SECRET_KEY": "test",
+               "CELERY_VISIBILITY_TIMEOUT": "3",
+               "CELERY_UNACKED_RESTORE_INTERVAL": "1", "CLAIMDESK_DETECTION_CHUNK_DELAY": str(chunk_delay)}
+        process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "config", "worker", "--concurrency", "2", "--loglevel", "WARNING",
+             "--without-gossip", "--without-mingle", "--without-heartbeat", "-n", f"{name}@%h"],
+            cwd=ROOT, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        kill(process)
+
+
+def kill(process: subprocess.Popen) -> None:
+    """SIGKILL the worker and its pool: no warm shutdown, nothing acknowledged or given back."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait(timeout=10)
+
+
+@pytest.fixture
+def broker():
+    """Send this test's tasks to Redis instead of running them in-process."""
+    import redis
+
+    from config.celery import app
+
+    redis.Redis.from_url(BROKER).flushdb()
+    saved = {key: app.conf[key] for key in ("task_always_eager", "broker_url", "broker_transport_options")}
+    app.conf.update(task_always_eager=False, broker_url=BROKER,
+                    broker_transport_options={"visibility_timeout": 3, "unacked_restore_interval": 1,
+                                              "unacked_restore_throttle": 1})
+    yield app
+    app.conf.update(saved)
+
+
+@pytest.fixture
+def simulated(tmp_path):
+    out = tmp_path / "sim"
+    call_command("simulate_incident", str(out), users=USERS, seed=11, start="2025-07-03T10:00:00Z",
+                 stdout=io.StringIO())
+    call_command("import_bundle", str(out), stdout=io.StringIO())
+    call_command("load_incident", str(out / "incident.json"), stdout=io.StringIO())
+    return Incident.objects.get()
+
+
+def detect_in_process(incident) -> list[list[str]]:
+    with mock.patch("claims.services._enqueue_chunks"):
+        run = detection_start(incident=incident, user_ids=None, requested_by="test", chunk_size=CHUNK)
+    for chunk_id in run.chunks.values_list("id", flat=True):
+        detection_chunk_run(chunk_id=chunk_id)
+    rows = item_export_rows(incident=incident)
+    Item.objects.all().delete()
+    Finding.objects.all().delete()
+    return rows
+
+
+def wait_for(run: DetectionRun, seconds: float, *, until_done_users: int | None = None) -> DetectionRun:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        run.refresh_from_db()
+        if run.status == "done" or (until_done_users is not None and run.done_users >= until_done_users):
+            return run
+        time.sleep(0.1)
+    raise AssertionError(f"detection #{run.pk} stuck at {run.done_users}/{run.total_users} users")
+
+
+def test_workers_detect_the_same_items_as_in_process_detection(simulated, broker, workers):
+    expected = detect_in_process(simulated)
+    assert len(expected) > 10
+    workers("one")
+    workers("two")
+
+    run = detection_start(incident=simulated, user_ids=None, requested_by="test", chunk_size=CHUNK)
+    wait_for(run, 120)
+
+    assert item_export_rows(incident=simulated) == expected
+    assert (run.done_users, run.chunks.filter(status="done").count()) == (USERS, USERS // CHUNK)
+
+
+def test_a_worker_killed_mid_run_is_replaced_and_the_items_come_out_the_same(simulated, broker, workers):
+    expected = detect_in_process(simulated)
+    doomed = workers("doomed", chunk_delay=1.5)  # each chunk waits 1.5 s before it commits
+
+    run = detection_start(incident=simulated, user_ids=None, requested_by="test", chunk_size=CHUNK)
+    wait_for(run, 60, until_done_users=CHUNK)
+    kill(doomed)  # two chunks were mid-way (computed, not committed) and one more was reserved
+    run.refresh_from_db()
+    assert run.status == "running" and run.done_users < USERS
+    workers("replacement")
+    wait_for(run, 120)
+
+    assert item_export_rows(incident=simulated) == expected
+    assert run.done_users == USERS  # nothing counted twice
+    assert list(run.chunks.values_list("attempts", flat=True).distinct()) == [1]
