@@ -722,12 +722,14 @@ class UserHistory:
         self.balances, self.positions = balances, positions
 
     def _plant_snapshot_errors(self, balances: dict, positions: dict) -> None:
-        taken: list[str] = []  # one planted change per asset, so each line's amount is exact
-        for kind in self.plan.errors + self.plan.extras:
+        kinds = self.plan.errors + self.plan.extras
+        # One planted change per asset, so each line's amount is exact; a margin jump is
+        # USDT's, whichever of the user's errors comes first.
+        taken: list[str] = ["USDT"] if "margin_jump" in kinds else []
+        for kind in kinds:
             if kind == "position_error":
                 self._flip_position(positions)
             elif kind == "margin_jump":
-                taken.append("USDT")
                 self._change_balance(balances, "USDT", -self._margin_jump(balances.get("USDT", ZERO)), "item")
             elif kind in ("holdings_gone", "surplus"):
                 asset = self._pick_asset(balances, taken, prefer_crypto=kind == "holdings_gone")

@@ -274,3 +274,22 @@ def test_running_a_chunk_task_twice_counts_it_once(sample):
     run_.refresh_from_db()
     assert (run_.done_users, run_.status) == (12, "done")
     assert item_state() == state
+
+
+def test_detection_finds_exactly_what_the_simulator_planted(tmp_path):
+    out = tmp_path / "sim"
+    run("simulate_incident", str(out), "--users", "400", "--seed", "23", "--start", "2025-07-03T10:00:00Z")
+    run("import_bundle", str(out))
+    run("load_incident", str(out / "incident.json"))
+    planted = [json.loads(line) for line in (out / "injected.jsonl").read_text().splitlines()]
+
+    run("detect", "sim-2025-07-03")
+
+    items = {(i.user_id, i.kind, i.reference, i.asset): i.amount for i in Item.objects.all()}
+    expected = {(p["userId"], p["kind"], p["reference"], p["asset"]): p["amount"] and Decimal(p["amount"])
+                for p in planted if p["expect"] in ("item", "needs_review")}
+    assert len(expected) > 50
+    assert items == expected
+    surpluses = {(f.user_id, f.reference): f.quantity for f in Finding.objects.filter(kind="balance_surplus")}
+    assert surpluses == {(p["userId"], p["reference"]): Decimal(p["amount"]) for p in planted
+                         if p["expect"] == "surplus"}
