@@ -182,7 +182,8 @@ def is_liquidation(fill) -> bool:
 
 
 def _fill_inputs(fill, price: Price | None) -> dict[str, Any]:
-    inputs = {"fill": fill_reference(fill), "symbol": fill.symbol, "side": fill.side, "price": str(fill.price),
+    inputs = {"fill": fill_reference(fill), "order_id": getattr(fill, "order_id", None), "symbol": fill.symbol,
+              "side": fill.side, "price": str(fill.price),
               "quantity": str(fill.quantity), "fee": str(fill.fee), "fee_symbol": fill.fee_symbol,
               "timestamp": iso(fill.timestamp), "system_order_type": fill.system_order_type}
     if price is not None:
@@ -309,7 +310,7 @@ def detect_wrong_withdrawals(ledger: UserLedger, ctx: Context) -> list[Detected]
         inputs: dict[str, Any] = {
             "withdrawal": withdrawal.id, "symbol": withdrawal.symbol, "quantity": str(withdrawal.quantity),
             "fee": str(withdrawal.fee), "status": withdrawal.status, "created_at": iso(withdrawal.created_at),
-            "return_credits": [],
+            "transaction_hash": getattr(withdrawal, "transaction_hash", None), "return_credits": [],
         }
         missing = None
         with localcontext(prec=PRECISION):

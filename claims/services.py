@@ -20,6 +20,10 @@ from . import detectors as d
 from .models import (
     DETECTION_SETTINGS,
     SETTING_FIELDS,
+    Claim,
+    ClaimAttachment,
+    ClaimTransition,
+    ClaimVerification,
     DetectionChunk,
     DetectionRun,
     Finding,
@@ -200,7 +204,8 @@ _context_cache: dict[tuple, d.Context] = {}
 
 def detection_context(incident: Incident) -> d.Context:
     """Settings, markets and prices for detection, kept per process until settings or data change."""
-    key = (incident.id, incident.settings_version, ledger.latest_import_run_id())
+    # Ids alone could repeat after a database is emptied (SQLite reuses them); times do not.
+    key = (incident.id, incident.settings_version, incident.updated_at, ledger.latest_import_marker())
     if key not in _context_cache:
         _context_cache.clear()
         policy = d.Policy(incident.window_start, incident.trading_resumed, incident.window_end,
@@ -362,3 +367,169 @@ def _findings_save(incident: Incident, user_ids: list[int], results: dict, run: 
                 inputs=json.loads(json.dumps(f.inputs, default=str)), detection_run=run)
         for user_id, (_, findings) in results.items() for f in findings
     )
+
+
+# --- claims ---
+
+VERIFICATION_LIFETIME = timedelta(hours=24)
+ATTACHMENT_TYPES = {b"\x89PNG\r\n\x1a\n": "image/png", b"\xff\xd8\xff": "image/jpeg", b"%PDF-": "application/pdf"}
+MAX_ATTACHMENTS = 5
+MAX_ATTACHMENT_BYTES = 10 * 1024 * 1024
+REFERENCE_FIELDS = ("trade_id", "order_id", "withdrawal_id", "transaction_hash", "market_symbol",
+                    "approximate_time", "claimed_amount", "claimed_asset")
+
+
+class ClaimRefused(Exception):
+    """A claim that cannot be taken; `field` names the input at fault, if one is."""
+
+    def __init__(self, message: str, *, field: str | None = None):
+        super().__init__(message)
+        self.field = field
+
+
+def attachment_content_type(head: bytes) -> str | None:
+    """PNG, JPEG or PDF, judged by the file's first bytes, not its name."""
+    return next((kind for magic, kind in ATTACHMENT_TYPES.items() if head.startswith(magic)), None)
+
+
+def attachments_check(files: list) -> list[tuple]:
+    """Each upload with its content type, or ClaimRefused naming the first bad one."""
+    if len(files) > MAX_ATTACHMENTS:
+        raise ClaimRefused(f"at most {MAX_ATTACHMENTS} attachments", field="attachments")
+    checked = []
+    for upload in files:
+        if upload.size > MAX_ATTACHMENT_BYTES:
+            raise ClaimRefused(f"{upload.name} is larger than 10 MB", field="attachments")
+        head = upload.read(8)
+        upload.seek(0)
+        content_type = attachment_content_type(head)
+        if content_type is None:
+            raise ClaimRefused(f"{upload.name} is not a PNG, JPEG or PDF file", field="attachments")
+        checked.append((upload, content_type))
+    return checked
+
+
+def _attachments_save(claim: Claim, files: list, note: str = "") -> None:
+    import hashlib
+
+    for upload, content_type in attachments_check(files):
+        sha = hashlib.sha256()
+        for chunk in upload.chunks():
+            sha.update(chunk)
+        upload.seek(0)
+        ClaimAttachment.objects.create(claim=claim, file=upload, original_name=upload.name[:255],
+                                       content_type=content_type, size=upload.size, sha256=sha.hexdigest(),
+                                       note=note)
+
+
+def claim_transition(*, claim: Claim, to: str, actor: str, reason: str = "") -> None:
+    ClaimTransition.objects.create(claim=claim, actor=actor, from_status=claim.status or "", to_status=to,
+                                   reason=reason)
+    claim.status = to
+    claim.save(update_fields=["status", "updated_at"])
+
+
+@transaction.atomic
+def claim_create(*, incident: Incident, user_id: int, channel: str, kind: str, description: str = "",
+                 references: dict | None = None, language: str = "en", attachments: list | None = None,
+                 actor: str) -> Claim:
+    """File a claim. From the web it waits, unverified, for the link sent to the address on file;
+    from the API (the exchange has logged the user in) or staff it is received at once."""
+    if timezone.now() > incident.claims_close:
+        raise ClaimRefused(f"claims for {incident.title} closed on {incident.claims_close:%Y-%m-%d %H:%M} UTC",
+                           field="incident")
+    account = ledger.account_get(user_id)
+    if account is None:
+        raise ClaimRefused(f"no account {user_id}", field="user_id")
+    attachments = attachments or []
+    attachments_check(attachments)
+    claim = Claim.objects.create(incident=incident, user_id=user_id, channel=channel, kind=kind,
+                                 description=description, language=language, status="",
+                                 **{k: v for k, v in (references or {}).items() if k in REFERENCE_FIELDS})
+    web = channel == Claim.Channel.WEB
+    claim_transition(claim=claim, to=Claim.Status.UNVERIFIED if web else Claim.Status.RECEIVED, actor=actor,
+                     reason=f"filed through {channel}")
+    _attachments_save(claim, attachments)
+    if web:
+        _verification_send(claim)
+    else:
+        _claim_received(claim, actor=actor)
+    return claim
+
+
+def _verification_send(claim: Claim) -> None:
+    import hashlib
+    import secrets
+
+    from .notifications import absolute, notify
+
+    token = secrets.token_urlsafe(32)
+    ClaimVerification.objects.create(claim=claim, token_hash=hashlib.sha256(token.encode()).hexdigest(),
+                                     expires_at=timezone.now() + VERIFICATION_LIFETIME)
+    from django.urls import reverse
+
+    notify(key=f"claim:{claim.id}:verification:{token[:12]}", kind="verification", user_id=claim.user_id,
+           claim=claim, context={"verify_url": absolute(reverse("claims:verify", args=[token])),
+                                 "hours": int(VERIFICATION_LIFETIME.total_seconds() // 3600)})
+
+
+class VerificationFailed(Exception):
+    pass
+
+
+@transaction.atomic
+def claim_verify(*, token: str) -> Claim:
+    """Use a verification link: once, before it expires."""
+    import hashlib
+
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    verification = ClaimVerification.objects.select_related("claim").filter(token_hash=digest).first()
+    if verification is None:
+        raise VerificationFailed("this link is not valid")
+    # The conditional UPDATE makes the link single-use even if it is clicked twice at once.
+    used = ClaimVerification.objects.filter(id=verification.id, used_at__isnull=True,
+                                            expires_at__gte=timezone.now()).update(used_at=timezone.now())
+    claim = Claim.objects.select_for_update().get(id=verification.claim_id)
+    if used != 1:
+        if claim.status != Claim.Status.UNVERIFIED:
+            return claim  # already confirmed: the link just shows the claim again
+        raise VerificationFailed("this link has expired; please file the claim again")
+    if claim.status == Claim.Status.UNVERIFIED:
+        claim_transition(claim=claim, to=Claim.Status.RECEIVED, actor=f"claimant {claim.user_id}",
+                         reason="e-mail address on file confirmed")
+        _claim_received(claim, actor=f"claimant {claim.user_id}")
+    return claim
+
+
+def _claim_received(claim: Claim, *, actor: str) -> None:
+    """Merge a repeated claim into the first, else acknowledge it and match it after commit."""
+    from .notifications import notify
+    from .tasks import claim_match_task
+
+    earlier = (Claim.objects.select_for_update()
+               .filter(incident=claim.incident, user_id=claim.user_id, merged_into__isnull=True)
+               .exclude(id=claim.id).exclude(status=Claim.Status.UNVERIFIED).order_by("id"))
+    first = next((c for c in earlier if c.reference_key() == claim.reference_key()), None)
+    if first is not None:
+        claim.merged_into = first
+        claim.save(update_fields=["merged_into"])
+        claim_transition(claim=claim, to=Claim.Status.MERGED, actor=actor,
+                         reason=f"same references as claim #{first.id}")
+        if claim.description:
+            ClaimTransition.objects.create(claim=first, actor=actor, from_status=first.status,
+                                           to_status=first.status,
+                                           reason=f"claim #{claim.id} merged here: {claim.description}")
+        notify(key=f"claim:{claim.id}:acknowledgement", kind="acknowledgement", user_id=claim.user_id, claim=first,
+               context={"merged": True})
+        return
+    notify(key=f"claim:{claim.id}:acknowledgement", kind="acknowledgement", user_id=claim.user_id, claim=claim)
+    claim_id = claim.id
+    transaction.on_commit(lambda: claim_match_task.delay(claim_id=claim_id))
+
+
+@transaction.atomic
+def claim_add_information(*, claim: Claim, text: str, attachments: list, actor: str) -> None:
+    if attachments:
+        _attachments_save(claim, attachments, note=text)
+    ClaimTransition.objects.create(claim=claim, actor=actor, from_status=claim.status, to_status=claim.status,
+                                   reason=f"information added: {text}" if text else "attachment added")

@@ -26,3 +26,20 @@ RETRY_BACKOFF_MAX = 60
 )
 def detection_chunk_run_task(*, chunk_id: int) -> bool:
     return services.detection_chunk_run(chunk_id=chunk_id)
+
+
+@shared_task(name="claims.claim_match", acks_late=True, reject_on_worker_lost=True,
+             autoretry_for=(OperationalError, IntegrityError), retry_backoff=True,
+             retry_backoff_max=RETRY_BACKOFF_MAX, max_retries=8)
+def claim_match_task(*, claim_id: int) -> str | None:
+    from .matching import claim_match
+
+    return claim_match(claim_id=claim_id)
+
+
+@shared_task(name="claims.notification_send", acks_late=True, reject_on_worker_lost=True,
+             autoretry_for=(Exception,), retry_backoff=True, retry_backoff_max=RETRY_BACKOFF_MAX, max_retries=10)
+def notification_send_task(*, notification_id: int) -> bool:
+    from .notifications import notification_send
+
+    return notification_send(notification_id=notification_id)

@@ -1,5 +1,111 @@
-from django.shortcuts import render
+"""The claimant's pages: start, claim form, verification link, status page."""
+
+from django.conf import settings
+from django.core import signing
+from django.core.cache import cache
+from django.http import Http404, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone, translation
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_http_methods
+
+from exchange import selectors as ledger
+
+from . import services
+from .explain import explain
+from .forms import AddInformationForm, ClaimForm
+from .models import Claim, Incident
+from .notifications import STATUS_SALT, status_path
+
+
+def too_many(request, scope: str) -> bool:
+    """A fixed-window limit per client address for the public pages that write."""
+    limit, seconds = settings.WEB_THROTTLE[scope]
+    key = f"throttle:{scope}:{request.META.get('REMOTE_ADDR', '')}:{int(timezone.now().timestamp()) // seconds}"
+    cache.add(key, 0, seconds)
+    return cache.incr(key) > limit
 
 
 def start_page(request):
-    return render(request, "start.html")
+    incidents = Incident.objects.filter(claims_close__gte=timezone.now()).order_by("-window_start")
+    return render(request, "start.html", {"incidents": incidents})
+
+
+@require_http_methods(["GET", "POST"])
+def claim_new(request, slug: str):
+    incident = get_object_or_404(Incident, slug=slug)
+    closed = timezone.now() > incident.claims_close
+    form = ClaimForm(request.POST or None, request.FILES or None)
+    if request.method == "POST" and not closed:
+        if too_many(request, "claim"):
+            return HttpResponse(_("Too many claims from your address; please try again later."), status=429)
+        if form.is_valid():
+            _file_claim(request, incident, form)
+            if not form.errors:
+                return redirect("claims:sent")
+    return render(request, "claims/claim_form.html", {"incident": incident, "form": form, "closed": closed},
+                  status=200 if not form.errors else 400)
+
+
+def _file_claim(request, incident: Incident, form: ClaimForm) -> None:
+    account = ledger.account_get(form.cleaned_data["user_id"])
+    # The link goes to the address on file, and only when the typed one is that address; the
+    # page says the same either way, so it tells nobody which accounts or addresses exist.
+    if account is None or account.email.strip().lower() != form.cleaned_data["email"].strip().lower():
+        return
+    try:
+        services.claim_create(
+            incident=incident, user_id=account.user_id, channel=Claim.Channel.WEB, kind=form.cleaned_data["kind"],
+            description=form.cleaned_data["description"], references=form.references(),
+            language=translation.get_language() or "en", attachments=form.cleaned_data["attachments"],
+            actor=f"claimant {account.user_id}")
+    except services.ClaimRefused as exc:
+        form.add_error(exc.field if exc.field in form.fields else None, str(exc))
+
+
+def claim_sent(request):
+    return render(request, "claims/claim_sent.html")
+
+
+def claim_verify(request, token: str):
+    try:
+        claim = services.claim_verify(token=token)
+    except services.VerificationFailed as exc:
+        return render(request, "claims/verify_failed.html", {"reason": str(exc)}, status=410)
+    return redirect(status_path(claim))
+
+
+def _claim_from_token(token: str) -> Claim:
+    try:
+        public_id = signing.loads(token, salt=STATUS_SALT)
+    except signing.BadSignature as exc:
+        raise Http404("unknown claim") from exc
+    return get_object_or_404(Claim.objects.select_related("incident"), public_id=public_id)
+
+
+@require_http_methods(["GET", "POST"])
+def claim_status(request, token: str):
+    claim = _claim_from_token(token)
+    shown = claim.merged_into or claim
+    form = AddInformationForm(request.POST or None, request.FILES or None)
+    if request.method == "POST":
+        if too_many(request, "status"):
+            return HttpResponse(_("Too many requests; please try again later."), status=429)
+        if form.is_valid() and (form.cleaned_data["text"] or form.cleaned_data["attachments"]):
+            try:
+                services.claim_add_information(claim=shown, text=form.cleaned_data["text"],
+                                               attachments=form.cleaned_data["attachments"],
+                                               actor=f"claimant {claim.user_id}")
+            except services.ClaimRefused as exc:
+                form.add_error("attachments", str(exc))
+            else:
+                return redirect(request.path)
+    items = [{"item": item, "explanation": explain(kind=item.kind, inputs=item.inputs, amount=item.amount,
+                                                   asset=item.asset, review_reason=item.review_reason)}
+             for item in shown.items.order_by("kind", "reference")]
+    no_loss = [{"event": e, "explanation": explain(kind=e["kind"], inputs=e["inputs"], amount="0",
+                                                   asset=e["asset"])} for e in shown.no_loss_details]
+    return render(request, "claims/claim_status.html", {
+        "claim": shown, "merged_from": claim if claim.merged_into else None, "items": items, "no_loss": no_loss,
+        "transitions": shown.transitions.all(), "attachments": shown.attachments.all(), "form": form,
+    })

@@ -1,9 +1,12 @@
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 
 from claims import views as claim_views
 
 urlpatterns = [
     path("", claim_views.start_page, name="start"),
+    path("", include("claims.urls")),
+    path("i18n/", include("django.conf.urls.i18n")),
+    path("api/", include("claims.api_urls")),
     path("admin/", admin.site.urls),
 ]

@@ -70,6 +70,7 @@ def mark_price_latest(symbol: str, t: datetime) -> tuple | None:
             .values_list("timestamp", "mark_price", "index_price").first())
 
 
-def latest_import_run_id() -> int | None:
+def latest_import_marker() -> tuple | None:
+    """Identifies the ledger's current content: the latest successful import (id and when it ended)."""
     return m.ImportRun.objects.filter(status=m.ImportRun.Status.SUCCEEDED).order_by("-id").values_list(
-        "id", flat=True).first()
+        "id", "finished_at").first()

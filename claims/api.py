@@ -1,0 +1,217 @@
+"""The REST API: the exchange's front end files and reads claims for the user it has logged in;
+staff tools read every claim, incident and item.
+
+Callers authenticate with `Authorization: Token <token>` (an ApiClient with scopes) or, for
+staff in a browser, the admin session. A front-end call names its user in the
+`X-Claimdesk-User` header; it sees that user's claims only, and any other claim id answers 404.
+"""
+
+import csv
+import io
+
+from django.db.models import Prefetch
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
+from rest_framework.response import Response
+
+from . import selectors, services
+from .api_auth import (
+    USER_PARAMETER,
+    CallerThrottle,
+    CanFileClaims,
+    ClaimantThrottle,
+    IsStaffCaller,
+    acting_user_id,
+)
+from .explain import explain
+from .models import ApiClient, Claim, ClaimKind, ClaimTransition, Incident, Item
+
+# --- serializers ---
+
+
+class ClaimCreateSerializer(serializers.Serializer):
+    incident = serializers.SlugRelatedField(slug_field="slug", queryset=Incident.objects.all())
+    user_id = serializers.IntegerField(required=False, min_value=1, max_value=2**63 - 1,
+                                       help_text="Staff callers only: the claimant's userId.")
+    kind = serializers.ChoiceField(choices=ClaimKind.choices)
+    description = serializers.CharField(required=False, allow_blank=True, max_length=10000, default="")
+    trade_id = serializers.IntegerField(required=False, min_value=1, max_value=2**63 - 1)
+    order_id = serializers.CharField(required=False, allow_blank=True, max_length=64)
+    withdrawal_id = serializers.IntegerField(required=False, min_value=1, max_value=2**63 - 1)
+    transaction_hash = serializers.CharField(required=False, allow_blank=True, max_length=200)
+    market_symbol = serializers.CharField(required=False, allow_blank=True, max_length=64)
+    approximate_time = serializers.DateTimeField(required=False)
+    claimed_amount = serializers.DecimalField(required=False, max_digits=38, decimal_places=18, min_value=0)
+    claimed_asset = serializers.CharField(required=False, allow_blank=True, max_length=32)
+    language = serializers.ChoiceField(choices=["en", "zh-hans", "pt-br"], default="en")
+
+
+class ItemSerializer(serializers.ModelSerializer):
+    amount = serializers.DecimalField(max_digits=38, decimal_places=18, coerce_to_string=True, allow_null=True)
+    explanation = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Item
+        fields = ["kind", "reference", "asset", "amount", "status", "review_reason", "explanation"]
+
+    def get_explanation(self, item) -> str:
+        return explain(kind=item.kind, inputs=item.inputs, amount=item.amount, asset=item.asset,
+                       review_reason=item.review_reason)
+
+
+class StaffItemSerializer(ItemSerializer):
+    usdc_value = serializers.DecimalField(max_digits=38, decimal_places=18, coerce_to_string=True, allow_null=True)
+    flagged_amount = serializers.DecimalField(max_digits=38, decimal_places=18, coerce_to_string=True,
+                                              allow_null=True)
+
+    class Meta(ItemSerializer.Meta):
+        fields = ["id", "user_id", *ItemSerializer.Meta.fields, "approval", "usdc_value", "formula", "inputs",
+                  "event_at", "corrective_action", "flagged_at", "flagged_amount", "flag_reason"]
+
+
+class TransitionSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ClaimTransition
+        fields = ["at", "from_status", "to_status", "reason"]
+
+
+class ClaimSerializer(serializers.ModelSerializer):
+    id = serializers.UUIDField(source="public_id", read_only=True)
+    incident = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    merged_into = serializers.SlugRelatedField(slug_field="public_id", read_only=True)
+    claimed_amount = serializers.DecimalField(max_digits=38, decimal_places=18, coerce_to_string=True,
+                                              allow_null=True)
+    items = ItemSerializer(many=True, read_only=True)
+    transitions = TransitionSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = Claim
+        fields = ["id", "incident", "user_id", "channel", "kind", "description", "trade_id", "order_id",
+                  "withdrawal_id", "transaction_hash", "market_symbol", "approximate_time", "claimed_amount",
+                  "claimed_asset", "language", "status", "merged_into", "items", "transitions", "created_at"]
+
+
+class IncidentSerializer(serializers.ModelSerializer):
+    auto_approve_limit = serializers.DecimalField(max_digits=38, decimal_places=18, coerce_to_string=True)
+    dual_approval_limit = serializers.DecimalField(max_digits=38, decimal_places=18, coerce_to_string=True)
+
+    class Meta:
+        model = Incident
+        fields = ["slug", "title", "window_start", "trading_resumed", "window_end", "evaluation_end",
+                  "price_reference", "price_max_age", "bad_fill_tolerance_bps", "auto_approve_limit",
+                  "dual_approval_limit", "claims_close", "settings_version"]
+
+
+# --- views ---
+
+CLAIM_FILTERS = [
+    OpenApiParameter("status", OpenApiTypes.STR, enum=Claim.Status.values),
+    OpenApiParameter("kind", OpenApiTypes.STR, enum=ClaimKind.values),
+    OpenApiParameter("incident", OpenApiTypes.STR, description="incident slug"),
+]
+
+
+@extend_schema_view(
+    list=extend_schema(parameters=[USER_PARAMETER, *CLAIM_FILTERS]),
+    retrieve=extend_schema(parameters=[USER_PARAMETER]),
+    create=extend_schema(parameters=[USER_PARAMETER], request=ClaimCreateSerializer, responses={201: ClaimSerializer}),
+)
+class ClaimViewSet(mixins.CreateModelMixin, mixins.RetrieveModelMixin, mixins.ListModelMixin,
+                   viewsets.GenericViewSet):
+    serializer_class = ClaimSerializer
+    permission_classes = [CanFileClaims]
+    throttle_classes = [CallerThrottle, ClaimantThrottle]
+    lookup_field = "public_id"
+    lookup_value_regex = "[0-9a-fA-F-]{36}"
+
+    def get_queryset(self):
+        claims = Claim.objects.select_related("incident", "merged_into").prefetch_related(
+            Prefetch("items", queryset=Item.objects.order_by("kind", "reference")), "transitions").order_by("-id")
+        user_id = acting_user_id(self.request)
+        if user_id is not None:
+            claims = claims.filter(user_id=user_id)
+        if self.action == "list":
+            params = self.request.query_params
+            for name, lookup in (("status", "status"), ("kind", "kind"), ("incident", "incident__slug")):
+                if params.get(name):
+                    claims = claims.filter(**{lookup: params[name]})
+        return claims
+
+    def create(self, request, *args, **kwargs):
+        data = ClaimCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = dict(data.validated_data)
+        user_id = acting_user_id(request)
+        staff = user_id is None
+        if staff:
+            user_id = values.get("user_id")
+            if user_id is None:
+                raise ValidationError({"user_id": ["required for staff callers"]})
+        references = {k: values[k] for k in services.REFERENCE_FIELDS if values.get(k) not in (None, "")}
+        try:
+            claim = services.claim_create(
+                incident=values["incident"], user_id=user_id,
+                channel=Claim.Channel.STAFF if staff else Claim.Channel.API, kind=values["kind"],
+                description=values["description"], references=references, language=values["language"],
+                actor=_actor(request))
+        except services.ClaimRefused as exc:
+            raise ValidationError({exc.field or "non_field_errors": [str(exc)]}) from exc
+        return Response(ClaimSerializer(self.get_queryset().get(pk=claim.pk)).data, status=status.HTTP_201_CREATED)
+
+
+def _actor(request) -> str:
+    user = request.user
+    return f"api client {user.name}" if isinstance(user, ApiClient) else f"staff {user.get_username()}"
+
+
+ITEM_FILTERS = [
+    OpenApiParameter("status", OpenApiTypes.STR, enum=Item.Status.values),
+    OpenApiParameter("kind", OpenApiTypes.STR, enum=[k for k in ClaimKind.values if k != "other"]),
+    OpenApiParameter("user_id", OpenApiTypes.INT),
+]
+
+
+class IncidentViewSet(viewsets.ReadOnlyModelViewSet):
+    """Staff: incidents, their items and the policy's items export."""
+
+    serializer_class = IncidentSerializer
+    permission_classes = [IsStaffCaller]
+    throttle_classes = [CallerThrottle]
+    lookup_field = "slug"
+    queryset = Incident.objects.order_by("-window_start")
+
+    @extend_schema(parameters=ITEM_FILTERS, responses=StaffItemSerializer(many=True))
+    @action(detail=True, methods=["get"])
+    def items(self, request, slug=None):
+        incident = get_object_or_404(Incident, slug=slug)
+        items = selectors.item_list(incident=incident).order_by("user_id", "kind", "reference", "asset")
+        params = request.query_params
+        if params.get("status"):
+            items = items.filter(status=params["status"])
+        if params.get("kind"):
+            items = items.filter(kind=params["kind"])
+        if params.get("user_id"):
+            if not params["user_id"].isdigit():
+                raise ValidationError({"user_id": ["must be a whole number"]})
+            items = items.filter(user_id=int(params["user_id"]))
+        page = self.paginate_queryset(items)
+        return self.get_paginated_response(StaffItemSerializer(page, many=True).data)
+
+    @extend_schema(responses={(200, "text/csv"): OpenApiTypes.STR})
+    @action(detail=True, methods=["get"], url_path="items-export")
+    def items_export(self, request, slug=None):
+        from .management.commands.export_items import HEADER
+
+        incident = get_object_or_404(Incident, slug=slug)
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(HEADER)
+        writer.writerows(selectors.item_export_rows(incident=incident))
+        response = HttpResponse(out.getvalue(), content_type="text/csv")
+        response["Content-Disposition"] = f'attachment; filename="{incident.slug}-items.csv"'
+        return response

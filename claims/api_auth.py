@@ -1,0 +1,106 @@
+"""Who calls the API: authentication by API-client token, scopes, and throttles.
+
+Kept apart from the views: DRF's settings import these while the views' module loads.
+"""
+
+import hashlib
+
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter
+from rest_framework import permissions
+from rest_framework.authentication import BaseAuthentication, get_authorization_header
+from rest_framework.exceptions import AuthenticationFailed, ValidationError
+from rest_framework.throttling import SimpleRateThrottle
+
+from .models import ApiClient
+
+USER_HEADER = "HTTP_X_CLAIMDESK_USER"
+USER_PARAMETER = OpenApiParameter(
+    "X-Claimdesk-User", OpenApiTypes.INT, OpenApiParameter.HEADER, required=False,
+    description="The userId the front end has logged in (required for a token with the `claims` scope).")
+
+
+def token_digest(token: str | bytes) -> str:
+    return hashlib.sha256(token if isinstance(token, bytes) else token.encode()).hexdigest()
+
+
+class ApiTokenAuthentication(BaseAuthentication):
+    def authenticate(self, request):
+        header = get_authorization_header(request).split()
+        if not header or header[0].lower() != b"token":
+            return None
+        if len(header) != 2:
+            raise AuthenticationFailed("Authorization header must be: Token <token>")
+        client = ApiClient.objects.filter(token_hash=token_digest(header[1]), is_active=True).first()
+        if client is None:
+            raise AuthenticationFailed("unknown or revoked token")
+        return client, None
+
+    def authenticate_header(self, request):
+        return "Token"
+
+
+class ApiTokenScheme(OpenApiAuthenticationExtension):
+    target_class = "claims.api_auth.ApiTokenAuthentication"
+    name = "apiToken"
+
+    def get_security_definition(self, auto_schema):
+        return {"type": "apiKey", "in": "header", "name": "Authorization",
+                "description": "`Token <token>` of an API client"}
+
+
+def is_staff_caller(request) -> bool:
+    user = request.user
+    if isinstance(user, ApiClient):
+        return user.has_scope(ApiClient.Scope.STAFF)
+    return bool(user and user.is_authenticated and user.is_staff)
+
+
+def acting_user_id(request) -> int | None:
+    """The user a front-end call acts for (None for staff); a bad header is a 400 naming it."""
+    if is_staff_caller(request):
+        return None
+    raw = request.META.get(USER_HEADER, "")
+    if not raw.isdigit() or not 0 < int(raw) < 2**63:
+        raise ValidationError({"X-Claimdesk-User": ["required: the userId this call acts for"]})
+    return int(raw)
+
+
+class CanFileClaims(permissions.BasePermission):
+    def has_permission(self, request, view):
+        user = request.user
+        if isinstance(user, ApiClient):
+            return user.has_scope(ApiClient.Scope.CLAIMS) or user.has_scope(ApiClient.Scope.STAFF)
+        return is_staff_caller(request)
+
+
+class IsStaffCaller(permissions.BasePermission):
+    def has_permission(self, request, view):
+        return is_staff_caller(request)
+
+
+class CallerThrottle(SimpleRateThrottle):
+    """Per API client (or staff user, or address): a ceiling for the whole caller."""
+
+    scope = "caller"
+
+    def get_cache_key(self, request, view):
+        user = request.user
+        ident = f"client-{user.pk}" if isinstance(user, ApiClient) else (
+            f"user-{user.pk}" if user and user.is_authenticated else self.get_ident(request))
+        return self.cache_format % {"scope": self.scope, "ident": ident}
+
+
+class ClaimantThrottle(SimpleRateThrottle):
+    """Per user a front-end call acts for: one person cannot flood the queue."""
+
+    scope = "claimant"
+
+    def get_cache_key(self, request, view):
+        raw = request.META.get(USER_HEADER, "")
+        if request.method != "POST" or not raw.isdigit():
+            return None
+        return self.cache_format % {"scope": self.scope, "ident": raw}
+
+

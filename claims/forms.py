@@ -1,0 +1,79 @@
+from django import forms
+from django.utils.translation import gettext_lazy as _
+
+from .models import ClaimKind
+from .services import MAX_ATTACHMENTS
+
+# Which reference fields the form shows for each kind (all of them without JavaScript).
+FIELDS_BY_KIND = {
+    "liquidation": ["trade_id", "order_id", "market_symbol", "approximate_time", "claimed_amount", "claimed_asset"],
+    "bad_fill": ["trade_id", "order_id", "market_symbol", "approximate_time", "claimed_amount", "claimed_asset"],
+    "wrong_withdrawal": ["withdrawal_id", "transaction_hash", "approximate_time", "claimed_amount", "claimed_asset"],
+    "position_error": ["market_symbol", "approximate_time", "claimed_amount", "claimed_asset"],
+    "missing_funds": ["claimed_asset", "claimed_amount", "approximate_time"],
+    "other": ["approximate_time", "claimed_amount", "claimed_asset"],
+}
+
+
+class MultipleFileInput(forms.ClearableFileInput):
+    allow_multiple_selected = True
+
+
+class MultipleFileField(forms.FileField):
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("widget", MultipleFileInput(attrs={"accept": ".png,.jpg,.jpeg,.pdf,image/png,image/jpeg,"
+                                                                       "application/pdf"}))
+        super().__init__(*args, **kwargs)
+
+    def clean(self, data, initial=None):
+        files = data if isinstance(data, list | tuple) else ([data] if data else [])
+        if len(files) > MAX_ATTACHMENTS:
+            raise forms.ValidationError(_("At most %(count)d files.") % {"count": MAX_ATTACHMENTS})
+        return [super(MultipleFileField, self).clean(f, initial) for f in files]
+
+
+class ClaimForm(forms.Form):
+    user_id = forms.IntegerField(label=_("Account ID"), min_value=1,
+                                 help_text=_("The number shown in your exchange profile."))
+    email = forms.EmailField(label=_("E-mail address of the account"),
+                             help_text=_("We send a confirmation link to the address the exchange has on file."))
+    kind = forms.ChoiceField(label=_("What happened?"), choices=ClaimKind.choices, widget=forms.RadioSelect)
+    trade_id = forms.IntegerField(label=_("Trade ID"), required=False, min_value=1)
+    order_id = forms.CharField(label=_("Order ID"), required=False, max_length=64)
+    withdrawal_id = forms.IntegerField(label=_("Withdrawal ID"), required=False, min_value=1)
+    transaction_hash = forms.CharField(label=_("Transaction hash"), required=False, max_length=200)
+    market_symbol = forms.CharField(label=_("Market"), required=False, max_length=64,
+                                    help_text=_("For example SOL_USDC_PERP."))
+    approximate_time = forms.DateTimeField(label=_("Approximate time (UTC)"), required=False,
+                                           widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
+                                           input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S"])
+    claimed_amount = forms.DecimalField(label=_("Amount you believe you lost"), required=False, min_value=0,
+                                        max_digits=38, decimal_places=18)
+    claimed_asset = forms.CharField(label=_("Asset of that amount"), required=False, max_length=32,
+                                    help_text=_("For example USDC or SOL."))
+    description = forms.CharField(label=_("Tell us what happened, in your own words"), required=False,
+                                  widget=forms.Textarea(attrs={"rows": 5}), max_length=10000)
+    attachments = MultipleFileField(label=_("Screenshots or statements (PNG, JPEG or PDF; up to 5 files, 10 MB each)"),
+                                    required=False)
+
+    def references(self) -> dict:
+        data = self.cleaned_data
+        refs = {name: data.get(name) for name in FIELDS_BY_KIND["liquidation"] + FIELDS_BY_KIND["wrong_withdrawal"]}
+        refs["market_symbol"] = (refs.get("market_symbol") or "").strip().upper()
+        refs["claimed_asset"] = (refs.get("claimed_asset") or "").strip().upper()
+        refs["order_id"] = (refs.get("order_id") or "").strip()
+        refs["transaction_hash"] = (refs.get("transaction_hash") or "").strip()
+        return {k: v for k, v in refs.items() if v not in (None, "")}
+
+    def reference_fields(self):
+        """The reference fields, each with the kinds it belongs to (for the form's show/hide)."""
+        for name in ("trade_id", "order_id", "withdrawal_id", "transaction_hash", "market_symbol",
+                     "approximate_time", "claimed_amount", "claimed_asset"):
+            kinds = " ".join(k for k, names in FIELDS_BY_KIND.items() if name in names)
+            yield self[name], kinds
+
+
+class AddInformationForm(forms.Form):
+    text = forms.CharField(label=_("Anything to add?"), required=False, widget=forms.Textarea(attrs={"rows": 4}),
+                           max_length=10000)
+    attachments = MultipleFileField(label=_("Attachments (PNG, JPEG or PDF)"), required=False)

@@ -1,0 +1,106 @@
+"""E-mail to claimants: localized, sent after commit, retried, never sent twice.
+
+Every message has a key naming its event (e.g. `claim:12:outcome:matched`); the key is
+unique in the database, so asking twice for the same message stores one row. Sending
+claims the row with a conditional UPDATE (pending -> sending) before it talks to the
+e-mail provider: a repeated task finds nothing to claim. If the provider fails, the row
+goes back to pending and the task retries; a worker that dies between sending and
+recording leaves the row in `sending`, which is never sent again (at most once).
+"""
+
+from django.conf import settings
+from django.core import signing
+from django.core.mail import EmailMultiAlternatives
+from django.db import transaction
+from django.db.models import F
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils import timezone, translation
+from django.utils.translation import gettext_noop
+
+from exchange import selectors as ledger
+
+from .models import Claim, Notification
+
+STATUS_SALT = "claimdesk.claim-status"
+LANGUAGES = {code for code, _ in settings.LANGUAGES}
+LOCALE_TO_LANGUAGE = {"zh": "zh-hans", "zh-cn": "zh-hans", "zh-hans": "zh-hans", "pt": "pt-br", "pt-br": "pt-br"}
+
+
+def language_for(locale: str | None) -> str:
+    """The site language for an account's locale (`zh-CN` -> `zh-hans`), English by default."""
+    code = (locale or "").strip().lower().replace("_", "-")
+    if code in LOCALE_TO_LANGUAGE:
+        return LOCALE_TO_LANGUAGE[code]
+    return code if code in LANGUAGES else LOCALE_TO_LANGUAGE.get(code.split("-")[0], "en")
+
+
+def status_token(claim: Claim) -> str:
+    return signing.dumps(str(claim.public_id), salt=STATUS_SALT)
+
+
+def status_path(claim: Claim) -> str:
+    return reverse("claims:status", args=[status_token(claim)])
+
+
+def absolute(path: str) -> str:
+    return settings.SITE_URL.rstrip("/") + path
+
+
+def notify(*, key: str, kind: str, user_id: int, claim: Claim | None = None, context: dict | None = None,
+           language: str | None = None) -> Notification | None:
+    """Queue one message to the address on file; a second call with the same key does nothing."""
+    account = ledger.account_get(user_id)
+    if account is None:
+        return None
+    notification, created = Notification.objects.get_or_create(key=key, defaults={
+        "kind": kind, "claim": claim, "user_id": user_id, "to": account.email,
+        "language": language or (claim.language if claim else language_for(account.locale)),
+        "context": context or {},
+    })
+    if created:
+        from .tasks import notification_send_task
+
+        transaction.on_commit(lambda: notification_send_task.delay(notification_id=notification.id))
+    return notification
+
+
+SUBJECTS = {
+    "verification": gettext_noop("Confirm your claim"),
+    "acknowledgement": gettext_noop("We received your claim"),
+    "outcome": gettext_noop("What we found for your claim"),
+    "decision": gettext_noop("A decision on your claim"),
+    "payout": gettext_noop("Your compensation is on its way"),
+    "found": gettext_noop("We found something owed to you"),
+}
+
+
+def notification_send(*, notification_id: int) -> bool:
+    """Send one queued message; False if another delivery of the task already took it."""
+    claimed = Notification.objects.filter(id=notification_id, status=Notification.Status.PENDING).update(
+        status=Notification.Status.SENDING, attempts=F("attempts") + 1)
+    if claimed != 1:
+        return False
+    notification = Notification.objects.select_related("claim").get(id=notification_id)
+    try:
+        message = _render(notification)
+        message.send()
+    except Exception as exc:
+        Notification.objects.filter(id=notification_id).update(status=Notification.Status.PENDING, error=str(exc))
+        raise
+    Notification.objects.filter(id=notification_id).update(status=Notification.Status.SENT, sent_at=timezone.now(),
+                                                           error="")
+    return True
+
+
+def _render(notification: Notification) -> EmailMultiAlternatives:
+    from django.utils.translation import gettext
+
+    with translation.override(notification.language):
+        context = {**notification.context, "claim": notification.claim}
+        if notification.claim is not None:
+            context.setdefault("status_url", absolute(status_path(notification.claim)))
+        body = render_to_string(f"emails/{notification.kind}.txt", context)
+        subject = gettext(SUBJECTS[notification.kind])
+    return EmailMultiAlternatives(subject=subject, body=body, to=[notification.to],
+                                  headers={"X-Claimdesk-Key": notification.key})
