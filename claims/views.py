@@ -109,3 +109,8 @@ def claim_status(request, token: str):
         "claim": shown, "merged_from": claim if claim.merged_into else None, "items": items, "no_loss": no_loss,
         "transitions": shown.transitions.all(), "attachments": shown.attachments.all(), "form": form,
     })
+
+
+def healthz(request):
+    """Liveness for load balancers; also the bare-Django baseline of bench/intake_speed.py."""
+    return HttpResponse("ok", content_type="text/plain")

@@ -5,6 +5,7 @@ from claims import views as claim_views
 
 urlpatterns = [
     path("", claim_views.start_page, name="start"),
+    path("healthz", claim_views.healthz, name="healthz"),
     path("", include("claims.urls")),
     path("i18n/", include("django.conf.urls.i18n")),
     path("api/", include("claims.api_urls")),
