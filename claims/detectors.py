@@ -303,6 +303,15 @@ def return_credits(ledger: UserLedger, policy: Policy) -> list[tuple[Any, list]]
     return [(w, credits[w.id]) for w in withdrawals]
 
 
+def _unusable_value(value: Price | None, asset: str, t: datetime) -> str:
+    """Why V(asset, t) cannot value a return credit ("" if it can): none, or not positive."""
+    if value is None:
+        return no_price_reason(f"{asset}_USDC", t)
+    if value.value <= 0:
+        return f"price for {asset}_USDC at {iso(t)} is not positive"
+    return ""
+
+
 def detect_wrong_withdrawals(ledger: UserLedger, ctx: Context) -> list[Detected]:
     found = []
     for withdrawal, deposits in return_credits(ledger, ctx.policy):
@@ -323,9 +332,10 @@ def detect_wrong_withdrawals(ledger: UserLedger, ctx: Context) -> list[Detected]
                 else:
                     v_d = ctx.prices.usdc_value(deposit.symbol, deposit.created_at)
                     v_w = ctx.prices.usdc_value(withdrawal.symbol, deposit.created_at)
-                    if v_d is None or v_w is None:
-                        missing = missing or no_price_reason(
-                            f"{deposit.symbol if v_d is None else withdrawal.symbol}_USDC", deposit.created_at)
+                    unusable = _unusable_value(v_d, deposit.symbol, deposit.created_at) or _unusable_value(
+                        v_w, withdrawal.symbol, deposit.created_at)
+                    if unusable:
+                        missing = missing or unusable
                         inputs["return_credits"].append(credit)
                         continue
                     worth = deposit.quantity * v_d.value / v_w.value

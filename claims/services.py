@@ -533,3 +533,34 @@ def claim_add_information(*, claim: Claim, text: str, attachments: list, actor: 
         _attachments_save(claim, attachments, note=text)
     ClaimTransition.objects.create(claim=claim, actor=actor, from_status=claim.status, to_status=claim.status,
                                    reason=f"information added: {text}" if text else "attachment added")
+
+
+@transaction.atomic
+def claims_for_found_users(*, incident: Incident, actor: str) -> int:
+    """Users the engine found owed something who never wrote in: a claim on their behalf, linked
+    to their items, and an e-mail telling them what was found and how to see it. Idempotent."""
+    from .models import ClaimItem
+    from .notifications import notify
+
+    claimants = set(Claim.objects.filter(incident=incident).values_list("user_id", flat=True))
+    owed = (Item.objects.filter(incident=incident).exclude(status=Item.Status.REJECTED)
+            .exclude(user_id__in=claimants).order_by("user_id", "id"))
+    by_user: dict[int, list[Item]] = {}
+    for item in owed:
+        by_user.setdefault(item.user_id, []).append(item)
+    for user_id, items in by_user.items():
+        account = ledger.account_get(user_id)
+        claim = Claim.objects.create(incident=incident, user_id=user_id, channel=Claim.Channel.STAFF,
+                                     kind="other", status="", description="found by the review of the ledger",
+                                     language=_language_of(account))
+        claim_transition(claim=claim, to=Claim.Status.MATCHED, actor=actor,
+                         reason=f"found by detection: {len(items)} item(s)")
+        ClaimItem.objects.bulk_create([ClaimItem(claim=claim, item=item) for item in items])
+        notify(key=f"incident:{incident.id}:found:{user_id}", kind="found", user_id=user_id, claim=claim)
+    return len(by_user)
+
+
+def _language_of(account) -> str:
+    from .notifications import language_for
+
+    return language_for(account.locale if account else None)

@@ -435,3 +435,14 @@ def test_detect_all_runs_every_detector():
 def test_policy_window_is_inclusive():
     assert POLICY.in_window(WINDOW_START) and POLICY.in_window(WINDOW_END)
     assert not POLICY.in_window(WINDOW_END + MS)
+
+
+def test_a_return_valued_at_a_price_of_zero_needs_review_instead_of_dividing_by_it():
+    sol_out = withdrawal(5, symbol="SOL", quantity="10", fee="0")
+    btc_back = deposit(9, symbol="BTC", quantity="0.01", created_at=at("13:00"))
+    prices = {"SOL_USDC": [(at("12:59"), "0")], "BTC_USDC": [(at("12:59"), "100000")]}
+
+    found = d.detect_wrong_withdrawals(ledger(withdrawals=[sol_out], deposits=[btc_back]), context(prices))
+
+    assert [(x.amount, x.review_reason) for x in found] == [
+        (None, "price for SOL_USDC at 2025-07-03T13:00:00Z is not positive")]
