@@ -305,7 +305,7 @@ class Claim(models.Model):
     def reference_key(self) -> tuple:
         """What the claim points at; a second claim with the same key is merged into the first."""
         return (self.kind, self.trade_id, self.order_id, self.withdrawal_id, self.transaction_hash,
-                self.market_symbol)
+                self.market_symbol, self.approximate_time)
 
 
 class ClaimItem(models.Model):

@@ -1,0 +1,416 @@
+"""Claims through the REST API and the web form: verification, matching, notifications."""
+
+import io
+import json
+import re
+from datetime import timedelta
+
+import pytest
+from django.core import mail
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.management import call_command
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from claims.api_auth import ClaimantThrottle, token_digest
+from claims.models import ApiClient, Claim, ClaimItem, Incident, Item, Notification
+from claims.notifications import notification_send
+
+from ..conftest import JULY3
+
+# Claims enqueue matching and e-mail when their transaction commits: these tests commit.
+pytestmark = pytest.mark.django_db(transaction=True)
+SLUG = "sample-2025-07-03"
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+LIQUIDATED = 100056  # fill 982069 (Bid, ETH_USDC_PERP, 11:33:53) was liquidated: 62.243932 USDC owed
+
+
+@pytest.fixture(autouse=True)
+def fresh_throttles():
+    from django.core.cache import cache
+
+    cache.clear()  # throttle counters live in the cache, which outlives each test
+
+
+@pytest.fixture
+def incident(tmp_path):
+    call_command("import_bundle", str(JULY3 / "bundle"), stdout=io.StringIO())
+    data = json.loads((JULY3 / "incident.json").read_text())
+    data["claims_close"] = (timezone.now() + timedelta(days=30)).isoformat()
+    path = tmp_path / "incident.json"
+    path.write_text(json.dumps(data))
+    call_command("load_incident", str(path), stdout=io.StringIO())
+    return Incident.objects.get(slug=SLUG)
+
+
+def api_client(scopes: list[str], *, name="front end", user_id: int | None = None) -> APIClient:
+    token = "token-" + name.replace(" ", "-")
+    ApiClient.objects.create(name=name, token_hash=token_digest(token), scopes=scopes)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token}",
+                       **({"HTTP_X_CLAIMDESK_USER": str(user_id)} if user_id else {}))
+    return client
+
+
+def post_claim(client, **body):
+    return client.post("/api/claims/", {"incident": SLUG, **body}, format="json")
+
+
+# --- API ---
+
+
+def test_the_front_end_files_a_claim_that_is_matched_at_once(incident):
+    front = api_client(["claims"], user_id=LIQUIDATED)
+
+    response = post_claim(front, kind="liquidation", trade_id=982069, description="liquidated during maintenance")
+
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert (body["status"], body["channel"], body["user_id"]) == ("matched", "api", LIQUIDATED)
+    assert [(i["reference"], i["amount"], i["asset"]) for i in body["items"]] == [
+        ("fill:982069:Bid", "62.243932000000000000", "USDC")]
+    assert "liquidated at" in body["items"][0]["explanation"]
+    assert [t["to_status"] for t in body["transitions"]] == ["received", "matched"]
+
+
+def test_a_claimant_reads_their_claim_and_nobody_else_does(incident):
+    mine = post_claim(api_client(["claims"], user_id=LIQUIDATED), kind="liquidation").json()["id"]
+    other = api_client(["claims"], name="front end 2", user_id=100007)
+    staff = api_client(["staff"], name="staff tool")
+
+    assert api_client(["claims"], name="front end 3", user_id=LIQUIDATED).get(f"/api/claims/{mine}/").status_code == 200
+    assert other.get(f"/api/claims/{mine}/").status_code == 404
+    assert other.get("/api/claims/").json()["count"] == 0
+    assert staff.get(f"/api/claims/{mine}/").status_code == 200
+
+
+def test_claims_are_listed_with_pagination_and_filters(incident):
+    front = api_client(["claims"], user_id=LIQUIDATED)
+    post_claim(front, kind="liquidation", trade_id=982069)
+    post_claim(front, kind="bad_fill", trade_id=982071)
+    post_claim(front, kind="other", description="something else")
+
+    listing = front.get("/api/claims/", {"kind": "bad_fill"}).json()
+    matched = front.get("/api/claims/", {"status": "matched"}).json()
+
+    assert listing["count"] == 1 and listing["results"][0]["kind"] == "bad_fill"
+    assert {c["kind"] for c in matched["results"]} == {"liquidation", "bad_fill"}
+    assert "next" in listing and "previous" in listing
+
+
+def test_a_claim_after_claims_close_is_refused_and_nothing_is_stored(incident):
+    Incident.objects.filter(pk=incident.pk).update(claims_close=timezone.now() - timedelta(seconds=1))
+
+    response = post_claim(api_client(["claims"], user_id=LIQUIDATED), kind="liquidation")
+
+    assert response.status_code == 400
+    assert "closed" in response.json()["incident"][0]
+    assert not Claim.objects.exists()
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"kind": "stolen"}, "kind"),
+    ({"kind": "liquidation", "trade_id": "abc"}, "trade_id"),
+    ({"kind": "liquidation", "claimed_amount": "12,5"}, "claimed_amount"),
+    ({"kind": "liquidation", "claimed_amount": "-1"}, "claimed_amount"),
+    ({"kind": "liquidation", "approximate_time": "yesterday"}, "approximate_time"),
+    ({"kind": "liquidation", "incident": "no-such-incident"}, "incident"),
+    ({}, "kind"),
+])
+def test_malformed_input_answers_400_naming_the_field_and_stores_nothing(incident, body, field):
+    response = api_client(["claims"], user_id=LIQUIDATED).post("/api/claims/", {"incident": SLUG, **body},
+                                                               format="json")
+
+    assert response.status_code == 400
+    assert field in response.json()
+    assert not Claim.objects.exists()
+
+
+def test_a_front_end_call_must_name_its_user(incident):
+    response = post_claim(api_client(["claims"]), kind="liquidation")
+
+    assert response.status_code == 400 and "X-Claimdesk-User" in response.json()
+
+
+def test_malformed_json_answers_400(incident):
+    client = api_client(["claims"], user_id=LIQUIDATED)
+
+    response = client.post("/api/claims/", data="{not json", content_type="application/json")
+
+    assert response.status_code == 400 and "detail" in response.json()
+
+
+def test_callers_without_a_valid_token_or_scope_are_refused(incident):
+    assert APIClient().get("/api/claims/").status_code in (401, 403)
+    bad = APIClient()
+    bad.credentials(HTTP_AUTHORIZATION="Token wrong")
+    assert bad.get("/api/claims/").status_code == 401
+    assert api_client(["claims"], user_id=LIQUIDATED).get("/api/incidents/").status_code == 403
+
+
+def test_throttling_answers_429(incident, monkeypatch):
+    monkeypatch.setitem(ClaimantThrottle.THROTTLE_RATES, "claimant", "2/min")
+    front = api_client(["claims"], user_id=LIQUIDATED)
+
+    statuses = [post_claim(front, kind="other", description=f"claim {n}").status_code for n in range(3)]
+
+    assert statuses == [201, 201, 429]
+
+
+def test_staff_read_incidents_items_and_the_export(incident):
+    call_command("detect", SLUG, stdout=io.StringIO())
+    staff = api_client(["staff"], name="staff tool")
+
+    incidents = staff.get("/api/incidents/").json()
+    items = staff.get(f"/api/incidents/{SLUG}/items/", {"kind": "liquidation"}).json()
+    export = staff.get(f"/api/incidents/{SLUG}/items-export/")
+
+    assert incidents["results"][0]["slug"] == SLUG
+    assert items["count"] == 4 and {i["kind"] for i in items["results"]} == {"liquidation"}
+    out = io.StringIO()
+    call_command("export_items", SLUG, stdout=out)
+    assert export.status_code == 200 and export.content.decode() == out.getvalue()
+
+
+def test_staff_may_file_for_a_user(incident):
+    staff = api_client(["staff"], name="staff tool")
+
+    response = post_claim(staff, kind="missing_funds", user_id=100077, claimed_asset="USDT")
+
+    assert response.status_code == 201
+    assert (response.json()["channel"], response.json()["status"]) == ("staff", "matched")
+
+
+def test_the_openapi_schema_and_docs_are_served(incident):
+    assert APIClient().get("/api/schema/").status_code == 200
+    docs = APIClient().get("/api/docs/")
+    assert docs.status_code == 200 and b"cdn" not in docs.content.lower()
+
+
+# --- matching on the sample bundle ---
+
+
+def file(user_id: int, **fields) -> Claim:
+    response = post_claim(api_client(["claims"], name=f"fe-{Claim.objects.count()}", user_id=user_id), **fields)
+    assert response.status_code == 201, response.content
+    return Claim.objects.get(public_id=response.json()["id"])
+
+
+def test_a_claim_at_a_liquidation_is_matched_to_its_item(incident):
+    claim = file(LIQUIDATED, kind="liquidation", market_symbol="ETH_USDC_PERP")
+
+    assert claim.status == "matched"
+    assert list(claim.items.values_list("reference", flat=True)) == ["fill:982069:Bid"]
+
+
+def test_a_claim_at_a_favourable_fill_is_answered_no_loss_with_the_numbers(incident):
+    claim = file(100007, kind="bad_fill", trade_id=982011)
+
+    assert claim.status == "no_loss"
+    assert claim.no_loss_details[0]["reference"] == "fill:982011:Bid"
+    assert claim.no_loss_details[0]["inputs"]["reference_price"]["price"]
+    assert not claim.items.exists()
+
+
+def test_a_claim_at_nothing_is_unmatched_for_staff_with_the_candidates(incident):
+    claim = file(100007, kind="liquidation", trade_id=1)
+
+    assert claim.status == "unmatched"
+    assert {"kind": "bad_fill", "reference": "fill:982009:Ask", "asset": "USDC",
+            "amount": "4604.363635000000000000"} in claim.candidate_events
+
+
+def test_a_claim_of_the_wrong_kind_tells_staff_what_the_claimant_has(incident):
+    claim = file(LIQUIDATED, kind="bad_fill", trade_id=982069)
+
+    assert claim.status == "unmatched"
+    assert claim.staff_note == "nothing of kind bad_fill fits; the claimant has items of other kinds: liquidation"
+
+
+def test_two_claims_at_one_item_owe_it_once(incident):
+    first = file(LIQUIDATED, kind="liquidation", trade_id=982069)
+    second = file(LIQUIDATED, kind="liquidation", approximate_time="2025-07-03T11:10:00Z",
+                  description="the liquidation around 11:10")
+
+    item = Item.objects.get(user_id=LIQUIDATED, kind="liquidation")
+    assert first.status == second.status == "matched"
+    assert ClaimItem.objects.filter(item=item).count() == 2
+    assert Item.objects.filter(user_id=LIQUIDATED, kind="liquidation").count() == 1
+
+
+def test_the_approximate_time_must_be_within_30_minutes(incident):
+    too_late = file(LIQUIDATED, kind="liquidation", approximate_time="2025-07-03T12:03:54Z")
+    in_time = file(LIQUIDATED, kind="liquidation", approximate_time="2025-07-03T12:03:53Z")
+
+    assert (too_late.status, in_time.status) == ("unmatched", "matched")
+
+
+def test_a_second_claim_with_the_same_references_is_merged_into_the_first(incident):
+    first = file(LIQUIDATED, kind="liquidation", trade_id=982069)
+
+    again = file(LIQUIDATED, kind="liquidation", trade_id=982069, description="me again")
+
+    assert (again.status, again.merged_into_id) == ("merged", first.id)
+    assert first.transitions.filter(reason__contains="me again").exists()
+
+
+def test_matching_twice_changes_nothing(incident):
+    from claims.matching import claim_match
+
+    claim = file(LIQUIDATED, kind="liquidation", trade_id=982069)
+    transitions = claim.transitions.count()
+
+    assert claim_match(claim_id=claim.id) is None
+    assert claim.transitions.count() == transitions and claim.items.count() == 1
+
+
+# --- notifications ---
+
+
+def test_each_event_is_mailed_exactly_once_even_when_the_task_runs_twice(incident):
+    file(LIQUIDATED, kind="liquidation", trade_id=982069)
+    subjects = sorted(m.subject for m in mail.outbox)
+
+    for notification in Notification.objects.all():
+        assert notification_send(notification_id=notification.id) is False
+
+    assert subjects == ["We received your claim", "What we found for your claim"]
+    assert len(mail.outbox) == 2
+    assert set(Notification.objects.values_list("status", flat=True)) == {"sent"}
+    assert mail.outbox[0].to == ["trader100056@example.com"]
+
+
+def test_a_failed_send_is_retried_later_and_then_sent_once(incident, settings):
+    settings.EMAIL_BACKEND = "tests.claims.failing_backend.FailOnceBackend"
+    notification = Notification.objects.create(key="test:retry", kind="decision", user_id=LIQUIDATED,
+                                               to="trader100056@example.com", language="en")
+
+    with pytest.raises(ConnectionError):
+        notification_send(notification_id=notification.id)
+    notification.refresh_from_db()
+    assert (notification.status, notification.attempts) == ("pending", 1)
+    assert notification_send(notification_id=notification.id) is True
+    notification.refresh_from_db()
+    assert (notification.status, notification.attempts) == ("sent", 2)
+
+
+def test_messages_are_in_the_claimants_language(incident):
+    file(100014, kind="other", description="zh", language="zh-hans")
+
+    assert any("claims/status/" in m.body for m in mail.outbox)
+    assert {n.language for n in Notification.objects.all()} == {"zh-hans"}
+
+
+def test_users_found_but_never_heard_from_are_told_once(incident):
+    call_command("detect", SLUG, stdout=io.StringIO())
+    file(LIQUIDATED, kind="liquidation", trade_id=982069)
+    mail.outbox.clear()
+
+    call_command("notify_found", SLUG, stdout=io.StringIO())
+    call_command("notify_found", SLUG, stdout=io.StringIO())
+
+    told = {m.to[0] for m in mail.outbox}
+    owed_users = set(Item.objects.values_list("user_id", flat=True)) - {LIQUIDATED}
+    assert len(mail.outbox) == len(owed_users) == len(told)
+    assert "trader100056@example.com" not in told
+
+
+# --- the web form ---
+
+
+def form_data(**changes):
+    data = {"user_id": str(LIQUIDATED), "email": "trader100056@example.com", "kind": "liquidation",
+            "trade_id": "982069", "description": "I was liquidated"}
+    data.update(changes)
+    return data
+
+
+def verification_link() -> str:
+    bodies = [m.body for m in mail.outbox if "/claims/verify/" in m.body]
+    assert len(bodies) == 1
+    return re.search(r"http://\S+(/claims/verify/\S+/)", bodies[0]).group(1)
+
+
+def test_the_form_is_served_in_three_languages(client, incident):
+    for language, text in (("en", "File a claim"), ("zh-hans", 'lang="zh-hans"'), ("pt-br", 'lang="pt-br"')):
+        response = client.get(f"/claims/new/{SLUG}/", HTTP_ACCEPT_LANGUAGE=language)
+        assert response.status_code == 200 and text in response.content.decode()
+
+
+def test_a_web_claim_waits_for_the_link_sent_to_the_address_on_file(client, incident):
+    response = client.post(f"/claims/new/{SLUG}/", form_data(attachments=[SimpleUploadedFile("shot.png", PNG)]))
+
+    claim = Claim.objects.get()
+    assert response.status_code == 302 and claim.status == "unverified"
+    assert [m.to for m in mail.outbox] == [["trader100056@example.com"]]
+    assert claim.attachments.get().content_type == "image/png"
+
+    status_page = client.get(verification_link(), follow=True)
+
+    claim.refresh_from_db()
+    assert claim.status == "matched"
+    assert "62.243932" in status_page.content.decode()
+
+
+def test_a_verification_link_confirms_once_and_then_only_shows_the_claim(client, incident):
+    client.post(f"/claims/new/{SLUG}/", form_data())
+    link = verification_link()
+
+    first, second = client.get(link), client.get(link)
+
+    assert first.status_code == second.status_code == 302
+    assert first["Location"] == second["Location"]
+    assert Claim.objects.get().transitions.filter(to_status="received").count() == 1
+
+
+def test_an_expired_verification_link_is_refused(client, incident):
+    from claims.models import ClaimVerification
+
+    client.post(f"/claims/new/{SLUG}/", form_data())
+    ClaimVerification.objects.update(expires_at=timezone.now() - timedelta(seconds=1))
+
+    response = client.get(verification_link())
+
+    assert response.status_code == 410 and "expired" in response.content.decode()
+    assert Claim.objects.get().status == "unverified"
+
+
+def test_no_link_is_sent_to_a_typed_address_that_is_not_on_file(client, incident):
+    response = client.post(f"/claims/new/{SLUG}/", form_data(email="attacker@example.com"))
+
+    assert response.status_code == 302
+    assert mail.outbox == [] and not Claim.objects.exists()
+
+
+@pytest.mark.parametrize("upload, message", [
+    (SimpleUploadedFile("fake.png", b"not really a png"), "is not a PNG, JPEG or PDF file"),
+    ([SimpleUploadedFile(f"s{n}.png", PNG) for n in range(6)], "At most 5 files"),
+])
+def test_attachments_are_checked_by_content_and_count(client, incident, upload, message):
+    response = client.post(f"/claims/new/{SLUG}/", form_data(attachments=upload))
+
+    assert response.status_code == 400
+    assert message in response.content.decode()
+    assert not Claim.objects.exists()
+
+
+def test_a_closed_incident_refuses_web_claims_with_a_clear_message(client, incident):
+    Incident.objects.filter(pk=incident.pk).update(claims_close=timezone.now() - timedelta(days=1))
+
+    response = client.post(f"/claims/new/{SLUG}/", form_data())
+
+    assert "closed on" in response.content.decode()
+    assert not Claim.objects.exists()
+
+
+def test_the_status_page_takes_more_information(client, incident):
+    client.post(f"/claims/new/{SLUG}/", form_data())
+    status_url = client.get(verification_link())["Location"]
+
+    client.post(status_url, {"text": "here is my statement",
+                             "attachments": [SimpleUploadedFile("s.pdf", b"%PDF-1.4 test")]})
+
+    claim = Claim.objects.get()
+    assert claim.attachments.get().content_type == "application/pdf"
+    assert claim.transitions.filter(reason__contains="here is my statement").exists()
+    assert client.get("/claims/status/not-a-valid-token/").status_code == 404
