@@ -4,7 +4,20 @@ from django.contrib import admin, messages
 from django.utils.html import format_html
 
 from . import selectors, services
-from .models import DetectionRun, Finding, Incident, IncidentSettingsChange, Item, ItemEvent
+from .models import (
+    ApiClient,
+    Claim,
+    ClaimAttachment,
+    ClaimItem,
+    ClaimTransition,
+    DetectionRun,
+    Finding,
+    Incident,
+    IncidentSettingsChange,
+    Item,
+    ItemEvent,
+    Notification,
+)
 
 
 def progress_bar(run: DetectionRun | None) -> str:
@@ -133,4 +146,82 @@ class DetectionRunAdmin(admin.ModelAdmin):
         return False
 
     def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class ClaimTransitionInline(ReadOnlyInline):
+    model = ClaimTransition
+    fields = ["at", "actor", "from_status", "to_status", "reason"]
+    readonly_fields = fields
+
+
+class ClaimAttachmentInline(ReadOnlyInline):
+    model = ClaimAttachment
+    fields = ["original_name", "content_type", "size", "file", "note", "uploaded_at"]
+    readonly_fields = fields
+
+
+class ClaimItemInline(ReadOnlyInline):
+    model = ClaimItem
+    fields = ["item", "amount", "status"]
+    readonly_fields = fields
+
+    @admin.display(description="amount")
+    def amount(self, link):
+        return f"{link.item.amount} {link.item.asset}" if link.item.amount is not None else "needs review"
+
+    @admin.display(description="item status")
+    def status(self, link):
+        return link.item.status
+
+
+def _decide(to: str, label: str):
+    @admin.action(description=label)
+    def action(modeladmin, request, queryset):
+        for claim_id in queryset.values_list("id", flat=True):
+            services.claim_decide(claim_id=claim_id, to=to, actor=request.user.get_username(),
+                                  reason=f"{label} in the admin")
+        messages.info(request, f"{label}: {queryset.count()} claim(s).")
+
+    action.__name__ = f"mark_{to}"
+    return action
+
+
+@admin.register(Claim)
+class ClaimAdmin(admin.ModelAdmin):
+    list_display = ["id", "incident", "user_id", "kind", "channel", "status", "created_at"]
+    list_filter = ["incident", "status", "kind", "channel", "language"]
+    search_fields = ["=user_id", "=trade_id", "=withdrawal_id", "order_id", "transaction_hash"]
+    readonly_fields = [f.name for f in Claim._meta.fields]
+    inlines = [ClaimItemInline, ClaimTransitionInline, ClaimAttachmentInline]
+    actions = [_decide("in_review", "Take into review"), _decide("approved", "Approve"),
+               _decide("rejected", "Reject")]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(ApiClient)
+class ApiClientAdmin(admin.ModelAdmin):
+    """Clients are created with `manage.py create_api_client` (it prints the token once); here
+    staff can see them and revoke one by unticking is_active."""
+
+    list_display = ["name", "scopes", "is_active", "created_at"]
+    fields = ["name", "scopes", "is_active"]
+    readonly_fields = ["name", "scopes"]
+
+    def has_add_permission(self, request):
+        return False
+
+
+@admin.register(Notification)
+class NotificationAdmin(admin.ModelAdmin):
+    list_display = ["key", "kind", "to", "language", "status", "attempts", "sent_at"]
+    list_filter = ["kind", "status", "language"]
+    readonly_fields = [f.name for f in Notification._meta.fields]
+
+    def has_add_permission(self, request):
         return False

@@ -564,3 +564,22 @@ def _language_of(account) -> str:
     from .notifications import language_for
 
     return language_for(account.locale if account else None)
+
+
+DECISIONS = {Claim.Status.IN_REVIEW, Claim.Status.APPROVED, Claim.Status.REJECTED}
+
+
+@transaction.atomic
+def claim_decide(*, claim_id: int, to: str, actor: str, reason: str = "") -> Claim:
+    """A staff decision on a claim, recorded as a transition; approval and rejection are mailed."""
+    from .notifications import notify
+
+    if to not in DECISIONS:
+        raise ValueError(f"staff decide in_review, approved or rejected, not {to!r}")
+    claim = Claim.objects.select_for_update().get(id=claim_id)
+    if claim.status in (to, Claim.Status.UNVERIFIED, Claim.Status.MERGED, Claim.Status.PAID):
+        return claim  # nothing to decide (deciding twice is a no-op)
+    claim_transition(claim=claim, to=to, actor=actor, reason=reason)
+    if to != Claim.Status.IN_REVIEW:
+        notify(key=f"claim:{claim.id}:decision:{to}", kind="decision", user_id=claim.user_id, claim=claim)
+    return claim

@@ -414,3 +414,32 @@ def test_the_status_page_takes_more_information(client, incident):
     assert claim.attachments.get().content_type == "application/pdf"
     assert claim.transitions.filter(reason__contains="here is my statement").exists()
     assert client.get("/claims/status/not-a-valid-token/").status_code == 404
+
+
+def test_staff_decisions_are_recorded_and_mailed_once(incident):
+    from claims.services import claim_decide
+
+    claim = file(LIQUIDATED, kind="liquidation", trade_id=982069)
+    mail.outbox.clear()
+
+    claim_decide(claim_id=claim.id, to="in_review", actor="alice")
+    claim_decide(claim_id=claim.id, to="approved", actor="bob", reason="checked")
+    claim_decide(claim_id=claim.id, to="approved", actor="bob")
+
+    claim.refresh_from_db()
+    assert claim.status == "approved"
+    assert list(claim.transitions.values_list("to_status", "actor")[2:]) == [("in_review", "alice"),
+                                                                             ("approved", "bob")]
+    assert [m.subject for m in mail.outbox] == ["A decision on your claim"]
+
+
+def test_an_api_client_is_created_with_a_token_shown_once(incident):
+    out = io.StringIO()
+
+    call_command("create_api_client", "exchange-web", "--scope", "claims", stdout=out)
+
+    token = out.getvalue().split("Token (shown once): ")[1].strip()
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token}", HTTP_X_CLAIMDESK_USER=str(LIQUIDATED))
+    assert client.get("/api/claims/").status_code == 200
+    assert ApiClient.objects.get().token_hash != token
