@@ -87,6 +87,10 @@ def _claim_from_token(token: str) -> Claim:
 def claim_status(request, token: str):
     claim = _claim_from_token(token)
     shown = claim.merged_into or claim
+    if settings.LANGUAGE_COOKIE_NAME not in request.COOKIES:
+        # Reached from an e-mail: speak the claim's language until the claimant picks another.
+        translation.activate(claim.language)
+        request.LANGUAGE_CODE = claim.language
     form = AddInformationForm(request.POST or None, request.FILES or None)
     if request.method == "POST":
         if too_many(request, "status"):
