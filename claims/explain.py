@@ -5,13 +5,16 @@ from decimal import Decimal
 from django.utils.translation import gettext as _
 
 
-def _n(value) -> str:
-    """A decimal as people write it: no exponent, no trailing zeros past the cents."""
+def number_text(value) -> str:
+    """A decimal as people write it: every digit it has, no exponent, at least the cents."""
     number = Decimal(str(value))
     text = f"{number.normalize():f}"
     if "." in text and len(text.split(".")[1]) < 2:
         text = f"{number:.2f}"
     return text
+
+
+_n = number_text
 
 
 def _market(symbol: str) -> str:

@@ -329,6 +329,10 @@ class ClaimTransition(models.Model):
     class Meta:
         ordering = ["at", "id"]
 
+    @property
+    def to_status_label(self) -> str:
+        return Claim.Status(self.to_status).label
+
 
 def attachment_path(attachment: "ClaimAttachment", filename: str) -> str:
     return f"claims/{attachment.claim.public_id}/{uuid.uuid4().hex}{Path(filename).suffix.lower()}"

@@ -13,6 +13,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from exchange import selectors as ledger
 
@@ -395,16 +396,17 @@ def attachment_content_type(head: bytes) -> str | None:
 def attachments_check(files: list) -> list[tuple]:
     """Each upload with its content type, or ClaimRefused naming the first bad one."""
     if len(files) > MAX_ATTACHMENTS:
-        raise ClaimRefused(f"at most {MAX_ATTACHMENTS} attachments", field="attachments")
+        raise ClaimRefused(_("At most %(count)d files.") % {"count": MAX_ATTACHMENTS}, field="attachments")
     checked = []
     for upload in files:
         if upload.size > MAX_ATTACHMENT_BYTES:
-            raise ClaimRefused(f"{upload.name} is larger than 10 MB", field="attachments")
+            raise ClaimRefused(_("%(name)s is larger than 10 MB") % {"name": upload.name}, field="attachments")
         head = upload.read(8)
         upload.seek(0)
         content_type = attachment_content_type(head)
         if content_type is None:
-            raise ClaimRefused(f"{upload.name} is not a PNG, JPEG or PDF file", field="attachments")
+            raise ClaimRefused(_("%(name)s is not a PNG, JPEG or PDF file") % {"name": upload.name},
+                               field="attachments")
         checked.append((upload, content_type))
     return checked
 
@@ -436,11 +438,11 @@ def claim_create(*, incident: Incident, user_id: int, channel: str, kind: str, d
     """File a claim. From the web it waits, unverified, for the link sent to the address on file;
     from the API (the exchange has logged the user in) or staff it is received at once."""
     if timezone.now() > incident.claims_close:
-        raise ClaimRefused(f"claims for {incident.title} closed on {incident.claims_close:%Y-%m-%d %H:%M} UTC",
-                           field="incident")
+        closed = {"title": incident.title, "close": f"{incident.claims_close:%Y-%m-%d %H:%M}"}
+        raise ClaimRefused(_("Claims for %(title)s closed on %(close)s UTC.") % closed, field="incident")
     account = ledger.account_get(user_id)
     if account is None:
-        raise ClaimRefused(f"no account {user_id}", field="user_id")
+        raise ClaimRefused(_("There is no account %(user_id)s.") % {"user_id": user_id}, field="user_id")
     attachments = attachments or []
     attachments_check(attachments)
     claim = Claim.objects.create(incident=incident, user_id=user_id, channel=channel, kind=kind,
@@ -485,7 +487,7 @@ def claim_verify(*, token: str) -> Claim:
     digest = hashlib.sha256(token.encode()).hexdigest()
     verification = ClaimVerification.objects.select_related("claim").filter(token_hash=digest).first()
     if verification is None:
-        raise VerificationFailed("this link is not valid")
+        raise VerificationFailed(_("This link is not valid."))
     # The conditional UPDATE makes the link single-use even if it is clicked twice at once.
     used = ClaimVerification.objects.filter(id=verification.id, used_at__isnull=True,
                                             expires_at__gte=timezone.now()).update(used_at=timezone.now())
@@ -493,7 +495,7 @@ def claim_verify(*, token: str) -> Claim:
     if used != 1:
         if claim.status != Claim.Status.UNVERIFIED:
             return claim  # already confirmed: the link just shows the claim again
-        raise VerificationFailed("this link has expired; please file the claim again")
+        raise VerificationFailed(_("This link has expired; please file the claim again."))
     if claim.status == Claim.Status.UNVERIFIED:
         claim_transition(claim=claim, to=Claim.Status.RECEIVED, actor=f"claimant {claim.user_id}",
                          reason="e-mail address on file confirmed")

@@ -12,7 +12,7 @@ from django.views.decorators.http import require_http_methods
 from exchange import selectors as ledger
 
 from . import services
-from .explain import explain
+from .explain import explain, number_text
 from .forms import AddInformationForm, ClaimForm
 from .models import Claim, Incident
 from .notifications import STATUS_SALT, status_path
@@ -104,8 +104,9 @@ def claim_status(request, token: str):
                 form.add_error("attachments", str(exc))
             else:
                 return redirect(request.path)
-    items = [{"item": item, "explanation": explain(kind=item.kind, inputs=item.inputs, amount=item.amount,
-                                                   asset=item.asset, review_reason=item.review_reason)}
+    items = [{"item": item, "amount": None if item.amount is None else number_text(item.amount),
+              "explanation": explain(kind=item.kind, inputs=item.inputs, amount=item.amount, asset=item.asset,
+                                     review_reason=item.review_reason)}
              for item in shown.items.order_by("kind", "reference")]
     no_loss = [{"event": e, "explanation": explain(kind=e["kind"], inputs=e["inputs"], amount="0",
                                                    asset=e["asset"])} for e in shown.no_loss_details]
