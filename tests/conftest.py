@@ -20,3 +20,33 @@ def small_bundle(tmp_path) -> Path:
     for source in (JULY3 / "bundle").glob("*.jsonl"):
         shutil.copy(source, folder / source.name)
     return folder
+
+
+@pytest.fixture(autouse=True)
+def isolated_media_and_cache(settings, tmp_path):
+    """Uploads go to this test's folder; throttle counters (in the cache) start at zero."""
+    from django.core.cache import cache
+
+    settings.MEDIA_ROOT = tmp_path / "media"
+    cache.clear()
+
+
+@pytest.fixture
+def open_sample_incident(tmp_path):
+    """The July 3 sample bundle imported, and its incident loaded with claims still open."""
+    import io
+    import json
+    from datetime import timedelta
+
+    from django.core.management import call_command
+    from django.utils import timezone
+
+    from claims.models import Incident
+
+    call_command("import_bundle", str(JULY3 / "bundle"), stdout=io.StringIO())
+    data = json.loads((JULY3 / "incident.json").read_text())
+    data["claims_close"] = (timezone.now() + timedelta(days=30)).isoformat()
+    path = tmp_path / "incident-open.json"
+    path.write_text(json.dumps(data))
+    call_command("load_incident", str(path), stdout=io.StringIO())
+    return Incident.objects.get(slug=data["slug"])

@@ -1,7 +1,6 @@
 """Claims through the REST API and the web form: verification, matching, notifications."""
 
 import io
-import json
 import re
 from datetime import timedelta
 
@@ -16,8 +15,6 @@ from claims.api_auth import ClaimantThrottle, token_digest
 from claims.models import ApiClient, Claim, ClaimItem, Incident, Item, Notification
 from claims.notifications import notification_send
 
-from ..conftest import JULY3
-
 # Claims enqueue matching and e-mail when their transaction commits: these tests commit.
 pytestmark = pytest.mark.django_db(transaction=True)
 SLUG = "sample-2025-07-03"
@@ -25,22 +22,9 @@ PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 LIQUIDATED = 100056  # fill 982069 (Bid, ETH_USDC_PERP, 11:33:53) was liquidated: 62.243932 USDC owed
 
 
-@pytest.fixture(autouse=True)
-def fresh_throttles():
-    from django.core.cache import cache
-
-    cache.clear()  # throttle counters live in the cache, which outlives each test
-
-
 @pytest.fixture
-def incident(tmp_path):
-    call_command("import_bundle", str(JULY3 / "bundle"), stdout=io.StringIO())
-    data = json.loads((JULY3 / "incident.json").read_text())
-    data["claims_close"] = (timezone.now() + timedelta(days=30)).isoformat()
-    path = tmp_path / "incident.json"
-    path.write_text(json.dumps(data))
-    call_command("load_incident", str(path), stdout=io.StringIO())
-    return Incident.objects.get(slug=SLUG)
+def incident(open_sample_incident):
+    return open_sample_incident
 
 
 def api_client(scopes: list[str], *, name="front end", user_id: int | None = None) -> APIClient:

@@ -5,22 +5,18 @@ test is skipped on a developer machine; in CI (the CI variable is set) a missing
 """
 
 import io
-import json
 import os
 import re
 import struct
 import zlib
 from contextlib import contextmanager
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from django.core import mail
 from django.core.management import call_command
-from django.utils import timezone
 
 from claims.models import Claim
-from tests.conftest import JULY3
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -49,14 +45,8 @@ def png_bytes(width: int = 8, height: int = 8) -> bytes:
 
 
 @pytest.fixture
-def incident(tmp_path):
+def incident(open_sample_incident):
     """The July 3 sample, open for claims, with detection done."""
-    call_command("import_bundle", str(JULY3 / "bundle"), stdout=io.StringIO())
-    data = json.loads((JULY3 / "incident.json").read_text())
-    data["claims_close"] = (timezone.now() + timedelta(days=30)).isoformat()
-    path = tmp_path / "incident.json"
-    path.write_text(json.dumps(data))
-    call_command("load_incident", str(path), stdout=io.StringIO())
     call_command("detect", SLUG, stdout=io.StringIO())
     return SLUG
 
@@ -64,11 +54,7 @@ def incident(tmp_path):
 @pytest.fixture
 def site(live_server, settings, tmp_path):
     """The live server, with links in e-mail pointing at it and uploads kept out of the tree."""
-    from django.core.cache import cache
-
-    cache.clear()  # throttle counters live in the cache, which outlives each test
     settings.SITE_URL = live_server.url
-    settings.MEDIA_ROOT = tmp_path / "media"
     mail.outbox.clear()
     return live_server.url
 
