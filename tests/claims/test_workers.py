@@ -38,19 +38,26 @@ def _database_url() -> str:
     return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
+WORKER_LOGS: list[Path] = []
+
+
 @pytest.fixture
-def workers():
+def workers(tmp_path):
     """Start Celery workers on the test database; every one is killed at the end."""
     started = []
+    WORKER_LOGS.clear()
 
     def start(name: str, *, chunk_delay: float = 0) -> subprocess.Popen:
+        log = tmp_path / f"worker-{name}.log"
+        WORKER_LOGS.append(log)
         env = {**os.environ, "DATABASE_URL": _database_url(), "CELERY_BROKER_URL": BROKER, "SECRET_KEY": "test",
                "CELERY_VISIBILITY_TIMEOUT": "3",
                "CELERY_UNACKED_RESTORE_INTERVAL": "1", "CLAIMDESK_DETECTION_CHUNK_DELAY": str(chunk_delay)}
         process = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "config", "worker", "--concurrency", "2", "--loglevel", "WARNING",
              "--without-gossip", "--without-mingle", "--without-heartbeat", "-n", f"{name}@%h"],
-            cwd=ROOT, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            cwd=ROOT, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
+            stderr=open(log, "w"))  # noqa: SIM115 - the worker writes to it until it is killed
         started.append(process)
         return process
 
@@ -80,8 +87,12 @@ def broker():
     app.conf.update(task_always_eager=False, broker_url=BROKER,
                     broker_transport_options={"visibility_timeout": 3, "unacked_restore_interval": 1,
                                               "unacked_restore_throttle": 1})
+    # Even an eager task takes a producer from the app's pool, which keeps the broker URL it was
+    # made with: drop the pools so they are made again for this broker (and after, for the next).
+    app._pool, app.amqp._producer_pool = None, None
     yield app
     app.conf.update(saved)
+    app._pool, app.amqp._producer_pool = None, None
 
 
 @pytest.fixture
@@ -112,7 +123,8 @@ def wait_for(run: DetectionRun, seconds: float, *, until_done_users: int | None 
         if run.status == "done" or (until_done_users is not None and run.done_users >= until_done_users):
             return run
         time.sleep(0.1)
-    raise AssertionError(f"detection #{run.pk} stuck at {run.done_users}/{run.total_users} users")
+    logs = "\n".join(f"--- {log.name}\n{log.read_text()[-3000:]}" for log in WORKER_LOGS if log.exists())
+    raise AssertionError(f"detection #{run.pk} stuck at {run.done_users}/{run.total_users} users\n{logs}")
 
 
 def test_workers_detect_the_same_items_as_in_process_detection(simulated, broker, workers):
@@ -122,7 +134,7 @@ def test_workers_detect_the_same_items_as_in_process_detection(simulated, broker
     workers("two")
 
     run = detection_start(incident=simulated, user_ids=None, requested_by="test", chunk_size=CHUNK)
-    wait_for(run, 120)
+    wait_for(run, 30)
 
     assert item_export_rows(incident=simulated) == expected
     assert (run.done_users, run.chunks.filter(status="done").count()) == (USERS, USERS // CHUNK)
