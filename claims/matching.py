@@ -54,8 +54,8 @@ def claim_match(*, claim_id: int) -> str | None:
             return None
         incident = claim.incident
         # Detection for the claimant (one user: milliseconds), so the items are current.
-        services.items_detect_and_save(incident=incident, user_ids=[claim.user_id], run=None)
-        evaluated, _ = services.detect_users(incident, [claim.user_id])[claim.user_id]
+        results = services.items_detect_and_save(incident=incident, user_ids=[claim.user_id], run=None)
+        evaluated, _ = results[claim.user_id]
         items = list(Item.objects.filter(incident=incident, user_id=claim.user_id).order_by("kind", "reference"))
         fitting = [item for item in items if _item_fits(claim, item)]
         if fitting:

@@ -263,8 +263,10 @@ def _item_values(detected: d.Detected, incident: Incident, prices: d.Prices) -> 
             "usdc_value": usdc, "corrective_action": detected.corrective_action}
 
 
-def items_detect_and_save(*, incident: Incident, user_ids: list[int], run: DetectionRun | None) -> None:
-    """Detect for these users and bring their stored items and findings in line, in one transaction."""
+def items_detect_and_save(*, incident: Incident, user_ids: list[int], run: DetectionRun | None) -> dict:
+    """Detect for these users and bring their stored items and findings in line, in one transaction.
+
+    Returns what detection evaluated, per user (owed or not), for callers that need the events."""
     results = detect_users(incident, user_ids)
     prices = detection_context(incident).prices
     with transaction.atomic():
@@ -281,6 +283,7 @@ def items_detect_and_save(*, incident: Incident, user_ids: list[int], run: Detec
                 plan.vanished(item)
         plan.save()
         _findings_save(incident, user_ids, results, run)
+    return results
 
 
 class _ItemPlan:
