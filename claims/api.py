@@ -8,9 +8,10 @@ staff in a browser, the admin session. A front-end call names its user in the
 
 import csv
 import io
+import re
 
 from django.db.models import Prefetch
-from django.http import HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
@@ -27,9 +28,10 @@ from .api_auth import (
     ClaimantThrottle,
     IsStaffCaller,
     acting_user_id,
+    is_user_id,
 )
 from .explain import explain
-from .models import ApiClient, Claim, ClaimKind, ClaimTransition, Incident, Item
+from .models import ApiClient, Claim, ClaimKind, ClaimTransition, Incident, Item, ItemKind
 
 # --- serializers ---
 
@@ -46,7 +48,8 @@ class ClaimCreateSerializer(serializers.Serializer):
     transaction_hash = serializers.CharField(required=False, allow_blank=True, max_length=200)
     market_symbol = serializers.CharField(required=False, allow_blank=True, max_length=64)
     approximate_time = serializers.DateTimeField(required=False)
-    claimed_amount = serializers.DecimalField(required=False, max_digits=38, decimal_places=18, min_value=0)
+    # 12 digits before the point: any real loss, and within what every supported database stores.
+    claimed_amount = serializers.DecimalField(required=False, max_digits=30, decimal_places=18, min_value=0)
     claimed_asset = serializers.CharField(required=False, allow_blank=True, max_length=32)
     language = serializers.ChoiceField(choices=["en", "zh-hans", "pt-br"], default="en")
 
@@ -83,7 +86,7 @@ class TransitionSerializer(serializers.ModelSerializer):
 class ClaimSerializer(serializers.ModelSerializer):
     id = serializers.UUIDField(source="public_id", read_only=True)
     incident = serializers.SlugRelatedField(slug_field="slug", read_only=True)
-    merged_into = serializers.SlugRelatedField(slug_field="public_id", read_only=True)
+    merged_into = serializers.SlugRelatedField(slug_field="public_id", read_only=True, allow_null=True)
     claimed_amount = serializers.DecimalField(max_digits=38, decimal_places=18, coerce_to_string=True,
                                               allow_null=True)
     items = ItemSerializer(many=True, read_only=True)
@@ -109,6 +112,7 @@ class IncidentSerializer(serializers.ModelSerializer):
 
 # --- views ---
 
+SLUG = re.compile(r"[-a-zA-Z0-9_]+\Z")
 CLAIM_FILTERS = [
     OpenApiParameter("status", OpenApiTypes.STR, enum=Claim.Status.values),
     OpenApiParameter("kind", OpenApiTypes.STR, enum=ClaimKind.values),
@@ -127,7 +131,7 @@ class ClaimViewSet(mixins.CreateModelMixin, mixins.RetrieveModelMixin, mixins.Li
     permission_classes = [CanFileClaims]
     throttle_classes = [CallerThrottle, ClaimantThrottle]
     lookup_field = "public_id"
-    lookup_value_regex = "[0-9a-fA-F-]{36}"
+    lookup_value_regex = "[^/]+"  # a malformed id is a JSON 404 from the view, not Django's HTML page
 
     def get_queryset(self):
         claims = Claim.objects.select_related("incident", "merged_into").prefetch_related(
@@ -137,9 +141,13 @@ class ClaimViewSet(mixins.CreateModelMixin, mixins.RetrieveModelMixin, mixins.Li
             claims = claims.filter(user_id=user_id)
         if self.action == "list":
             params = self.request.query_params
-            for name, lookup in (("status", "status"), ("kind", "kind"), ("incident", "incident__slug")):
-                if params.get(name):
-                    claims = claims.filter(**{lookup: params[name]})
+            for name, lookup, allowed in (("status", "status", Claim.Status.values),
+                                          ("kind", "kind", ClaimKind.values), ("incident", "incident__slug", None)):
+                value = params.get(name)
+                if value:
+                    if (allowed is not None and value not in allowed) or (allowed is None and not SLUG.match(value)):
+                        raise ValidationError({name: [f"unknown {name}"]})
+                    claims = claims.filter(**{lookup: value})
         return claims
 
     def create(self, request, *args, **kwargs):
@@ -171,7 +179,7 @@ def _actor(request) -> str:
 
 ITEM_FILTERS = [
     OpenApiParameter("status", OpenApiTypes.STR, enum=Item.Status.values),
-    OpenApiParameter("kind", OpenApiTypes.STR, enum=[k for k in ClaimKind.values if k != "other"]),
+    OpenApiParameter("kind", OpenApiTypes.STR, enum=ItemKind.values),
     OpenApiParameter("user_id", OpenApiTypes.INT),
 ]
 
@@ -183,20 +191,28 @@ class IncidentViewSet(viewsets.ReadOnlyModelViewSet):
     permission_classes = [IsStaffCaller]
     throttle_classes = [CallerThrottle]
     lookup_field = "slug"
+    lookup_value_regex = "[^/]+"  # answered by get_object: a JSON 404 for any malformed slug
     queryset = Incident.objects.order_by("-window_start")
+
+    def get_object(self):
+        slug = self.kwargs["slug"]
+        if not SLUG.match(slug):  # e.g. a NUL byte, which PostgreSQL text cannot even be compared with
+            raise Http404("no such incident")
+        return get_object_or_404(Incident, slug=slug)
 
     @extend_schema(parameters=ITEM_FILTERS, responses=StaffItemSerializer(many=True))
     @action(detail=True, methods=["get"])
     def items(self, request, slug=None):
-        incident = get_object_or_404(Incident, slug=slug)
+        incident = self.get_object()
         items = selectors.item_list(incident=incident).order_by("user_id", "kind", "reference", "asset")
         params = request.query_params
-        if params.get("status"):
-            items = items.filter(status=params["status"])
-        if params.get("kind"):
-            items = items.filter(kind=params["kind"])
+        for name, allowed in (("status", Item.Status.values), ("kind", ItemKind.values)):
+            if params.get(name):
+                if params[name] not in allowed:
+                    raise ValidationError({name: [f"unknown {name}"]})
+                items = items.filter(**{name: params[name]})
         if params.get("user_id"):
-            if not params["user_id"].isdigit():
+            if not is_user_id(params["user_id"]):
                 raise ValidationError({"user_id": ["must be a whole number"]})
             items = items.filter(user_id=int(params["user_id"]))
         page = self.paginate_queryset(items)
@@ -207,7 +223,7 @@ class IncidentViewSet(viewsets.ReadOnlyModelViewSet):
     def items_export(self, request, slug=None):
         from .management.commands.export_items import HEADER
 
-        incident = get_object_or_404(Incident, slug=slug)
+        incident = self.get_object()
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(HEADER)

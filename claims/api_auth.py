@@ -57,12 +57,17 @@ def is_staff_caller(request) -> bool:
     return bool(user and user.is_authenticated and user.is_staff)
 
 
+def is_user_id(raw: str) -> bool:
+    """A userId as text: ASCII digits only ("²".isdigit() is true, but int() refuses it), in range."""
+    return raw.isascii() and raw.isdigit() and 0 < int(raw) < 2**63
+
+
 def acting_user_id(request) -> int | None:
     """The user a front-end call acts for (None for staff); a bad header is a 400 naming it."""
     if is_staff_caller(request):
         return None
     raw = request.META.get(USER_HEADER, "")
-    if not raw.isdigit() or not 0 < int(raw) < 2**63:
+    if not is_user_id(raw):
         raise ValidationError({"X-Claimdesk-User": ["required: the userId this call acts for"]})
     return int(raw)
 
@@ -99,8 +104,28 @@ class ClaimantThrottle(SimpleRateThrottle):
 
     def get_cache_key(self, request, view):
         raw = request.META.get(USER_HEADER, "")
-        if request.method != "POST" or not raw.isdigit():
+        if request.method != "POST" or not is_user_id(raw):
             return None
         return self.cache_format % {"scope": self.scope, "ident": raw}
 
 
+
+
+ERROR_RESPONSES = {
+    "400": "Invalid input: an object naming each field (or `detail`) with its problems.",
+    "401": "No valid token.",
+    "403": "The caller may not do this.",
+    "404": "Not found (or not the acting user's).",
+    "429": "Too many requests; `Retry-After` says when to try again.",
+}
+
+
+def add_error_responses(result, generator, request, public):
+    """drf-spectacular hook: every operation may answer these errors, each a JSON object."""
+    error = {"application/json": {"schema": {"type": "object", "additionalProperties": True}}}
+    for operations in result.get("paths", {}).values():
+        for operation in operations.values():
+            responses = operation.setdefault("responses", {})
+            for code, description in ERROR_RESPONSES.items():
+                responses.setdefault(code, {"description": description, "content": error})
+    return result
