@@ -85,7 +85,36 @@ class IsStaffCaller(permissions.BasePermission):
         return is_staff_caller(request)
 
 
-class CallerThrottle(SimpleRateThrottle):
+class FixedWindowThrottle(SimpleRateThrottle):
+    """A counter per caller and time window (two cache operations a request).
+
+    DRF's own throttles keep every request's timestamp in one cached list, which a busy
+    front end (thousands a minute) would read, unpickle and write back on every call, and
+    concurrent processes would overwrite each other's lists. An atomic increment does not.
+    """
+
+    def allow_request(self, request, view):
+        if self.rate is None:
+            return True
+        self.key = self.get_cache_key(request, view)
+        if self.key is None:
+            return True
+        now = self.timer()
+        window_key = f"{self.key}:{int(now // self.duration)}"
+        self.cache.add(window_key, 0, self.duration + 1)
+        try:
+            count = self.cache.incr(window_key)
+        except ValueError:  # the window expired between add and incr
+            self.cache.set(window_key, 1, self.duration + 1)
+            count = 1
+        self.retry_after = self.duration - (now % self.duration)
+        return count <= self.num_requests
+
+    def wait(self):
+        return self.retry_after
+
+
+class CallerThrottle(FixedWindowThrottle):
     """Per API client (or staff user, or address): a ceiling for the whole caller."""
 
     scope = "caller"
@@ -97,7 +126,7 @@ class CallerThrottle(SimpleRateThrottle):
         return self.cache_format % {"scope": self.scope, "ident": ident}
 
 
-class ClaimantThrottle(SimpleRateThrottle):
+class ClaimantThrottle(FixedWindowThrottle):
     """Per user a front-end call acts for: one person cannot flood the queue."""
 
     scope = "claimant"
@@ -107,8 +136,6 @@ class ClaimantThrottle(SimpleRateThrottle):
         if request.method != "POST" or not is_user_id(raw):
             return None
         return self.cache_format % {"scope": self.scope, "ident": raw}
-
-
 
 
 ERROR_RESPONSES = {

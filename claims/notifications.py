@@ -48,16 +48,22 @@ def absolute(path: str) -> str:
 
 
 def notify(*, key: str, kind: str, user_id: int, claim: Claim | None = None, context: dict | None = None,
-           language: str | None = None) -> Notification | None:
-    """Queue one message to the address on file; a second call with the same key does nothing."""
-    account = ledger.account_get(user_id)
+           language: str | None = None, account=None, new_key: bool = False) -> Notification | None:
+    """Queue one message to the address on file; a second call with the same key does nothing.
+
+    `new_key`: the caller knows the key cannot exist yet (it names a row created in this same
+    transaction), so the row is inserted without looking first; the unique key still guards it.
+    """
+    account = account or ledger.account_get(user_id)
     if account is None:
         return None
-    notification, created = Notification.objects.get_or_create(key=key, defaults={
-        "kind": kind, "claim": claim, "user_id": user_id, "to": account.email,
-        "language": language or (claim.language if claim else language_for(account.locale)),
-        "context": context or {},
-    })
+    values = {"kind": kind, "claim": claim, "user_id": user_id, "to": account.email,
+              "language": language or (claim.language if claim else language_for(account.locale)),
+              "context": context or {}}
+    if new_key:
+        notification, created = Notification.objects.create(key=key, **values), True
+    else:
+        notification, created = Notification.objects.get_or_create(key=key, defaults=values)
     if created:
         from .tasks import notification_send_task
 

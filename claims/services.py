@@ -448,21 +448,22 @@ def claim_create(*, incident: Incident, user_id: int, channel: str, kind: str, d
         raise ClaimRefused(_("There is no account %(user_id)s.") % {"user_id": user_id}, field="user_id")
     attachments = attachments or []
     attachments_check(attachments)
-    claim = Claim.objects.create(incident=incident, user_id=user_id, channel=channel, kind=kind,
-                                 description=description, language=language, status="",
-                                 **{k: v for k, v in (references or {}).items() if k in REFERENCE_FIELDS})
     web = channel == Claim.Channel.WEB
-    claim_transition(claim=claim, to=Claim.Status.UNVERIFIED if web else Claim.Status.RECEIVED, actor=actor,
-                     reason=f"filed through {channel}")
+    status = Claim.Status.UNVERIFIED if web else Claim.Status.RECEIVED
+    claim = Claim.objects.create(incident=incident, user_id=user_id, channel=channel, kind=kind,
+                                 description=description, language=language, status=status,
+                                 **{k: v for k, v in (references or {}).items() if k in REFERENCE_FIELDS})
+    ClaimTransition.objects.create(claim=claim, actor=actor, from_status="", to_status=status,
+                                   reason=f"filed through {channel}")
     _attachments_save(claim, attachments)
     if web:
-        _verification_send(claim)
+        _verification_send(claim, account)
     else:
-        _claim_received(claim, actor=actor)
+        _claim_received(claim, actor=actor, account=account)
     return claim
 
 
-def _verification_send(claim: Claim) -> None:
+def _verification_send(claim: Claim, account) -> None:
     import hashlib
     import secrets
 
@@ -473,9 +474,10 @@ def _verification_send(claim: Claim) -> None:
                                      expires_at=timezone.now() + VERIFICATION_LIFETIME)
     from django.urls import reverse
 
+    context = {"verify_url": absolute(reverse("claims:verify", args=[token])),
+               "hours": int(VERIFICATION_LIFETIME.total_seconds() // 3600)}
     notify(key=f"claim:{claim.id}:verification:{token[:12]}", kind="verification", user_id=claim.user_id,
-           claim=claim, context={"verify_url": absolute(reverse("claims:verify", args=[token])),
-                                 "hours": int(VERIFICATION_LIFETIME.total_seconds() // 3600)})
+           claim=claim, account=account, new_key=True, context=context)
 
 
 class VerificationFailed(Exception):
@@ -506,7 +508,7 @@ def claim_verify(*, token: str) -> Claim:
     return claim
 
 
-def _claim_received(claim: Claim, *, actor: str) -> None:
+def _claim_received(claim: Claim, *, actor: str, account=None) -> None:
     """Merge a repeated claim into the first, else acknowledge it and match it after commit."""
     from .notifications import notify
     from .tasks import claim_match_task
@@ -525,9 +527,11 @@ def _claim_received(claim: Claim, *, actor: str) -> None:
                                            to_status=first.status,
                                            reason=f"claim #{claim.id} merged here: {claim.description}")
         notify(key=f"claim:{claim.id}:acknowledgement", kind="acknowledgement", user_id=claim.user_id, claim=first,
-               context={"merged": True})
+               account=account, new_key=True, context={"merged": True})
         return
-    notify(key=f"claim:{claim.id}:acknowledgement", kind="acknowledgement", user_id=claim.user_id, claim=claim)
+    # A claim is received once (its status guards it), so its acknowledgement's key is new.
+    notify(key=f"claim:{claim.id}:acknowledgement", kind="acknowledgement", user_id=claim.user_id, claim=claim,
+           account=account, new_key=True)
     claim_id = claim.id
     transaction.on_commit(lambda: claim_match_task.delay(claim_id=claim_id))
 

@@ -67,8 +67,10 @@ HYPOTHESIS = settings(max_examples=MAX_EXAMPLES, deadline=None, database=None, d
                       suppress_health_check=list(HealthCheck))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def api_schema():
+    # Per test, not per module: the WSGI call checks the database connection, which only a
+    # test with database access may touch.
     from config.wsgi import application
 
     return schemathesis.openapi.from_wsgi("/api/schema/", application)
