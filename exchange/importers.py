@@ -333,6 +333,7 @@ class LineParser:
     def __init__(self, spec: FileSpec, known: KnownValues, *, max_significant_digits: int | None):
         self.spec = spec
         self.decoder = json.JSONDecoder(parse_float=Decimal)
+        self.scan_once = self.decoder.scan_once
         model_fields = {f.name: f for f in spec.model._meta.get_fields()}
         self.plan = []
         for column in spec.columns:
@@ -351,14 +352,19 @@ class LineParser:
     def parse(self, raw: bytes, line_no: int, errors: list[tuple[int, str | None, str]]) -> list | tuple | None:
         if self.fast_checks is not None:
             try:
-                obj = self.decoder.decode(raw.decode("utf-8"))
+                # The decoder's scanner, without decode()'s whitespace handling: a line that is
+                # not one bare object followed by its newline goes to the careful path.
+                text = raw.decode("utf-8")
+                obj, end = self.scan_once(text, 0)
+                if type(obj) is not dict or not text[end:].isspace():
+                    return self.parse_carefully(raw, line_no, errors)
                 values = list(map(obj.get, self.keys))
                 for check, value in zip(self.fast_checks, values):
                     if not check(value):
                         break
                 else:
                     return values
-            except (ValueError, TypeError, AttributeError):
+            except (ValueError, TypeError, AttributeError, StopIteration):
                 pass  # the careful path says what is wrong
         return self.parse_carefully(raw, line_no, errors)
 

@@ -376,3 +376,15 @@ def test_a_terminal_sees_a_progress_bar_for_long_files(small_bundle, monkeypatch
     call_command("import_bundle", str(small_bundle), stdout=terminal)
 
     assert "fills.jsonl" in terminal.getvalue() and "100%" in terminal.getvalue()
+
+
+def test_a_last_line_without_newline_is_read_and_trailing_garbage_is_an_error(small_bundle):
+    text = (small_bundle / "deposits.jsonl").read_text()
+    (small_bundle / "deposits.jsonl").write_text(text.rstrip("\n"))
+    import_bundle(small_bundle)
+    assert m.Deposit.objects.count() == 4
+
+    first = json.dumps(first_line(small_bundle, "withdrawals.jsonl") | {"id": 7})
+    append_line(small_bundle, "withdrawals.jsonl", first + " trailing")
+
+    assert "withdrawals.jsonl, line 10: malformed JSON: Extra data" in failing_import(small_bundle)
