@@ -41,6 +41,7 @@ bench: install
 	@test -n "$$DATABASE_URL" || { echo "bench needs DATABASE_URL pointing at PostgreSQL"; exit 2; }
 	$(TEST_ENV) $(BIN)/python bench/import_speed.py
 	$(TEST_ENV) $(BIN)/python bench/detect_speed.py
+	$(TEST_ENV) $(BIN)/python bench/intake_speed.py
 
 lint: install
 	$(BIN)/ruff check .

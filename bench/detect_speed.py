@@ -24,19 +24,12 @@ import time
 from pathlib import Path
 
 import psycopg
-from dj_database_url import parse as parse_db_url
+from dburls import database_urls
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"
 BENCH_DB = "claimdesk_detect_bench"
 START = "2025-07-03T10:00:00Z"
-
-
-def database_urls(url: str) -> tuple[str, str]:
-    config = parse_db_url(url)
-    auth = (config["USER"] or "postgres") + (f":{config['PASSWORD']}" if config.get("PASSWORD") else "")
-    server = f"postgres://{auth}@{config['HOST'] or '127.0.0.1'}:{config['PORT'] or 5432}"
-    return f"{server}/postgres", f"{server}/{BENCH_DB}"
 
 
 def manage(*args: str, env: dict) -> None:
@@ -109,7 +102,7 @@ def main() -> None:
     options = parser.parse_args()
     if not os.environ.get("DATABASE_URL", "").startswith("postgres"):
         sys.exit("set DATABASE_URL to a PostgreSQL server (any database; the bench creates its own)")
-    admin_url, bench_url = database_urls(os.environ["DATABASE_URL"])
+    admin_url, bench_url = database_urls(os.environ["DATABASE_URL"], BENCH_DB)
     broker = os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/14")
     env = {**os.environ, "DATABASE_URL": bench_url, "CELERY_BROKER_URL": broker,
            "SECRET_KEY": os.environ.get("SECRET_KEY", "bench")}

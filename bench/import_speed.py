@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 import psycopg
-from dj_database_url import parse as parse_db_url
+from dburls import database_urls
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"
@@ -45,22 +45,12 @@ def run(args: list[str], env: dict) -> tuple[float, int, str]:
     return seconds, usage.ru_maxrss // 1024, output
 
 
-def server_url(url: str, dbname: str) -> str:
-    config = parse_db_url(url)
-    return (f"host={config['HOST'] or '127.0.0.1'} port={config['PORT'] or 5432} "
-            f"user={config['USER'] or 'postgres'} dbname={dbname}"
-            + (f" password={config['PASSWORD']}" if config.get("PASSWORD") else ""))
-
-
 def fresh_database(url: str) -> str:
-    with psycopg.connect(server_url(url, "postgres"), autocommit=True) as conn:
+    admin_url, bench_url = database_urls(url, BENCH_DB)
+    with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
         conn.execute(f"CREATE DATABASE {BENCH_DB}")
-    config = parse_db_url(url)
-    auth = config["USER"] or "postgres"
-    if config.get("PASSWORD"):
-        auth += f":{config['PASSWORD']}"
-    return f"postgres://{auth}@{config['HOST'] or '127.0.0.1'}:{config['PORT'] or 5432}/{BENCH_DB}"
+    return bench_url
 
 
 def bundle_for(fills: int, env: dict) -> Path:
@@ -117,10 +107,9 @@ def main() -> None:
             os.link(path, without_fills / path.name)
     others_seconds, _, _ = run(["import_bundle", str(without_fills), "--by", "bench"], env)
     first_seconds, first_peak, first_output = run(["import_bundle", str(bundle), "--by", "bench"], env)
-    dsn = server_url(url, BENCH_DB)
     csv_path = OUT / "fills-baseline.csv"
-    fills = export_csv(dsn, csv_path)
-    baseline_seconds = baseline_copy(dsn, csv_path)
+    fills = export_csv(url, csv_path)
+    baseline_seconds = baseline_copy(url, csv_path)
     noop_seconds, noop_peak, noop_output = run(["import_bundle", str(bundle), "--by", "bench"], env)
     recheck_seconds, recheck_peak, _ = run(["import_bundle", str(bundle), "--by", "bench", "--recheck"], env)
     csv_path.unlink()

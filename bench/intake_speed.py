@@ -43,7 +43,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
-from dj_database_url import parse as parse_db_url
+from dburls import database_urls
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"
@@ -52,13 +52,6 @@ TOKEN = "intake-bench-token-not-a-secret"
 HOST = "127.0.0.1"
 KINDS = ["liquidation", "bad_fill", "wrong_withdrawal", "position_error", "missing_funds", "other"]
 MAX_REQUESTS_PER_CLIENT = 100_000  # with the deadline, bounds every client loop
-
-
-def database_urls(url: str) -> tuple[str, str]:
-    config = parse_db_url(url)
-    auth = (config["USER"] or "postgres") + (f":{config['PASSWORD']}" if config.get("PASSWORD") else "")
-    server = f"postgres://{auth}@{config['HOST'] or '127.0.0.1'}:{config['PORT'] or 5432}"
-    return f"{server}/postgres", f"{server}/{BENCH_DB}"
 
 
 def manage(*args: str, env: dict) -> None:
@@ -338,7 +331,7 @@ def main() -> None:
     if not os.environ.get("DATABASE_URL", "").startswith("postgres"):
         sys.exit("set DATABASE_URL to a PostgreSQL server (any database; the bench creates its own)")
     OUT.mkdir(parents=True, exist_ok=True)
-    admin_url, bench_url = database_urls(os.environ["DATABASE_URL"])
+    admin_url, bench_url = database_urls(os.environ["DATABASE_URL"], BENCH_DB)
     broker = os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/13")
     cache_url = os.environ.get("BENCH_CACHE_URL", "redis://127.0.0.1:6379/12")
     env = {**os.environ, "DATABASE_URL": bench_url, "DB_CONN_MAX_AGE": "60", "CELERY_BROKER_URL": broker,
