@@ -221,12 +221,10 @@ class IncidentViewSet(viewsets.ReadOnlyModelViewSet):
     @extend_schema(responses={(200, "text/csv"): OpenApiTypes.STR})
     @action(detail=True, methods=["get"], url_path="items-export")
     def items_export(self, request, slug=None):
-        from .management.commands.export_items import HEADER
-
         incident = self.get_object()
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(HEADER)
+        writer.writerow(selectors.EXPORT_HEADER)
         writer.writerows(selectors.item_export_rows(incident=incident))
         response = HttpResponse(out.getvalue(), content_type="text/csv")
         response["Content-Disposition"] = f'attachment; filename="{incident.slug}-items.csv"'

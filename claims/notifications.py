@@ -16,7 +16,7 @@ from django.db.models import F
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone, translation
-from django.utils.translation import gettext_noop
+from django.utils.translation import gettext, gettext_noop
 
 from exchange import selectors as ledger
 
@@ -65,7 +65,7 @@ def notify(*, key: str, kind: str, user_id: int, claim: Claim | None = None, con
     else:
         notification, created = Notification.objects.get_or_create(key=key, defaults=values)
     if created:
-        from .tasks import notification_send_task
+        from .tasks import notification_send_task  # tasks import this module
 
         transaction.on_commit(lambda: notification_send_task.delay(notification_id=notification.id))
     return notification
@@ -100,8 +100,6 @@ def notification_send(*, notification_id: int) -> bool:
 
 
 def _render(notification: Notification) -> EmailMultiAlternatives:
-    from django.utils.translation import gettext
-
     with translation.override(notification.language):
         context = {**notification.context, "claim": notification.claim}
         if notification.claim is not None:

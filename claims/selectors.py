@@ -19,6 +19,9 @@ def item_list(*, incident: Incident) -> QuerySet[Item]:
     return Item.objects.filter(incident=incident)
 
 
+EXPORT_HEADER = ["incident", "userId", "kind", "reference", "asset", "amount", "status"]
+
+
 def item_export_rows(*, incident: Incident) -> list[list[str]]:
     """The policy's "Items export": sorted by userId as a number, then kind, reference, asset as text."""
     decimals = ledger.asset_decimals()

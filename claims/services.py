@@ -1,7 +1,9 @@
 """Writes that matter: incidents, detection runs and the items they produce."""
 
+import hashlib
 import json
 import logging
+import secrets
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -9,9 +11,11 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
+from celery import group
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -23,6 +27,7 @@ from .models import (
     SETTING_FIELDS,
     Claim,
     ClaimAttachment,
+    ClaimItem,
     ClaimTransition,
     ClaimVerification,
     DetectionChunk,
@@ -33,6 +38,7 @@ from .models import (
     Item,
     ItemEvent,
 )
+from .notifications import absolute, language_for, notify
 
 logger = logging.getLogger(__name__)
 DEFAULT_CHUNK_SIZE = 1000
@@ -167,8 +173,6 @@ def detection_start(*, incident: Incident, user_ids: Iterable[int] | None, reque
 
 
 def _enqueue_chunks(task, chunk_ids: list[int]) -> None:
-    from celery import group
-
     group(task.si(chunk_id=chunk_id) for chunk_id in chunk_ids).apply_async()
 
 
@@ -415,8 +419,6 @@ def attachments_check(files: list) -> list[tuple]:
 
 
 def _attachments_save(claim: Claim, files: list, note: str = "") -> None:
-    import hashlib
-
     for upload, content_type in attachments_check(files):
         sha = hashlib.sha256()
         for chunk in upload.chunks():
@@ -464,16 +466,10 @@ def claim_create(*, incident: Incident, user_id: int, channel: str, kind: str, d
 
 
 def _verification_send(claim: Claim, account) -> None:
-    import hashlib
-    import secrets
-
-    from .notifications import absolute, notify
 
     token = secrets.token_urlsafe(32)
     ClaimVerification.objects.create(claim=claim, token_hash=hashlib.sha256(token.encode()).hexdigest(),
                                      expires_at=timezone.now() + VERIFICATION_LIFETIME)
-    from django.urls import reverse
-
     context = {"verify_url": absolute(reverse("claims:verify", args=[token])),
                "hours": int(VERIFICATION_LIFETIME.total_seconds() // 3600)}
     notify(key=f"claim:{claim.id}:verification:{token[:12]}", kind="verification", user_id=claim.user_id,
@@ -487,8 +483,6 @@ class VerificationFailed(Exception):
 @transaction.atomic
 def claim_verify(*, token: str) -> Claim:
     """Use a verification link: once, before it expires."""
-    import hashlib
-
     digest = hashlib.sha256(token.encode()).hexdigest()
     verification = ClaimVerification.objects.select_related("claim").filter(token_hash=digest).first()
     if verification is None:
@@ -510,8 +504,7 @@ def claim_verify(*, token: str) -> Claim:
 
 def _claim_received(claim: Claim, *, actor: str, account=None) -> None:
     """Merge a repeated claim into the first, else acknowledge it and match it after commit."""
-    from .notifications import notify
-    from .tasks import claim_match_task
+    from .tasks import claim_match_task  # tasks import this module
 
     earlier = (Claim.objects.select_for_update()
                .filter(incident=claim.incident, user_id=claim.user_id, merged_into__isnull=True)
@@ -548,8 +541,6 @@ def claim_add_information(*, claim: Claim, text: str, attachments: list, actor: 
 def claims_for_found_users(*, incident: Incident, actor: str) -> int:
     """Users the engine found owed something who never wrote in: a claim on their behalf, linked
     to their items, and an e-mail telling them what was found and how to see it. Idempotent."""
-    from .models import ClaimItem
-    from .notifications import notify
 
     claimants = set(Claim.objects.filter(incident=incident).values_list("user_id", flat=True))
     owed = (Item.objects.filter(incident=incident).exclude(status=Item.Status.REJECTED)
@@ -570,8 +561,6 @@ def claims_for_found_users(*, incident: Incident, actor: str) -> int:
 
 
 def _language_of(account) -> str:
-    from .notifications import language_for
-
     return language_for(account.locale if account else None)
 
 
@@ -581,7 +570,6 @@ DECISIONS = {Claim.Status.IN_REVIEW, Claim.Status.APPROVED, Claim.Status.REJECTE
 @transaction.atomic
 def claim_decide(*, claim_id: int, to: str, actor: str, reason: str = "") -> Claim:
     """A staff decision on a claim, recorded as a transition; approval and rejection are mailed."""
-    from .notifications import notify
 
     if to not in DECISIONS:
         raise ValueError(f"staff decide in_review, approved or rejected, not {to!r}")

@@ -3,9 +3,7 @@ import sys
 
 from django.core.management.base import BaseCommand, CommandError
 
-from claims.selectors import incident_get, item_export_rows
-
-HEADER = ["incident", "userId", "kind", "reference", "asset", "amount", "status"]
+from claims.selectors import EXPORT_HEADER, incident_get, item_export_rows
 
 
 class Command(BaseCommand):
@@ -30,5 +28,5 @@ class Command(BaseCommand):
 
 def _write(target, rows) -> None:
     writer = csv.writer(target, lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
-    writer.writerow(HEADER)
+    writer.writerow(EXPORT_HEADER)
     writer.writerows(rows)
