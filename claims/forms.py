@@ -32,7 +32,28 @@ class MultipleFileField(forms.FileField):
         return [super(MultipleFileField, self).clean(f, initial) for f in files]
 
 
-class ClaimForm(forms.Form):
+class AccessibleForm(forms.Form):
+    """Inputs point at their help text and, once invalid, at their errors (screen readers read both)."""
+
+    def _describe(self, name: str, *ids: str) -> None:
+        attrs = self.fields[name].widget.attrs
+        attrs["aria-describedby"] = " ".join(filter(None, [attrs.get("aria-describedby"), *ids]))
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for name, field in self.fields.items():
+            if field.help_text:
+                self._describe(name, f"id_{name}-help")
+
+    def full_clean(self):
+        super().full_clean()
+        for name in self.errors:
+            if name in self.fields:
+                self.fields[name].widget.attrs["aria-invalid"] = "true"
+                self._describe(name, f"id_{name}-errors")
+
+
+class ClaimForm(AccessibleForm):
     user_id = forms.IntegerField(label=_("Account ID"), min_value=1,
                                  help_text=_("The number shown in your exchange profile."))
     email = forms.EmailField(label=_("E-mail address of the account"),
@@ -73,7 +94,7 @@ class ClaimForm(forms.Form):
             yield self[name], kinds
 
 
-class AddInformationForm(forms.Form):
+class AddInformationForm(AccessibleForm):
     text = forms.CharField(label=_("Anything to add?"), required=False, widget=forms.Textarea(attrs={"rows": 4}),
                            max_length=10000)
     attachments = MultipleFileField(label=_("Attachments (PNG, JPEG or PDF)"), required=False)

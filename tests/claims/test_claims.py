@@ -427,3 +427,13 @@ def test_an_api_client_is_created_with_a_token_shown_once(incident):
     client.credentials(HTTP_AUTHORIZATION=f"Token {token}", HTTP_X_CLAIMDESK_USER=str(LIQUIDATED))
     assert client.get("/api/claims/").status_code == 200
     assert ApiClient.objects.get().token_hash != token
+
+
+def test_invalid_inputs_point_at_their_errors_and_help(client, incident):
+    response = client.post(f"/claims/new/{SLUG}/", form_data(user_id="abc"))
+
+    page = response.content.decode()
+    assert response.status_code == 400
+    assert 'aria-invalid="true"' in page
+    assert 'aria-describedby="id_user_id-help id_user_id-errors"' in page
+    assert 'id="id_user_id-errors" role="alert"' in page
