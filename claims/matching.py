@@ -29,14 +29,22 @@ def _event_fits(claim: Claim, *, kind: str, reference: str, asset: str, inputs: 
     return all(test() for given, test in checks if given)
 
 
+def _happened_at(kind: str, inputs: dict, event_at: datetime | None) -> datetime | None:
+    """When the claimant saw it: a position error was made at t0 (event_at is t1, when it was valued)."""
+    if kind == "position_error" and inputs.get("t0"):
+        return datetime.fromisoformat(inputs["t0"])
+    return event_at
+
+
 def _item_fits(claim: Claim, item: Item) -> bool:
-    return item.event_at is not None and _event_fits(claim, kind=item.kind, reference=item.reference,
-                                                     asset=item.asset, inputs=item.inputs, event_at=item.event_at)
+    happened_at = _happened_at(item.kind, item.inputs, item.event_at)
+    return happened_at is not None and _event_fits(claim, kind=item.kind, reference=item.reference,
+                                                   asset=item.asset, inputs=item.inputs, event_at=happened_at)
 
 
 def _detected_fits(claim: Claim, event: Detected) -> bool:
     return _event_fits(claim, kind=event.kind, reference=event.reference, asset=event.asset, inputs=event.inputs,
-                       event_at=event.event_at)
+                       event_at=_happened_at(event.kind, event.inputs, event.event_at))
 
 
 def _describe(kind: str, reference: str, asset: str, amount) -> dict:

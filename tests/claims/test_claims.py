@@ -437,3 +437,12 @@ def test_invalid_inputs_point_at_their_errors_and_help(client, incident):
     assert 'aria-invalid="true"' in page
     assert 'aria-describedby="id_user_id-help id_user_id-errors"' in page
     assert 'id="id_user_id-errors" role="alert"' in page
+
+
+def test_a_position_error_is_matched_by_the_time_it_was_made_not_when_it_was_valued(incident):
+    # 100014's ETH_USDC_PERP position was wrong at resumption (12:10); it is valued later, at t1.
+    claim = file(100014, kind="position_error", market_symbol="ETH_USDC_PERP",
+                 approximate_time="2025-07-03T12:20:00Z")
+
+    assert claim.status == "matched"
+    assert list(claim.items.values_list("reference", flat=True)) == ["position:ETH_USDC_PERP"]
