@@ -293,3 +293,26 @@ def test_detection_finds_exactly_what_the_simulator_planted(tmp_path):
     surpluses = {(f.user_id, f.reference): f.quantity for f in Finding.objects.filter(kind="balance_surplus")}
     assert surpluses == {(p["userId"], p["reference"]): Decimal(p["amount"]) for p in planted
                          if p["expect"] == "surplus"}
+
+
+def test_changing_settings_in_the_admin_is_logged_and_detects_again(sample, detect, rf, admin_user):
+    from django.contrib import admin
+    from django.contrib.messages.storage.fallback import FallbackStorage
+
+    from claims.admin import IncidentAdmin
+
+    detect()
+    request = rf.post("/admin/claims/incident/")
+    request.user = admin_user
+    request.session = {}
+    request._messages = FallbackStorage(request)
+    incident = Incident.objects.get(slug=SLUG)
+    incident.bad_fill_tolerance_bps = 100000
+
+    IncidentAdmin(Incident, admin.site).save_model(request, incident, form=None, change=True)
+
+    change = IncidentSettingsChange.objects.get()
+    assert (change.changed_by, change.after) == ("admin", {"bad_fill_tolerance_bps": "100000"})
+    assert change.redetection.status == "done"
+    assert not Item.objects.filter(kind="bad_fill", status="computed").exists()
+    assert Incident.objects.get(slug=SLUG).settings_version == 2
