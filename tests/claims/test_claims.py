@@ -265,7 +265,10 @@ def test_each_event_is_mailed_exactly_once_even_when_the_task_runs_twice(inciden
 
 
 def test_a_failed_send_is_retried_later_and_then_sent_once(incident, settings):
+    from .failing_backend import FailOnceBackend
+
     settings.EMAIL_BACKEND = "tests.claims.failing_backend.FailOnceBackend"
+    FailOnceBackend.failed = False
     notification = Notification.objects.create(key="test:retry", kind="decision", user_id=LIQUIDATED,
                                                to="trader100056@example.com", language="en")
 
