@@ -105,6 +105,14 @@ def parse_int(value: Any) -> int:
     raise ValueError(f"expected an integer, got {json.dumps(value, default=str)}")
 
 
+def parse_asset_decimals(value: Any) -> int:
+    """An asset's precision: 0 to 18 places (amounts are stored with 18)."""
+    places = parse_int(value)
+    if not 0 <= places <= 18:
+        raise ValueError(f"must be between 0 and 18, got {places}")
+    return places
+
+
 def parse_decimal(value: Any) -> str:
     """A decimal as its exact text: a string like "12.5" or a JSON number (never a float)."""
     if type(value) is str:
@@ -202,7 +210,7 @@ def _choices(choices: type[models.TextChoices]) -> frozenset[str]:
 C = Column
 SPECS: tuple[FileSpec, ...] = (
     # Order matters: assets, markets and accounts are known before the files that name them.
-    FileSpec("assets", m.Asset, (C("symbol", "symbol", parse_str), C("decimals", "decimals", parse_int)),
+    FileSpec("assets", m.Asset, (C("symbol", "symbol", parse_str), C("decimals", "decimals", parse_asset_decimals)),
              identity=("symbol",), required=True),
     FileSpec("markets", m.Market, (
         C("symbol", "symbol", parse_str),
