@@ -160,6 +160,8 @@ def parse_bool(value: Any) -> bool:
 
 def parse_str(value: Any) -> str:
     if type(value) is str and value:
+        if "\x00" in value:  # PostgreSQL's text cannot hold it
+            raise ValueError("contains a NUL character")
         return value
     raise ValueError(f"expected a non-empty string, got {json.dumps(value, default=str)}")
 
@@ -459,7 +461,7 @@ def _fast_check(column: Column, max_length: int | None, ref: set | None) -> Call
     elif column.parse in (parse_str, parse_str_or_int) and (column.choices is not None or ref is not None):
         check = (column.choices or ref).__contains__  # members are non-empty, short strings
     elif column.parse in (parse_str, parse_str_or_int) and max_length is not None:
-        check = lambda v: type(v) is str and 0 < len(v) <= max_length  # noqa: E731
+        check = lambda v: type(v) is str and 0 < len(v) <= max_length and "\x00" not in v  # noqa: E731
     else:
         return None
     if not column.required:

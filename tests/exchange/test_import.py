@@ -191,6 +191,8 @@ BAD_LINES = {
     "spot position": ("position_snapshots.jsonl", {"set": {"symbol": "SOL_USDC"}}, "PERP market", "symbol"),
     "too many places": ("ledger.jsonl", {"set": {"quantity": "1.0000000000000000001"}}, "18 digits", "quantity"),
     "float-like bool": ("fills.jsonl", {"set": {"isMaker": "yes"}}, "expected true or false", "isMaker"),
+    "NUL in a string": ("ledger.jsonl", {"set": {"reference": "a\u0000b"}}, "contains a NUL character",
+                        "reference"),
     "asset precision": ("assets.jsonl", {"set": {"symbol": "XYZ", "decimals": 40000}}, "between 0 and 18",
                         "decimals"),
 }
