@@ -23,7 +23,12 @@ def too_many(request, scope: str) -> bool:
     limit, seconds = settings.WEB_THROTTLE[scope]
     key = f"throttle:{scope}:{request.META.get('REMOTE_ADDR', '')}:{int(timezone.now().timestamp()) // seconds}"
     cache.add(key, 0, seconds)
-    return cache.incr(key) > limit
+    try:
+        count = cache.incr(key)
+    except ValueError:  # the window's counter expired between add and incr
+        cache.set(key, 1, seconds)
+        count = 1
+    return count > limit
 
 
 def start_page(request):

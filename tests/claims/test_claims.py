@@ -449,3 +449,11 @@ def test_a_position_error_is_matched_by_the_time_it_was_made_not_when_it_was_val
 
     assert claim.status == "matched"
     assert list(claim.items.values_list("reference", flat=True)) == ["position:ETH_USDC_PERP"]
+
+
+def test_the_web_form_is_throttled_per_address(client, incident, settings):
+    settings.WEB_THROTTLE = {**settings.WEB_THROTTLE, "claim": (2, 3600)}
+
+    statuses = [client.post(f"/claims/new/{SLUG}/", form_data(trade_id=str(n))).status_code for n in (1, 2, 3)]
+
+    assert statuses == [302, 302, 429]
