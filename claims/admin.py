@@ -69,6 +69,16 @@ class IncidentAdmin(admin.ModelAdmin):
             messages.info(request, f"Detection #{run.pk} of {incident.slug} started for {run.total_users} users.")
 
 
+class DetectedAdmin(admin.ModelAdmin):
+    """Rows the system writes (items, findings, runs, claims): staff act on them, never add or delete."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 class ReadOnlyInline(admin.TabularInline):
     extra = 0
     can_delete = False
@@ -102,7 +112,7 @@ class FlaggedFilter(admin.SimpleListFilter):
 
 
 @admin.register(Item)
-class ItemAdmin(admin.ModelAdmin):
+class ItemAdmin(DetectedAdmin):
     list_display = ["user_id", "kind", "reference", "asset", "amount", "status", "approval", "usdc_value",
                     "flagged_at"]
     list_filter = ["incident", "status", "kind", "approval", FlaggedFilter, "asset"]
@@ -111,29 +121,17 @@ class ItemAdmin(admin.ModelAdmin):
     inlines = [ItemEventInline]
     show_full_result_count = False
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
 
 @admin.register(Finding)
-class FindingAdmin(admin.ModelAdmin):
+class FindingAdmin(DetectedAdmin):
     list_display = ["user_id", "kind", "reference", "asset", "quantity", "description"]
     list_filter = ["incident", "kind"]
     search_fields = ["=user_id"]
     readonly_fields = [f.name for f in Finding._meta.fields]
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
 
 @admin.register(DetectionRun)
-class DetectionRunAdmin(admin.ModelAdmin):
+class DetectionRunAdmin(DetectedAdmin):
     list_display = ["id", "incident", "started_at", "finished_at", "progress", "requested_by", "reason"]
     list_filter = ["incident", "status"]
     readonly_fields = [f.name for f in DetectionRun._meta.fields] + ["progress"]
@@ -141,12 +139,6 @@ class DetectionRunAdmin(admin.ModelAdmin):
     @admin.display(description="progress")
     def progress(self, run):
         return progress_bar(run)
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 class ClaimTransitionInline(ReadOnlyInline):
@@ -188,7 +180,7 @@ def _decide(to: str, label: str):
 
 
 @admin.register(Claim)
-class ClaimAdmin(admin.ModelAdmin):
+class ClaimAdmin(DetectedAdmin):
     list_display = ["id", "incident", "user_id", "kind", "channel", "status", "created_at"]
     list_filter = ["incident", "status", "kind", "channel", "language"]
     search_fields = ["=user_id", "=trade_id", "=withdrawal_id", "order_id", "transaction_hash"]
@@ -196,12 +188,6 @@ class ClaimAdmin(admin.ModelAdmin):
     inlines = [ClaimItemInline, ClaimTransitionInline, ClaimAttachmentInline]
     actions = [_decide("in_review", "Take into review"), _decide("approved", "Approve"),
                _decide("rejected", "Reject")]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(ApiClient)

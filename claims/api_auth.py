@@ -14,6 +14,7 @@ from rest_framework.exceptions import AuthenticationFailed, ValidationError
 from rest_framework.throttling import SimpleRateThrottle
 
 from .models import ApiClient
+from .throttling import count_in_window
 
 USER_HEADER = "HTTP_X_CLAIMDESK_USER"
 USER_PARAMETER = OpenApiParameter(
@@ -86,12 +87,8 @@ class IsStaffCaller(permissions.BasePermission):
 
 
 class FixedWindowThrottle(SimpleRateThrottle):
-    """A counter per caller and time window (two cache operations a request).
-
-    DRF's own throttles keep every request's timestamp in one cached list, which a busy
-    front end (thousands a minute) would read, unpickle and write back on every call, and
-    concurrent processes would overwrite each other's lists. An atomic increment does not.
-    """
+    """DRF's rate settings with a counter per window (claims/throttling.py), not a history list
+    that a busy front end (thousands a minute) would rewrite on every call."""
 
     def allow_request(self, request, view):
         if self.rate is None:
@@ -100,15 +97,8 @@ class FixedWindowThrottle(SimpleRateThrottle):
         if self.key is None:
             return True
         now = self.timer()
-        window_key = f"{self.key}:{int(now // self.duration)}"
-        self.cache.add(window_key, 0, self.duration + 1)
-        try:
-            count = self.cache.incr(window_key)
-        except ValueError:  # the window expired between add and incr
-            self.cache.set(window_key, 1, self.duration + 1)
-            count = 1
         self.retry_after = self.duration - (now % self.duration)
-        return count <= self.num_requests
+        return count_in_window(self.cache, self.key, self.duration, now) <= self.num_requests
 
     def wait(self):
         return self.retry_after

@@ -16,19 +16,14 @@ from .explain import explain, number_text
 from .forms import AddInformationForm, ClaimForm
 from .models import Claim, Incident
 from .notifications import STATUS_SALT, status_path
+from .throttling import count_in_window
 
 
 def too_many(request, scope: str) -> bool:
     """A fixed-window limit per client address for the public pages that write."""
     limit, seconds = settings.WEB_THROTTLE[scope]
-    key = f"throttle:{scope}:{request.META.get('REMOTE_ADDR', '')}:{int(timezone.now().timestamp()) // seconds}"
-    cache.add(key, 0, seconds)
-    try:
-        count = cache.incr(key)
-    except ValueError:  # the window's counter expired between add and incr
-        cache.set(key, 1, seconds)
-        count = 1
-    return count > limit
+    key = f"throttle:{scope}:{request.META.get('REMOTE_ADDR', '')}"
+    return count_in_window(cache, key, seconds, timezone.now().timestamp()) > limit
 
 
 def start_page(request):

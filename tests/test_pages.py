@@ -50,3 +50,11 @@ def test_the_incident_admin_page_shows_detection_progress(client, small_bundle, 
     assert page.status_code == 200
     assert b"<progress" in page.content and b"12 / 12 users" in page.content
     assert items.status_code == 200 and b"fill:982025:Ask" in items.content
+
+
+@pytest.mark.parametrize("model_name", ["item", "finding", "detectionrun", "claim"])
+def test_staff_cannot_add_what_the_system_writes(client, model_name):
+    client.force_login(get_user_model().objects.create_superuser("staff", "staff@example.com", "pw"))
+
+    assert client.get(reverse(f"admin:claims_{model_name}_changelist")).status_code == 200
+    assert client.get(reverse(f"admin:claims_{model_name}_add")).status_code == 403
