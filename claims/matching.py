@@ -52,14 +52,25 @@ def _describe(kind: str, reference: str, asset: str, amount) -> dict:
 
 
 def claim_match(*, claim_id: int) -> str | None:
-    """Link a received claim to its items; the outcome is matched, no_loss or unmatched.
+    """Merge a repeated claim into the first, or acknowledge a received claim and link it to its
+    items; the outcome is merged, matched, no_loss or unmatched.
 
     Idempotent: a claim that is no longer `received` has been matched already.
     """
+    filed = Claim.objects.filter(id=claim_id).values("incident_id", "user_id").get()
     with transaction.atomic():
-        claim = Claim.objects.select_for_update().select_related("incident").get(id=claim_id)
+        # Every claim of the claimant, locked in the order they were filed: the matching of two of
+        # them at once is serialized, so a repeated claim is merged exactly once.
+        claims = list(Claim.objects.select_for_update(of=("self",)).select_related("incident")
+                      .filter(incident_id=filed["incident_id"], user_id=filed["user_id"]).order_by("id"))
+        claim = next(c for c in claims if c.id == claim_id)
         if claim.status != Claim.Status.RECEIVED:
             return None
+        if services.claim_merge_if_repeated(claim, [c for c in claims if c.id != claim_id]) is not None:
+            return Claim.Status.MERGED
+        # A claim is received once (its status guards it), so its acknowledgement's key is new.
+        notify(key=f"claim:{claim.id}:acknowledgement", kind="acknowledgement", user_id=claim.user_id, claim=claim,
+               new_key=True)
         incident = claim.incident
         # Detection for the claimant (one user: milliseconds), so the items are current.
         results = services.items_detect_and_save(incident=incident, user_ids=[claim.user_id], run=None)

@@ -461,7 +461,7 @@ def claim_create(*, incident: Incident, user_id: int, channel: str, kind: str, d
     if web:
         _verification_send(claim, account)
     else:
-        _claim_received(claim, actor=actor, account=account)
+        _claim_received(claim)
     return claim
 
 
@@ -498,35 +498,44 @@ def claim_verify(*, token: str) -> Claim:
     if claim.status == Claim.Status.UNVERIFIED:
         claim_transition(claim=claim, to=Claim.Status.RECEIVED, actor=f"claimant {claim.user_id}",
                          reason="e-mail address on file confirmed")
-        _claim_received(claim, actor=f"claimant {claim.user_id}")
+        _claim_received(claim)
     return claim
 
 
-def _claim_received(claim: Claim, *, actor: str, account=None) -> None:
-    """Merge a repeated claim into the first, else acknowledge it and match it after commit."""
+def _claim_received(claim: Claim) -> None:
+    """Received: matching runs after commit; it merges a repeated claim into the first, else
+    acknowledges the claim and matches it (claims/matching.py), so filing a claim stays short."""
     from .tasks import claim_match_task  # tasks import this module
 
-    earlier = (Claim.objects.select_for_update()
-               .filter(incident=claim.incident, user_id=claim.user_id, merged_into__isnull=True)
-               .exclude(id=claim.id).exclude(status=Claim.Status.UNVERIFIED).order_by("id"))
-    first = next((c for c in earlier if c.reference_key() == claim.reference_key()), None)
-    if first is not None:
-        claim.merged_into = first
-        claim.save(update_fields=["merged_into"])
-        claim_transition(claim=claim, to=Claim.Status.MERGED, actor=actor,
-                         reason=f"same references as claim #{first.id}")
-        if claim.description:
-            ClaimTransition.objects.create(claim=first, actor=actor, from_status=first.status,
-                                           to_status=first.status,
-                                           reason=f"claim #{claim.id} merged here: {claim.description}")
-        notify(key=f"claim:{claim.id}:acknowledgement", kind="acknowledgement", user_id=claim.user_id, claim=first,
-               account=account, new_key=True, context={"merged": True})
-        return
-    # A claim is received once (its status guards it), so its acknowledgement's key is new.
-    notify(key=f"claim:{claim.id}:acknowledgement", kind="acknowledgement", user_id=claim.user_id, claim=claim,
-           account=account, new_key=True)
     claim_id = claim.id
     transaction.on_commit(lambda: claim_match_task.delay(claim_id=claim_id))
+
+
+def claim_merge_if_repeated(claim: Claim, others: list[Claim]) -> Claim | None:
+    """Merge a received claim into the first of the claimant's others with the same references.
+
+    `others`: the claimant's other claims in this incident, locked, in the order they were filed.
+    One that is still `received` (its own matching has not run) counts only if it was filed
+    earlier: of two repeated claims received together, the later is merged into the earlier,
+    never each into the other.
+    """
+    key = claim.reference_key()
+    first = next((other for other in others
+                  if other.merged_into_id is None and other.reference_key() == key
+                  and other.status not in (Claim.Status.UNVERIFIED, Claim.Status.MERGED)
+                  and (other.status != Claim.Status.RECEIVED or other.id < claim.id)), None)
+    if first is None:
+        return None
+    actor = "matching"
+    claim.merged_into = first
+    claim.save(update_fields=["merged_into"])
+    claim_transition(claim=claim, to=Claim.Status.MERGED, actor=actor, reason=f"same references as claim #{first.id}")
+    if claim.description:
+        ClaimTransition.objects.create(claim=first, actor=actor, from_status=first.status, to_status=first.status,
+                                       reason=f"claim #{claim.id} merged here: {claim.description}")
+    notify(key=f"claim:{claim.id}:acknowledgement", kind="acknowledgement", user_id=claim.user_id, claim=first,
+           new_key=True, context={"merged": True})
+    return first
 
 
 @transaction.atomic

@@ -238,6 +238,29 @@ def test_a_second_claim_with_the_same_references_is_merged_into_the_first(incide
     assert first.transitions.filter(reason__contains="me again").exists()
 
 
+@pytest.mark.parametrize("matched_first", ["earlier", "later"])
+def test_repeated_claims_received_together_are_merged_once_into_the_earlier(incident, monkeypatch, matched_first):
+    from claims import tasks
+    from claims.matching import claim_match
+
+    enqueued = []
+    monkeypatch.setattr(tasks.claim_match_task, "delay", lambda claim_id: enqueued.append(claim_id))
+    earlier = file(LIQUIDATED, kind="liquidation", trade_id=982069)
+    later = file(LIQUIDATED, kind="liquidation", trade_id=982069, description="me again")
+    assert enqueued == [earlier.id, later.id] and {earlier.status, later.status} == {"received"}
+
+    order = enqueued if matched_first == "earlier" else enqueued[::-1]
+    outcomes = {claim_id: claim_match(claim_id=claim_id) for claim_id in order}
+
+    earlier.refresh_from_db()
+    later.refresh_from_db()
+    assert outcomes == {earlier.id: "matched", later.id: "merged"}
+    assert (earlier.status, earlier.merged_into_id) == ("matched", None)
+    assert (later.status, later.merged_into_id) == ("merged", earlier.id)
+    assert [claim_match(claim_id=claim_id) for claim_id in order] == [None, None]
+    assert Notification.objects.filter(kind="acknowledgement").count() == 2
+
+
 def test_matching_twice_changes_nothing(incident):
     from claims.matching import claim_match
 
