@@ -455,14 +455,26 @@ def claim_create(*, incident: Incident, user_id: int, channel: str, kind: str, d
     claim = Claim.objects.create(incident=incident, user_id=user_id, channel=channel, kind=kind,
                                  description=description, language=language, status=status,
                                  **{k: v for k, v in (references or {}).items() if k in REFERENCE_FIELDS})
-    ClaimTransition.objects.create(claim=claim, actor=actor, from_status="", to_status=status,
-                                   reason=f"filed through {channel}")
+    filed = ClaimTransition.objects.create(claim=claim, actor=actor, from_status="", to_status=status,
+                                           reason=f"filed through {channel}")
     _attachments_save(claim, attachments)
     if web:
         _verification_send(claim, account)
     else:
         _claim_received(claim)
+    _relations_known(claim, items=[], transitions=[filed])
     return claim
+
+
+def _relations_known(instance, **relations: list) -> None:
+    """Record what an instance's relations hold, as prefetch_related does, where this transaction
+    wrote them itself (a new claim: no items, one transition): showing it needs no read back.
+    Django keeps prefetched rows in `_prefetched_objects_cache`, as querysets already evaluated."""
+    cache = instance.__dict__.setdefault("_prefetched_objects_cache", {})
+    for name, rows in relations.items():
+        queryset = getattr(instance, name).all()
+        queryset._result_cache, queryset._prefetch_done = list(rows), True
+        cache[name] = queryset
 
 
 def _verification_send(claim: Claim, account) -> None:

@@ -8,6 +8,8 @@ import pytest
 from django.core import mail
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -55,6 +57,26 @@ def test_the_front_end_files_a_claim_that_is_matched_at_once(incident):
         ("fill:982069:Bid", "62.243932000000000000", "USDC")]
     assert "liquidated at" in body["items"][0]["explanation"]
     assert [t["to_status"] for t in body["transitions"]] == ["received", "matched"]
+
+
+def test_with_a_real_broker_the_new_claim_is_answered_as_stored(incident, settings, monkeypatch):
+    from claims import tasks
+
+    settings.CELERY_TASK_ALWAYS_EAGER = False  # matching waits for a worker: the claim is answered as filed
+    monkeypatch.setattr(tasks.claim_match_task, "delay", lambda claim_id: None)
+    front = api_client(["claims"], user_id=LIQUIDATED)
+
+    with CaptureQueriesContext(connection) as queries:
+        created = post_claim(front, kind="liquidation", trade_id=982069, order_id="o-1",
+                             market_symbol="ETH_USDC_PERP", approximate_time="2025-07-03T13:33:53+02:00",
+                             claimed_amount="62.5", claimed_asset="USDC", description="liquidated", language="pt-br")
+
+    assert created.status_code == 201, created.content
+    assert not [q for q in queries.captured_queries if q["sql"].startswith("SELECT") and "claims_claim" in q["sql"]]
+    body = created.json()
+    assert (body["status"], body["items"], body["claimed_amount"]) == ("received", [], "62.500000000000000000")
+    assert [t["to_status"] for t in body["transitions"]] == ["received"]
+    assert body == front.get(f"/api/claims/{body['id']}/").json()
 
 
 def test_a_claimant_reads_their_claim_and_nobody_else_does(incident):
