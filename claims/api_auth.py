@@ -4,7 +4,11 @@ Kept apart from the views: DRF's settings import these while the views' module l
 """
 
 import hashlib
+import time
 
+from django.conf import settings
+from django.db.models.signals import post_delete, post_save
+from django.dispatch import receiver
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter
@@ -26,6 +30,33 @@ def token_digest(token: str | bytes) -> str:
     return hashlib.sha256(token if isinstance(token, bytes) else token.encode()).hexdigest()
 
 
+# token digest -> (valid until, on time.monotonic(); the active client): the front end calls
+# hundreds of times a second with one token. Only valid tokens are kept, so the dict holds at
+# most one entry per API client.
+_known_clients: dict[str, tuple[float, ApiClient]] = {}
+
+
+def api_client_for(digest: str) -> ApiClient | None:
+    """The active client with this token digest, from this process's memory for
+    API_CLIENT_CACHE_SECONDS: a client revoked elsewhere is refused by every process within that
+    time, and at once by the process that saved it (forget_api_clients)."""
+    now = time.monotonic()
+    known = _known_clients.get(digest)
+    if known is not None and known[0] > now:
+        return known[1]
+    client = ApiClient.objects.filter(token_hash=digest, is_active=True).first()
+    if client is None:
+        _known_clients.pop(digest, None)
+    elif settings.API_CLIENT_CACHE_SECONDS > 0:
+        _known_clients[digest] = (now + settings.API_CLIENT_CACHE_SECONDS, client)
+    return client
+
+
+@receiver([post_save, post_delete], sender=ApiClient)
+def forget_api_clients(**kwargs) -> None:
+    _known_clients.clear()
+
+
 class ApiTokenAuthentication(BaseAuthentication):
     def authenticate(self, request):
         header = get_authorization_header(request).split()
@@ -33,7 +64,7 @@ class ApiTokenAuthentication(BaseAuthentication):
             return None
         if len(header) != 2:
             raise AuthenticationFailed("Authorization header must be: Token <token>")
-        client = ApiClient.objects.filter(token_hash=token_digest(header[1]), is_active=True).first()
+        client = api_client_for(token_digest(header[1]))
         if client is None:
             raise AuthenticationFailed("unknown or revoked token")
         return client, None

@@ -2,12 +2,15 @@
 
 
 def count_in_window(cache, key: str, seconds: int, now: float) -> int:
-    """Count this request in its window and return the window's count (two cache operations).
+    """Count this request in its window and return the window's count.
 
     An atomic increment, where DRF's own throttles keep every request's timestamp in one
-    cached list that concurrent processes read, unpickle and overwrite.
+    cached list that concurrent processes read, unpickle and overwrite. On Redis
+    (config.cache.RedisCache) it is one round trip; any other cache takes two operations.
     """
     window_key = f"{key}:{int(now // seconds)}"
+    if hasattr(cache, "count_in_window"):
+        return cache.count_in_window(window_key, seconds + 1)
     cache.add(window_key, 0, seconds + 1)
     try:
         return cache.incr(window_key)

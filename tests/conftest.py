@@ -24,11 +24,15 @@ def small_bundle(tmp_path) -> Path:
 
 @pytest.fixture(autouse=True)
 def isolated_media_and_cache(settings, tmp_path):
-    """Uploads go to this test's folder; throttle counters (in the cache) start at zero."""
+    """Uploads go to this test's folder; throttle counters (in the cache) and the API clients a
+    process keeps in memory start empty."""
     from django.core.cache import cache
+
+    from claims.api_auth import forget_api_clients
 
     settings.MEDIA_ROOT = tmp_path / "media"
     cache.clear()
+    forget_api_clients()
 
 
 @pytest.fixture

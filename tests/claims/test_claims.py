@@ -154,6 +154,37 @@ def test_callers_without_a_valid_token_or_scope_are_refused(incident):
     assert api_client(["claims"], user_id=LIQUIDATED).get("/api/incidents/").status_code == 403
 
 
+def apiclient_queries(client) -> int:
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get("/api/claims/").status_code in (200, 401)
+    return sum("claims_apiclient" in q["sql"] for q in queries.captured_queries)
+
+
+def test_a_token_is_looked_up_once_and_its_revocation_refused_at_once(incident):
+    front = api_client(["claims"], user_id=LIQUIDATED)
+
+    assert [apiclient_queries(front), apiclient_queries(front)] == [1, 0]
+    client = ApiClient.objects.get(name="front end")
+    client.is_active = False
+    client.save()  # as the admin does
+
+    assert front.get("/api/claims/").status_code == 401
+
+
+def test_a_token_revoked_by_another_process_is_refused_within_the_cache_time(incident, settings, monkeypatch):
+    from claims import api_auth
+
+    front = api_client(["claims"], user_id=LIQUIDATED)
+    assert front.get("/api/claims/").status_code == 200
+    ApiClient.objects.update(is_active=False)  # no signal here: as if another process had saved it
+    clock = api_auth.time.monotonic()
+
+    monkeypatch.setattr(api_auth.time, "monotonic", lambda: clock + settings.API_CLIENT_CACHE_SECONDS - 1)
+    assert front.get("/api/claims/").status_code == 200
+    monkeypatch.setattr(api_auth.time, "monotonic", lambda: clock + settings.API_CLIENT_CACHE_SECONDS + 1)
+    assert front.get("/api/claims/").status_code == 401
+
+
 def test_throttling_answers_429(incident, monkeypatch):
     monkeypatch.setitem(ClaimantThrottle.THROTTLE_RATES, "claimant", "2/min")
     front = api_client(["claims"], user_id=LIQUIDATED)
