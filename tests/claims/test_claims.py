@@ -146,6 +146,16 @@ def test_malformed_json_answers_400(incident):
     assert response.status_code == 400 and "detail" in response.json()
 
 
+@pytest.mark.parametrize("body", ["null", "[]", '"a claim"'])
+def test_a_body_that_is_not_an_object_answers_400_as_a_whole(incident, body):
+    client = api_client(["claims"], user_id=LIQUIDATED)
+
+    response = client.post("/api/claims/", data=body, content_type="application/json")
+
+    assert response.status_code == 400 and list(response.json()) == ["non_field_errors"]
+    assert not Claim.objects.exists()
+
+
 def test_callers_without_a_valid_token_or_scope_are_refused(incident):
     assert APIClient().get("/api/claims/").status_code in (401, 403)
     bad = APIClient()
