@@ -39,7 +39,7 @@ from .models import ApiClient, Claim, ClaimKind, ClaimTransition, Incident, Item
 
 
 class ClaimCreateSerializer(serializers.Serializer):
-    incident = serializers.SlugRelatedField(slug_field="slug", queryset=Incident.objects.all())
+    incident = serializers.SlugField(max_length=100, help_text="The incident's slug.")
     user_id = serializers.IntegerField(required=False, min_value=1, max_value=2**63 - 1,
                                        help_text="Staff callers only: the claimant's userId.")
     kind = serializers.ChoiceField(choices=ClaimKind.choices)
@@ -165,8 +165,8 @@ class ClaimViewSet(mixins.CreateModelMixin, mixins.RetrieveModelMixin, mixins.Li
                 raise ValidationError({"user_id": ["required for staff callers"]})
         references = {k: values[k] for k in services.REFERENCE_FIELDS if values.get(k) not in (None, "")}
         try:
-            claim = services.claim_create(
-                incident=values["incident"], user_id=user_id,
+            claim = services.claim_file(
+                incident_slug=values["incident"], user_id=user_id,
                 channel=Claim.Channel.STAFF if staff else Claim.Channel.API, kind=values["kind"],
                 description=values["description"], references=references, language=values["language"],
                 actor=_actor(request))

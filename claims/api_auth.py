@@ -176,4 +176,7 @@ def add_error_responses(result, generator, request, public):
             responses = operation.setdefault("responses", {})
             for code, description in ERROR_RESPONSES.items():
                 responses.setdefault(code, {"description": description, "content": error})
+            if "requestBody" in operation:
+                responses.setdefault("415", {"description": "The body's Content-Type is not one the operation "
+                                                            "accepts.", "content": error})
     return result

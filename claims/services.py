@@ -5,6 +5,7 @@ import json
 import logging
 import secrets
 import time
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -13,7 +14,7 @@ from pathlib import Path
 
 from celery import group
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.urls import reverse
 from django.utils import timezone
@@ -464,6 +465,82 @@ def claim_create(*, incident: Incident, user_id: int, channel: str, kind: str, d
         _claim_received(claim)
     _relations_known(claim, items=[], transitions=[filed])
     return claim
+
+
+def claim_file(*, incident_slug: str, user_id: int, channel: str, kind: str, description: str = "",
+               references: dict | None = None, language: str = "en", actor: str) -> Claim:
+    """File a claim that is received at once: from the API, whose caller has logged the user in,
+    or from staff. The same checks, rows and errors as claim_create.
+
+    On PostgreSQL this is one statement (_FILE_SQL): the incident, its closing time, the account
+    and both inserts in one round trip, atomic as any statement is. The front end files hundreds
+    of claims a second in the hours after an incident, and each ORM query costs more time in
+    Python than in the database. Elsewhere (the SQLite demo) it goes through claim_create.
+    """
+    if connection.vendor != "postgresql":
+        incident = Incident.objects.filter(slug=incident_slug).first()
+        if incident is None:
+            raise ClaimRefused(_("There is no incident %(slug)s.") % {"slug": incident_slug}, field="incident")
+        return claim_create(incident=incident, user_id=user_id, channel=channel, kind=kind, description=description,
+                            references=references, language=language, actor=actor)
+    now = timezone.now()
+    values = {**{name: None for name in _NULLABLE_REFERENCES}, **{name: "" for name in _TEXT_REFERENCES},
+              **{k: v for k, v in (references or {}).items() if k in REFERENCE_FIELDS},
+              "public_id": uuid.uuid4(), "slug": incident_slug, "user_id": user_id, "channel": channel, "kind": kind,
+              "description": description, "language": language, "status": Claim.Status.RECEIVED, "now": now,
+              "actor": actor, "reason": f"filed through {channel}"}
+    with connection.cursor() as cursor:
+        cursor.execute(_FILE_SQL, values)
+        *incident_row, claim_id, transition_id = cursor.fetchone()
+    if incident_row[0] is None:
+        raise ClaimRefused(_("There is no incident %(slug)s.") % {"slug": incident_slug}, field="incident")
+    incident = Incident.from_db(connection.alias, _INCIDENT_FIELDS, incident_row)
+    if claim_id is None:
+        if now > incident.claims_close:
+            closed = {"title": incident.title, "close": f"{incident.claims_close:%Y-%m-%d %H:%M}"}
+            raise ClaimRefused(_("Claims for %(title)s closed on %(close)s UTC.") % closed, field="incident")
+        raise ClaimRefused(_("There is no account %(user_id)s.") % {"user_id": user_id}, field="user_id")
+    claim = Claim(id=claim_id, incident=incident, merged_into=None, created_at=now, updated_at=now,
+                  **{name: values[name] for name in (*REFERENCE_FIELDS, "public_id", "user_id", "channel", "kind",
+                                                     "description", "language", "status")})
+    claim._state.adding, claim._state.db = False, connection.alias
+    filed = ClaimTransition(id=transition_id, claim=claim, at=now, actor=actor, from_status="",
+                            to_status=values["status"], reason=values["reason"])
+    filed._state.adding, filed._state.db = False, connection.alias
+    _claim_received(claim)
+    _relations_known(claim, items=[], transitions=[filed])
+    return claim
+
+
+_NULLABLE_REFERENCES = ("trade_id", "withdrawal_id", "approximate_time", "claimed_amount")
+_TEXT_REFERENCES = tuple(name for name in REFERENCE_FIELDS if name not in _NULLABLE_REFERENCES)
+_INCIDENT_FIELDS = [field.attname for field in Incident._meta.concrete_fields]
+# What claim_create writes for a claim received at once; tests/claims/test_filing.py checks that
+# both write the same rows, so a field added to Claim or ClaimTransition must be added here too.
+_FILE_SQL = """
+WITH incident AS (
+    SELECT {incident_columns} FROM claims_incident WHERE slug = %(slug)s
+), claim AS (
+    INSERT INTO claims_claim (
+        public_id, incident_id, user_id, channel, kind, description, trade_id, order_id, withdrawal_id,
+        transaction_hash, market_symbol, approximate_time, claimed_amount, claimed_asset, language, status,
+        merged_into_id, staff_note, candidate_events, no_loss_details, created_at, updated_at)
+    SELECT %(public_id)s, incident.id, %(user_id)s, %(channel)s, %(kind)s, %(description)s, %(trade_id)s,
+        %(order_id)s, %(withdrawal_id)s, %(transaction_hash)s, %(market_symbol)s, %(approximate_time)s,
+        %(claimed_amount)s, %(claimed_asset)s, %(language)s, %(status)s, NULL, '', '[]', '[]', %(now)s, %(now)s
+    FROM incident
+    WHERE incident.claims_close >= %(now)s
+        AND EXISTS (SELECT 1 FROM exchange_account WHERE user_id = %(user_id)s)
+    RETURNING id
+), filed AS (
+    INSERT INTO claims_claimtransition (claim_id, at, actor, from_status, to_status, reason)
+    SELECT id, %(now)s, %(actor)s, '', %(status)s, %(reason)s FROM claim
+    RETURNING id
+)
+SELECT {incident_selected}, (SELECT id FROM claim), (SELECT id FROM filed)
+FROM (SELECT 1) AS one LEFT JOIN incident ON TRUE
+""".format(incident_columns=", ".join(f.column for f in Incident._meta.concrete_fields),
+           incident_selected=", ".join(f"incident.{f.column}" for f in Incident._meta.concrete_fields))
 
 
 def _relations_known(instance, **relations: list) -> None:

@@ -156,6 +156,15 @@ def test_a_body_that_is_not_an_object_answers_400_as_a_whole(incident, body):
     assert not Claim.objects.exists()
 
 
+def test_a_body_of_an_unsupported_type_answers_415_as_documented(incident, client):
+    front = api_client(["claims"], user_id=LIQUIDATED)
+
+    response = front.post("/api/claims/", data="kind=other", content_type="text/plain")
+
+    assert response.status_code == 415 and "detail" in response.json()
+    assert "415" in client.get("/api/schema/?format=json").json()["paths"]["/api/claims/"]["post"]["responses"]
+
+
 def test_callers_without_a_valid_token_or_scope_are_refused(incident):
     assert APIClient().get("/api/claims/").status_code in (401, 403)
     bad = APIClient()
