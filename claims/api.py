@@ -29,6 +29,7 @@ from .api_auth import (
     CanFileClaims,
     ClaimantThrottle,
     IsStaffCaller,
+    WindowThrottled,
     acting_user_id,
     is_user_id,
 )
@@ -127,7 +128,7 @@ CLAIM_FILTERS = [
     retrieve=extend_schema(parameters=[USER_PARAMETER]),
     create=extend_schema(parameters=[USER_PARAMETER], request=ClaimCreateSerializer, responses={201: ClaimSerializer}),
 )
-class ClaimViewSet(mixins.CreateModelMixin, mixins.RetrieveModelMixin, mixins.ListModelMixin,
+class ClaimViewSet(WindowThrottled, mixins.CreateModelMixin, mixins.RetrieveModelMixin, mixins.ListModelMixin,
                    viewsets.GenericViewSet):
     serializer_class = ClaimSerializer
     permission_classes = [CanFileClaims]
@@ -203,7 +204,7 @@ ITEM_FILTERS = [
 ]
 
 
-class IncidentViewSet(viewsets.ReadOnlyModelViewSet):
+class IncidentViewSet(WindowThrottled, viewsets.ReadOnlyModelViewSet):
     """Staff: incidents, their items and the policy's items export."""
 
     serializer_class = IncidentSerializer

@@ -18,7 +18,7 @@ from rest_framework.exceptions import AuthenticationFailed, ValidationError
 from rest_framework.throttling import SimpleRateThrottle
 
 from .models import ApiClient
-from .throttling import count_in_window
+from .throttling import count_in_windows
 
 USER_HEADER = "HTTP_X_CLAIMDESK_USER"
 USER_PARAMETER = OpenApiParameter(
@@ -119,20 +119,37 @@ class IsStaffCaller(permissions.BasePermission):
 
 class FixedWindowThrottle(SimpleRateThrottle):
     """DRF's rate settings with a counter per window (claims/throttling.py), not a history list
-    that a busy front end (thousands a minute) would rewrite on every call."""
+    that a busy front end (thousands a minute) would rewrite on every call. WindowThrottled views
+    count all their throttles' windows at once."""
 
     def allow_request(self, request, view):
-        if self.rate is None:
-            return True
-        self.key = self.get_cache_key(request, view)
-        if self.key is None:
-            return True
-        now = self.timer()
-        self.retry_after = self.duration - (now % self.duration)
-        return count_in_window(self.cache, self.key, self.duration, now) <= self.num_requests
+        self.waits = throttle_waits(request, view, [self])
+        return not self.waits
 
     def wait(self):
-        return self.retry_after
+        return max(self.waits)
+
+
+def throttle_waits(request, view, throttles: list[FixedWindowThrottle]) -> list[float]:
+    """Count the call in each throttle's window, all in one cache call; the seconds to wait for
+    each window it has gone over."""
+    due = [(throttle, key) for throttle in throttles
+           if throttle.rate is not None and (key := throttle.get_cache_key(request, view)) is not None]
+    if not due:
+        return []
+    now = due[0][0].timer()
+    counts = count_in_windows(due[0][0].cache, [(key, throttle.duration) for throttle, key in due], now)
+    return [throttle.duration - now % throttle.duration
+            for (throttle, _), count in zip(due, counts, strict=True) if count > throttle.num_requests]
+
+
+class WindowThrottled:
+    """A view mixin: the call is counted in every throttle's window in one round trip."""
+
+    def check_throttles(self, request):
+        waits = throttle_waits(request, self, self.get_throttles())
+        if waits:
+            self.throttled(request, max(waits))
 
 
 class CallerThrottle(FixedWindowThrottle):

@@ -1,19 +1,27 @@
-"""One counter per caller and time window, shared by the API throttles and the web form's limit."""
+"""Counters per caller and time window, shared by the API throttles and the web form's limit."""
+
+
+def count_in_windows(cache, windows: list[tuple[str, int]], now: float) -> list[int]:
+    """Count this request in each (key, seconds) window and return each window's count.
+
+    Atomic increments, where DRF's own throttles keep every request's timestamp in one cached
+    list that concurrent processes read, unpickle and overwrite. On Redis (config.cache.RedisCache)
+    every window is counted in one round trip; any other cache takes two operations a window.
+    """
+    counters = [(f"{key}:{int(now // seconds)}", seconds + 1) for key, seconds in windows]
+    if hasattr(cache, "count_in_windows"):
+        return cache.count_in_windows(counters)
+    return [_count(cache, key, timeout) for key, timeout in counters]
 
 
 def count_in_window(cache, key: str, seconds: int, now: float) -> int:
-    """Count this request in its window and return the window's count.
+    return count_in_windows(cache, [(key, seconds)], now)[0]
 
-    An atomic increment, where DRF's own throttles keep every request's timestamp in one
-    cached list that concurrent processes read, unpickle and overwrite. On Redis
-    (config.cache.RedisCache) it is one round trip; any other cache takes two operations.
-    """
-    window_key = f"{key}:{int(now // seconds)}"
-    if hasattr(cache, "count_in_window"):
-        return cache.count_in_window(window_key, seconds + 1)
-    cache.add(window_key, 0, seconds + 1)
+
+def _count(cache, key: str, timeout: int) -> int:
+    cache.add(key, 0, timeout)
     try:
-        return cache.incr(window_key)
+        return cache.incr(key)
     except ValueError:  # the window's counter expired between add and incr
-        cache.set(window_key, 1, seconds + 1)
+        cache.set(key, 1, timeout)
         return 1
