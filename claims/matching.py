@@ -66,7 +66,8 @@ def claim_match(*, claim_id: int) -> str | None:
         claim = next(c for c in claims if c.id == claim_id)
         if claim.status != Claim.Status.RECEIVED:
             return None
-        if services.claim_merge_if_repeated(claim, [c for c in claims if c.id != claim_id]) is not None:
+        if services.claim_merge_if_repeated(claim, [c for c in claims if c.id != claim_id],
+                                            actor=MATCHING_ACTOR) is not None:
             return Claim.Status.MERGED
         # A claim is received once (its status guards it), so its acknowledgement's key is new.
         notify(key=f"claim:{claim.id}:acknowledgement", kind="acknowledgement", user_id=claim.user_id, claim=claim,

@@ -600,7 +600,7 @@ def _claim_received(claim: Claim) -> None:
     transaction.on_commit(lambda: claim_match_task.delay(claim_id=claim_id))
 
 
-def claim_merge_if_repeated(claim: Claim, others: list[Claim]) -> Claim | None:
+def claim_merge_if_repeated(claim: Claim, others: list[Claim], *, actor: str) -> Claim | None:
     """Merge a received claim into the first of the claimant's others with the same references.
 
     `others`: the claimant's other claims in this incident, locked, in the order they were filed.
@@ -615,7 +615,6 @@ def claim_merge_if_repeated(claim: Claim, others: list[Claim]) -> Claim | None:
                   and (other.status != Claim.Status.RECEIVED or other.id < claim.id)), None)
     if first is None:
         return None
-    actor = "matching"
     claim.merged_into = first
     claim.save(update_fields=["merged_into"])
     claim_transition(claim=claim, to=Claim.Status.MERGED, actor=actor, reason=f"same references as claim #{first.id}")
