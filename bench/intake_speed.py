@@ -6,9 +6,10 @@
    filled with a simulated incident of --users users whose window started two days ago (so its
    claims are open), and one API client with the `claims` scope.
 2. Queries per claim: one POST through Django's test client in this process, counted with
-   CaptureQueriesContext, for two users and payloads of different size (and a user's second claim).
-3. gunicorn on 127.0.0.1 (a free port) with config.wsgi; claims enqueue their matching and
-   acknowledgement tasks to Redis (BENCH_BROKER_URL, default redis://127.0.0.1:6379/13, flushed
+   CaptureQueriesContext, for two users and payloads of different size (and a user's second claim);
+   the process's first POST also looks its API client up (kept API_CLIENT_CACHE_SECONDS).
+3. gunicorn on 127.0.0.1 (a free port) with config.wsgi; each claim enqueues its matching task
+   (which acknowledges it) to Redis (BENCH_BROKER_URL, default redis://127.0.0.1:6379/13, flushed
    before and after; no worker runs), the cache (throttles) is Redis too (BENCH_CACHE_URL,
    default redis://127.0.0.1:6379/12, flushed before).
 4. Baseline: --clients HTTP/1.1 clients (threads) GET /healthz (a bare view: no database) for --seconds
@@ -358,8 +359,8 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--warmup", type=float, default=3)
-    # Measured on 2 cores: 2-4 sync workers give the same throughput, 6-8 less (more CPU per claim from
-    # contention with PostgreSQL); gthread (3x4, 4x8) the same throughput with a far worse p99.
+    # Measured on 2 cores: 3 and 4 sync workers give the same throughput (within the machine's own
+    # variation), 2 less; gthread (3x2, 3x11, 4x8) keeps connections open but gives a p99 over 300 ms.
     parser.add_argument("--workers", type=int, default=3)
     parser.add_argument("--worker-class", default="sync", choices=["sync", "gthread"])
     parser.add_argument("--threads", type=int, default=4, help="per worker, with --worker-class gthread")
