@@ -333,6 +333,38 @@ def test_repeated_claims_received_together_are_merged_once_into_the_earlier(inci
     assert Notification.objects.filter(kind="acknowledgement").count() == 2
 
 
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="row locks: SQLite has one writer at a time")
+def test_repeated_claims_matched_at_the_same_time_by_two_workers_merge_once(incident, monkeypatch):
+    import threading
+
+    from claims import tasks
+    from claims.matching import claim_match
+
+    enqueued = []
+    monkeypatch.setattr(tasks.claim_match_task, "delay", lambda claim_id: enqueued.append(claim_id))
+    for n in range(3):
+        file(LIQUIDATED, kind="liquidation", trade_id=982069, description=f"try {n}")
+    outcomes, start = {}, threading.Barrier(len(enqueued))
+
+    def worker(claim_id):
+        try:
+            start.wait()
+            outcomes[claim_id] = claim_match(claim_id=claim_id)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker, args=(claim_id,)) for claim_id in reversed(enqueued)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    first = min(enqueued)
+    assert outcomes == {first: "matched", **{claim_id: "merged" for claim_id in enqueued if claim_id != first}}
+    assert set(Claim.objects.exclude(id=first).values_list("merged_into_id", flat=True)) == {first}
+    assert Notification.objects.filter(kind="acknowledgement").count() == 3
+
+
 def test_matching_twice_changes_nothing(incident):
     from claims.matching import claim_match
 
