@@ -38,6 +38,7 @@ from .models import (
     IncidentSettingsChange,
     Item,
     ItemEvent,
+    Notification,
 )
 from .notifications import absolute, language_for, notify
 
@@ -632,6 +633,26 @@ def claim_add_information(*, claim: Claim, text: str, attachments: list, actor: 
         _attachments_save(claim, attachments, note=text)
     ClaimTransition.objects.create(claim=claim, actor=actor, from_status=claim.status, to_status=claim.status,
                                    reason=f"information added: {text}" if text else "attachment added")
+
+
+def tasks_requeue(*, older_than: timedelta) -> tuple[list[int], list[int]]:
+    """Enqueue again what waited longer than `older_than` for a task that never came: claims still
+    `received` (their matching task was lost: the process stopped between commit and publish, or
+    the broker lost it) and messages never tried. Harmless for one that is only late: matching and
+    sending are idempotent. Returns (claim ids, notification ids)."""
+    from .tasks import claim_match_task, notification_send_task  # tasks import this module
+
+    cutoff = timezone.now() - older_than
+    claim_ids = list(Claim.objects.filter(status=Claim.Status.RECEIVED, updated_at__lt=cutoff)
+                     .order_by("id").values_list("id", flat=True))
+    notification_ids = list(Notification.objects.filter(status=Notification.Status.PENDING, attempts=0,
+                                                        created_at__lt=cutoff)
+                            .order_by("id").values_list("id", flat=True))
+    for claim_id in claim_ids:
+        claim_match_task.delay(claim_id=claim_id)
+    for notification_id in notification_ids:
+        notification_send_task.delay(notification_id=notification_id)
+    return claim_ids, notification_ids
 
 
 @transaction.atomic

@@ -365,6 +365,39 @@ def test_repeated_claims_matched_at_the_same_time_by_two_workers_merge_once(inci
     assert Notification.objects.filter(kind="acknowledgement").count() == 3
 
 
+def test_a_claim_whose_matching_task_was_lost_is_enqueued_again_later(incident, monkeypatch):
+    from claims import tasks
+
+    lost = []
+    monkeypatch.setattr(tasks.claim_match_task, "delay", lambda claim_id: lost.append(claim_id))
+    late = file(LIQUIDATED, kind="liquidation", trade_id=982069)
+    recent = file(100007, kind="bad_fill", trade_id=982011)
+    Claim.objects.filter(id=late.id).update(updated_at=timezone.now() - timedelta(minutes=11))
+    monkeypatch.undo()
+    out = io.StringIO()
+
+    call_command("requeue_tasks", "--minutes", "10", stdout=out)
+
+    late.refresh_from_db()
+    recent.refresh_from_db()
+    assert (late.status, recent.status) == ("matched", "received")
+    assert "1 claim(s) enqueued" in out.getvalue()
+    assert Notification.objects.filter(claim=late, kind="acknowledgement").count() == 1
+    call_command("requeue_tasks", stdout=out)  # nothing is late any more
+    assert out.getvalue().splitlines()[-1].startswith("0 claim(s)")
+
+
+def test_a_message_never_tried_is_sent_once_when_enqueued_again(incident):
+    never_tried = Notification.objects.create(key="test:lost", kind="decision", user_id=LIQUIDATED,
+                                              to="trader100056@example.com", language="en")
+    Notification.objects.filter(id=never_tried.id).update(created_at=timezone.now() - timedelta(minutes=30))
+
+    call_command("requeue_tasks", stdout=io.StringIO())
+    call_command("requeue_tasks", stdout=io.StringIO())
+
+    assert len(mail.outbox) == 1 and Notification.objects.get(id=never_tried.id).status == "sent"
+
+
 def test_matching_twice_changes_nothing(incident):
     from claims.matching import claim_match
 

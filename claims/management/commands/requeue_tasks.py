@@ -1,0 +1,21 @@
+from datetime import timedelta
+
+from django.core.management.base import BaseCommand, CommandError
+
+from claims.services import tasks_requeue
+
+
+class Command(BaseCommand):
+    help = ("Enqueue again the matching of claims still received, and the messages never tried, after "
+            "--minutes: their task was lost. Safe to run at any time (e.g. from cron every few minutes).")
+
+    def add_arguments(self, parser):
+        parser.add_argument("--minutes", type=int, default=10,
+                            help="how long a task may be late before it is taken as lost (default 10)")
+
+    def handle(self, *args, minutes, **options):
+        if minutes < 1:
+            raise CommandError("--minutes must be at least 1")
+        claims, notifications = tasks_requeue(older_than=timedelta(minutes=minutes))
+        self.stdout.write(f"{len(claims)} claim(s) enqueued for matching again, "
+                          f"{len(notifications)} message(s) for sending.")
