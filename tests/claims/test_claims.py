@@ -225,7 +225,27 @@ def test_staff_read_incidents_items_and_the_export(incident):
     assert items["count"] == 4 and {i["kind"] for i in items["results"]} == {"liquidation"}
     out = io.StringIO()
     call_command("export_items", SLUG, stdout=out)
-    assert export.status_code == 200 and export.content.decode() == out.getvalue()
+    assert export.status_code == 200 and b"".join(export.streaming_content).decode() == out.getvalue()
+
+
+def test_the_export_sorts_text_by_code_point_whatever_the_collation(incident):
+    from decimal import Decimal
+
+    references = ["withdrawal:b", "withdrawal:B", "withdrawal:_", "withdrawal:é", "withdrawal:a"]
+    for user_id in (100056, 9):
+        for reference in references:
+            Item.objects.create(incident=incident, user_id=user_id, kind="wrong_withdrawal", reference=reference,
+                                asset="USDC", amount=Decimal("1.5"), status="computed", approval="one",
+                                formula="f", inputs={})
+    from claims.selectors import item_export_rows
+
+    with CaptureQueriesContext(connection) as queries:
+        rows = [(row[1], row[3], row[5]) for row in item_export_rows(incident=incident)]
+
+    expected = sorted(references)  # code points: "B" < "_" < "a" < "b" < "é"
+    if connection.vendor == "postgresql":  # whatever the database's collation (this one may be C already)
+        assert 'COLLATE "C"' in queries.captured_queries[-1]["sql"]
+    assert rows == [(str(user_id), reference, "1.500000") for user_id in (9, 100056) for reference in expected]
 
 
 def test_staff_may_file_for_a_user(incident):

@@ -3,7 +3,7 @@ import sys
 
 from django.core.management.base import BaseCommand, CommandError
 
-from claims.selectors import EXPORT_HEADER, incident_get, item_export_rows
+from claims.selectors import EXPORT_HEADER, incident_get, item_export_iter
 
 
 class Command(BaseCommand):
@@ -17,16 +17,20 @@ class Command(BaseCommand):
         incident = incident_get(slug=slug)
         if incident is None:
             raise CommandError(f"no incident {slug!r}")
-        rows = item_export_rows(incident=incident)
+        rows = item_export_iter(incident=incident)
         if output:
             with open(output, "w", newline="") as target:
-                _write(target, rows)
-            self.stderr.write(f"{len(rows)} items written to {output}")
+                count = _write(target, rows)
+            self.stderr.write(f"{count} items written to {output}")
         else:
             _write(self.stdout if self.stdout is not None else sys.stdout, rows)
 
 
-def _write(target, rows) -> None:
+def _write(target, rows) -> int:
     writer = csv.writer(target, lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
     writer.writerow(EXPORT_HEADER)
-    writer.writerows(rows)
+    count = 0
+    for row in rows:
+        writer.writerow(row)
+        count += 1
+    return count
