@@ -263,7 +263,7 @@ def test_running_a_chunk_task_twice_counts_it_once(sample):
     from claims.services import detection_start
     from claims.tasks import detection_chunk_run_task
 
-    with mock.patch("claims.services._enqueue_chunks"):  # the test delivers the task itself, twice
+    with mock.patch("claims.services.engine._enqueue_chunks"):  # the test delivers the task itself, twice
         run_ = detection_start(incident=sample, user_ids=None, requested_by="test")
     chunk = run_.chunks.get()
 

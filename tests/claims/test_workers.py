@@ -106,7 +106,7 @@ def simulated(tmp_path):
 
 
 def detect_in_process(incident) -> list[list[str]]:
-    with mock.patch("claims.services._enqueue_chunks"):
+    with mock.patch("claims.services.engine._enqueue_chunks"):
         run = detection_start(incident=incident, user_ids=None, requested_by="test", chunk_size=CHUNK)
     for chunk_id in run.chunks.values_list("id", flat=True):
         detection_chunk_run(chunk_id=chunk_id)
