@@ -126,12 +126,14 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # (claims/tasks.py), far inside the default of ten minutes; a task that outlived it would be
 # delivered twice, which the tasks tolerate but need not. Tests shorten it.
 # Workers look for such tasks every CELERY_UNACKED_RESTORE_INTERVAL seconds (kombu's default
-# sweep is only every 100 s).
+# sweep is only every 100 s). The sweep holds a lock in Redis; a worker killed while holding it
+# blocks every sweep until it expires, after CELERY_UNACKED_MUTEX_EXPIRE seconds (kombu: 300).
 VISIBILITY_TIMEOUT = int(os.environ.get("CELERY_VISIBILITY_TIMEOUT", "600"))
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": VISIBILITY_TIMEOUT,
     "unacked_restore_interval": int(os.environ.get("CELERY_UNACKED_RESTORE_INTERVAL", "10")),
     "unacked_restore_throttle": 1,
+    "unacked_mutex_expire": int(os.environ.get("CELERY_UNACKED_MUTEX_EXPIRE", "60")),
 }
 # Failure drills only: seconds a detection chunk waits before committing (0 in production).
 DETECTION_CHUNK_DELAY = float(os.environ.get("CLAIMDESK_DETECTION_CHUNK_DELAY", "0"))

@@ -31,6 +31,7 @@ from .engine import (
     IncidentLoaded,
     detect_users,
     detection_chunk_run,
+    detection_chunks_requeue,
     detection_context,
     detection_start,
     incident_load,
@@ -45,7 +46,8 @@ __all__ = [
     "POLICY_ACTOR", "REFERENCE_FIELDS", "VERIFICATION_LIFETIME", "ClaimRefused", "IncidentFileError",
     "IncidentLoaded", "VerificationFailed", "attachment_content_type", "attachments_check", "claim_add_information",
     "claim_create", "claim_decide", "claim_file", "claim_merge_if_repeated", "claim_transition", "claim_verify",
-    "claims_for_found_users", "detect_users", "detection_chunk_run", "detection_context", "detection_start",
+    "claims_for_found_users", "detect_users", "detection_chunk_run", "detection_chunks_requeue",
+    "detection_context", "detection_start",
     "incident_load", "incident_settings_parse", "incident_settings_save", "item_approval", "items_detect_and_save",
     "tasks_requeue",
 ]

@@ -166,6 +166,20 @@ def _enqueue_chunks(task, chunk_ids: list[int]) -> None:
     group(task.si(chunk_id=chunk_id) for chunk_id in chunk_ids).apply_async()
 
 
+def detection_chunks_requeue(*, older_than: timedelta) -> list[int]:
+    """Enqueue again the chunks still pending of runs started longer than `older_than` ago: their
+    task was lost (e.g. a worker killed between taking it from Redis and recording it as
+    unacknowledged). Harmless for a chunk that is only late: a done chunk is not done twice."""
+    from ..tasks import detection_chunk_run_task  # tasks import this module
+
+    chunk_ids = list(DetectionChunk.objects.filter(
+        status=DetectionChunk.Status.PENDING, run__status=DetectionRun.Status.RUNNING,
+        run__started_at__lt=timezone.now() - older_than).order_by("id").values_list("id", flat=True))
+    if chunk_ids:
+        _enqueue_chunks(detection_chunk_run_task, chunk_ids)
+    return chunk_ids
+
+
 def detection_chunk_run(*, chunk_id: int) -> bool:
     """Detect for one chunk's users and store the result; False if the chunk was already done.
 
@@ -174,7 +188,9 @@ def detection_chunk_run(*, chunk_id: int) -> bool:
     redoes it; a repeated delivery of a finished chunk finds it done and does nothing.
     """
     with transaction.atomic():
-        chunk = DetectionChunk.objects.select_for_update().select_related("run__incident").get(id=chunk_id)
+        # Only the chunk's row: locking the joined run and incident too would make every chunk wait
+        # for the one before it to commit, and detection would use one process however many ran.
+        chunk = DetectionChunk.objects.select_for_update(of=("self",)).select_related("run__incident").get(id=chunk_id)
         if chunk.status == DetectionChunk.Status.DONE:
             return False
         run = chunk.run

@@ -316,3 +316,24 @@ def test_changing_settings_in_the_admin_is_logged_and_detects_again(sample, dete
     assert change.redetection.status == "done"
     assert not Item.objects.filter(kind="bad_fill", status="computed").exists()
     assert Incident.objects.get(slug=SLUG).settings_version == 2
+
+
+def test_a_detection_whose_chunk_tasks_were_lost_is_finished_by_the_sweep(sample):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from claims.services import detection_start
+
+    with mock.patch("claims.services.engine._enqueue_chunks"):  # the broker lost every task
+        lost = detection_start(incident=sample, user_ids=None, requested_by="test", chunk_size=5)
+        recent = detection_start(incident=sample, user_ids=None, requested_by="test", chunk_size=5)
+    DetectionRun.objects.filter(id=lost.id).update(started_at=timezone.now() - timedelta(minutes=11))
+    out = io.StringIO()
+
+    call_command("requeue_tasks", "--minutes", "10", stdout=out)
+
+    lost.refresh_from_db()
+    recent.refresh_from_db()
+    assert (lost.status, lost.done_users, recent.status) == ("done", lost.total_users, "running")
+    assert f"{lost.chunks.count()} detection chunk(s)" in out.getvalue()

@@ -2,12 +2,13 @@ from datetime import timedelta
 
 from django.core.management.base import BaseCommand, CommandError
 
-from claims.services import tasks_requeue
+from claims.services import detection_chunks_requeue, tasks_requeue
 
 
 class Command(BaseCommand):
-    help = ("Enqueue again the matching of claims still received, and the messages never tried, after "
-            "--minutes: their task was lost. Safe to run at any time (e.g. from cron every few minutes).")
+    help = ("Enqueue again the matching of claims still received, the messages never tried and the detection "
+            "chunks still pending after --minutes: their task was lost. Safe to run at any time (e.g. from cron "
+            "every few minutes).")
 
     def add_arguments(self, parser):
         parser.add_argument("--minutes", type=int, default=10,
@@ -16,6 +17,8 @@ class Command(BaseCommand):
     def handle(self, *args, minutes, **options):
         if minutes < 1:
             raise CommandError("--minutes must be at least 1")
-        claims, notifications = tasks_requeue(older_than=timedelta(minutes=minutes))
+        older_than = timedelta(minutes=minutes)
+        claims, notifications = tasks_requeue(older_than=older_than)
+        chunks = detection_chunks_requeue(older_than=older_than)
         self.stdout.write(f"{len(claims)} claim(s) enqueued for matching again, "
-                          f"{len(notifications)} message(s) for sending.")
+                          f"{len(notifications)} message(s) for sending, {len(chunks)} detection chunk(s).")
