@@ -69,9 +69,8 @@ def claim_match(*, claim_id: int) -> str | None:
         if services.claim_merge_if_repeated(claim, [c for c in claims if c.id != claim_id],
                                             actor=MATCHING_ACTOR) is not None:
             return Claim.Status.MERGED
-        # A claim is received once (its status guards it), so its acknowledgement's key is new.
-        notify(key=f"claim:{claim.id}:acknowledgement", kind="acknowledgement", user_id=claim.user_id, claim=claim,
-               new_key=True)
+        # Looked up, not assumed new: a claim received before this release was acknowledged when filed.
+        notify(key=f"claim:{claim.id}:acknowledgement", kind="acknowledgement", user_id=claim.user_id, claim=claim)
         incident = claim.incident
         # Detection for the claimant (one user: milliseconds), so the items are current.
         results = services.items_detect_and_save(incident=incident, user_ids=[claim.user_id], run=None)

@@ -268,7 +268,7 @@ def claim_merge_if_repeated(claim: Claim, others: list[Claim], *, actor: str) ->
         ClaimTransition.objects.create(claim=first, actor=actor, from_status=first.status, to_status=first.status,
                                        reason=f"claim #{claim.id} merged here: {claim.description}")
     notify(key=f"claim:{claim.id}:acknowledgement", kind="acknowledgement", user_id=claim.user_id, claim=first,
-           new_key=True, context={"merged": True})
+           context={"merged": True})
     return first
 
 

@@ -418,6 +418,20 @@ def test_a_message_never_tried_is_sent_once_when_enqueued_again(incident):
     assert len(mail.outbox) == 1 and Notification.objects.get(id=never_tried.id).status == "sent"
 
 
+def test_a_claim_acknowledged_when_filed_by_the_previous_release_is_matched_and_not_acknowledged_again(
+        incident, monkeypatch):
+    from claims import tasks
+    from claims.matching import claim_match
+
+    monkeypatch.setattr(tasks.claim_match_task, "delay", lambda claim_id: None)  # deployed before it ran
+    claim = file(LIQUIDATED, kind="liquidation", trade_id=982069)
+    Notification.objects.create(key=f"claim:{claim.id}:acknowledgement", kind="acknowledgement", claim=claim,
+                                user_id=LIQUIDATED, to="trader100056@example.com", language="en", status="sent")
+
+    assert claim_match(claim_id=claim.id) == "matched"
+    assert Notification.objects.filter(claim=claim, kind="acknowledgement").count() == 1
+
+
 def test_matching_twice_changes_nothing(incident):
     from claims.matching import claim_match
 
