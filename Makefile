@@ -42,6 +42,7 @@ bench: install
 	$(TEST_ENV) $(BIN)/python bench/import_speed.py
 	$(TEST_ENV) $(BIN)/python bench/detect_speed.py
 	$(TEST_ENV) $(BIN)/python bench/intake_speed.py
+	$(TEST_ENV) $(BIN)/python bench/match_speed.py
 
 lint: install
 	$(BIN)/ruff check .
