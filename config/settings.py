@@ -172,10 +172,10 @@ SPECTACULAR_SETTINGS = {
     ],
 }
 
-# Public pages that write: (requests, seconds) per client address.
 # How long a process may keep using an API client it has looked up: revoking a token takes up to
 # this long to reach every process (0: look it up on every call).
 API_CLIENT_CACHE_SECONDS = float(os.environ.get("API_CLIENT_CACHE_SECONDS", "10"))
+# Public pages that write: (requests, seconds) per client address.
 WEB_THROTTLE = {"claim": (int(os.environ.get("WEB_CLAIMS_PER_HOUR", "20")), 3600), "status": (60, 3600)}
 CACHES = {
     "default": (
