@@ -231,13 +231,14 @@ def test_staff_read_incidents_items_and_the_export(incident):
 def test_the_export_sorts_text_by_code_point_whatever_the_collation(incident):
     from decimal import Decimal
 
+    from claims.selectors import item_export_rows
+
     references = ["withdrawal:b", "withdrawal:B", "withdrawal:_", "withdrawal:é", "withdrawal:a"]
     for user_id in (100056, 9):
         for reference in references:
             Item.objects.create(incident=incident, user_id=user_id, kind="wrong_withdrawal", reference=reference,
                                 asset="USDC", amount=Decimal("1.5"), status="computed", approval="one",
                                 formula="f", inputs={})
-    from claims.selectors import item_export_rows
 
     with CaptureQueriesContext(connection) as queries:
         rows = [(row[1], row[3], row[5]) for row in item_export_rows(incident=incident)]
