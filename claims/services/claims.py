@@ -83,18 +83,30 @@ def claim_transition(*, claim: Claim, to: str, actor: str, reason: str = "") -> 
     claim.save(update_fields=["status", "updated_at"])
 
 
+def _refuse_if_closed(incident: Incident, now) -> None:
+    if now > incident.claims_close:
+        closed = {"title": incident.title, "close": f"{incident.claims_close:%Y-%m-%d %H:%M}"}
+        raise ClaimRefused(_("Claims for %(title)s closed on %(close)s UTC.") % closed, field="incident")
+
+
+def _no_account(user_id: int) -> ClaimRefused:
+    return ClaimRefused(_("There is no account %(user_id)s.") % {"user_id": user_id}, field="user_id")
+
+
+def _no_incident(slug: str) -> ClaimRefused:
+    return ClaimRefused(_("There is no incident %(slug)s.") % {"slug": slug}, field="incident")
+
+
 @transaction.atomic
 def claim_create(*, incident: Incident, user_id: int, channel: str, kind: str, description: str = "",
                  references: dict | None = None, language: str = "en", attachments: list | None = None,
                  actor: str) -> Claim:
     """File a claim. From the web it waits, unverified, for the link sent to the address on file;
     from the API (the exchange has logged the user in) or staff it is received at once."""
-    if timezone.now() > incident.claims_close:
-        closed = {"title": incident.title, "close": f"{incident.claims_close:%Y-%m-%d %H:%M}"}
-        raise ClaimRefused(_("Claims for %(title)s closed on %(close)s UTC.") % closed, field="incident")
+    _refuse_if_closed(incident, timezone.now())
     account = ledger.account_get(user_id)
     if account is None:
-        raise ClaimRefused(_("There is no account %(user_id)s.") % {"user_id": user_id}, field="user_id")
+        raise _no_account(user_id)
     attachments = attachments or []
     attachments_check(attachments)
     web = channel == Claim.Channel.WEB
@@ -126,7 +138,7 @@ def claim_file(*, incident_slug: str, user_id: int, channel: str, kind: str, des
     if connection.vendor != "postgresql":
         incident = Incident.objects.filter(slug=incident_slug).first()
         if incident is None:
-            raise ClaimRefused(_("There is no incident %(slug)s.") % {"slug": incident_slug}, field="incident")
+            raise _no_incident(incident_slug)
         return claim_create(incident=incident, user_id=user_id, channel=channel, kind=kind, description=description,
                             references=references, language=language, actor=actor)
     now = timezone.now()
@@ -139,13 +151,11 @@ def claim_file(*, incident_slug: str, user_id: int, channel: str, kind: str, des
         cursor.execute(_FILE_SQL, values)
         *incident_row, claim_id, transition_id = cursor.fetchone()
     if incident_row[0] is None:
-        raise ClaimRefused(_("There is no incident %(slug)s.") % {"slug": incident_slug}, field="incident")
+        raise _no_incident(incident_slug)
     incident = Incident.from_db(connection.alias, _INCIDENT_FIELDS, incident_row)
-    if claim_id is None:
-        if now > incident.claims_close:
-            closed = {"title": incident.title, "close": f"{incident.claims_close:%Y-%m-%d %H:%M}"}
-            raise ClaimRefused(_("Claims for %(title)s closed on %(close)s UTC.") % closed, field="incident")
-        raise ClaimRefused(_("There is no account %(user_id)s.") % {"user_id": user_id}, field="user_id")
+    if claim_id is None:  # closed, or no such account, in claim_create's order
+        _refuse_if_closed(incident, now)
+        raise _no_account(user_id)
     claim = Claim(id=claim_id, incident=incident, merged_into=None, created_at=now, updated_at=now,
                   **{name: values[name] for name in (*REFERENCE_FIELDS, "public_id", "user_id", "channel", "kind",
                                                      "description", "language", "status")})
