@@ -9,15 +9,13 @@ from .models import (
     Claim,
     ClaimAttachment,
     ClaimItem,
-    ClaimTransition,
     DetectionRun,
     Finding,
     Incident,
-    IncidentSettingsChange,
     Item,
-    ItemEvent,
     Notification,
 )
+from .roles import APPROVING_ROLES, Actor, Refused, roles_of
 
 
 def progress_bar(run: DetectionRun | None) -> str:
@@ -29,22 +27,10 @@ def progress_bar(run: DetectionRun | None) -> str:
     )
 
 
-class SettingsChangeInline(admin.TabularInline):
-    model = IncidentSettingsChange
-    fields = ["changed_at", "changed_by", "before", "after", "redetection"]
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-
 @admin.register(Incident)
 class IncidentAdmin(admin.ModelAdmin):
     list_display = ["slug", "title", "window_start", "claims_close", "detection"]
     readonly_fields = ["detection", "settings_version"]
-    inlines = [SettingsChangeInline]
     actions = ["detect_all_users"]
 
     @admin.display(description="latest detection")
@@ -56,12 +42,15 @@ class IncidentAdmin(admin.ModelAdmin):
             super().save_model(request, obj, form, change)
             return
         before = Incident.objects.get(pk=obj.pk).settings_dict()
-        changed, run = services.incident_settings_save(incident=obj, before=before,
-                                                       changed_by=request.user.get_username())
-        if run is not None:
-            messages.info(request, f"Settings changed ({', '.join(changed)}): detection #{run.pk} started.")
+        saved = services.incident_settings_save(incident=obj, before=before, changed_by=request.user.get_username())
+        if saved.limits_proposed is not None:
+            messages.warning(request, f"New approval limits proposed (change #{saved.limits_proposed.pk}): they apply "
+                                      "once a second approver confirms them.")
+        if saved.redetection is not None:
+            messages.info(request, f"Settings changed ({', '.join(saved.changed)}): detection "
+                                   f"#{saved.redetection.pk} started.")
 
-    @admin.action(description="Detect for all users")
+    @admin.action(description="Detect for all users", permissions=["change"])
     def detect_all_users(self, request, queryset):
         for incident in queryset:
             run = services.detection_start(incident=incident, user_ids=None,
@@ -90,12 +79,6 @@ class ReadOnlyInline(admin.TabularInline):
         return False
 
 
-class ItemEventInline(ReadOnlyInline):
-    model = ItemEvent
-    fields = ["at", "actor", "action", "old_amount", "new_amount", "note"]
-    readonly_fields = fields
-
-
 class FlaggedFilter(admin.SimpleListFilter):
     title = "flagged for staff"
     parameter_name = "flagged"
@@ -118,7 +101,6 @@ class ItemAdmin(DetectedAdmin):
     list_filter = ["incident", "status", "kind", "approval", FlaggedFilter, "asset"]
     search_fields = ["=user_id", "reference"]
     readonly_fields = [f.name for f in Item._meta.fields]
-    inlines = [ItemEventInline]
     show_full_result_count = False
 
 
@@ -141,12 +123,6 @@ class DetectionRunAdmin(DetectedAdmin):
         return progress_bar(run)
 
 
-class ClaimTransitionInline(ReadOnlyInline):
-    model = ClaimTransition
-    fields = ["at", "actor", "from_status", "to_status", "reason"]
-    readonly_fields = fields
-
-
 class ClaimAttachmentInline(ReadOnlyInline):
     model = ClaimAttachment
     fields = ["original_name", "content_type", "size", "file", "note", "uploaded_at"]
@@ -167,15 +143,39 @@ class ClaimItemInline(ReadOnlyInline):
         return link.item.status
 
 
-def _decide(to: str, label: str):
-    @admin.action(description=label)
-    def action(modeladmin, request, queryset):
-        for claim_id in queryset.values_list("id", flat=True):
-            services.claim_decide(claim_id=claim_id, to=to, actor=request.user.get_username(),
-                                  reason=f"{label} in the admin")
-        messages.info(request, f"{label}: {queryset.count()} claim(s).")
+def outcomes_report(request, what: str, outcomes) -> None:
+    """One message for what changed, one per reason for what did not: counts only real changes."""
+    changed = [o for o in outcomes if o.changed]
+    if changed:
+        messages.success(request, f"{what}: {len(changed)} changed.")
+    skipped: dict[str, list] = {}
+    for outcome in outcomes:
+        if not outcome.changed:
+            skipped.setdefault(outcome.message, []).append(outcome.item_id)
+    for why, ids in skipped.items():
+        shown = ", ".join(str(i) for i in ids[:10] if i) + (" …" if len(ids) > 10 else "")
+        messages.warning(request, f"{what}: {len(ids)} skipped ({why}){': items ' + shown if shown else ''}.")
 
-    action.__name__ = f"mark_{to}"
+
+def may_approve(request) -> bool:
+    return bool(roles_of(request.user) & APPROVING_ROLES)
+
+
+def _claim_action(label: str, service):
+    @admin.action(description=label, permissions=["approve"])
+    def action(modeladmin, request, queryset):
+        actor = Actor.person(request.user)
+        outcomes = []
+        for claim_id in queryset.order_by("id").values_list("id", flat=True):
+            try:
+                result = service(claim_id=claim_id, actor=actor)
+            except Refused as exc:
+                messages.error(request, f"Claim {claim_id}: {exc}")
+                continue
+            outcomes.extend(result if isinstance(result, list) else [result])
+        outcomes_report(request, label, outcomes)
+
+    action.__name__ = f"claims_{service.__name__}"
     return action
 
 
@@ -185,9 +185,12 @@ class ClaimAdmin(DetectedAdmin):
     list_filter = ["incident", "status", "kind", "channel", "language"]
     search_fields = ["=user_id", "=trade_id", "=withdrawal_id", "order_id", "transaction_hash"]
     readonly_fields = [f.name for f in Claim._meta.fields]
-    inlines = [ClaimItemInline, ClaimTransitionInline, ClaimAttachmentInline]
-    actions = [_decide("in_review", "Take into review"), _decide("approved", "Approve"),
-               _decide("rejected", "Reject")]
+    inlines = [ClaimItemInline, ClaimAttachmentInline]
+    actions = [_claim_action("Take into review", services.claim_take_into_review),
+               _claim_action("Approve the claims' items", services.claim_approve)]
+
+    def has_approve_permission(self, request):
+        return may_approve(request)
 
 
 @admin.register(ApiClient)

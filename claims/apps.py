@@ -1,8 +1,18 @@
 from django.apps import AppConfig
+from django.db.models.signals import m2m_changed, post_migrate
 
 
 class ClaimsConfig(AppConfig):
     name = "claims"
 
     def ready(self):
+        from django.contrib.auth import get_user_model
+
         from . import api_auth  # noqa: F401  connects forget_api_clients to ApiClient's saves
+        from .roles import roles_guard, roles_sync
+
+        # A test database's flush empties the groups the data migration made; make them again.
+        post_migrate.connect(roles_sync, sender=self, dispatch_uid="claims.roles_sync")
+        # The last guard of "finance excludes support and approver", whoever edits the groups
+        # (the admin's user form, a shell); PostgreSQL has a trigger for raw SQL too.
+        m2m_changed.connect(roles_guard, sender=get_user_model().groups.through, dispatch_uid="claims.roles_guard")

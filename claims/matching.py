@@ -6,11 +6,12 @@ from django.db import transaction
 
 from . import services
 from .detectors import Detected
-from .models import Claim, ClaimItem, Item
+from .models import Claim, ClaimItem, Item, ItemKind
 from .notifications import notify
+from .roles import MATCHING
 
 TIME_TOLERANCE = timedelta(minutes=30)
-MATCHING_ACTOR = "matching"
+MATCHING_ACTOR = MATCHING.name
 
 
 def _event_fits(claim: Claim, *, kind: str, reference: str, asset: str, inputs: dict, event_at: datetime) -> bool:
@@ -59,6 +60,10 @@ def claim_match(*, claim_id: int) -> str | None:
     """
     filed = Claim.objects.filter(id=claim_id).values("incident_id", "user_id").get()
     with transaction.atomic():
+        # The claimant's items first, then their claims: every writer locks in this order (items,
+        # then claims), so matching and an approval of the same user's items never deadlock.
+        list(Item.objects.select_for_update().filter(incident_id=filed["incident_id"], user_id=filed["user_id"])
+             .order_by("pk").values_list("pk", flat=True))
         # Every claim of the claimant, locked in the order they were filed: the matching of two of
         # them at once is serialized, so a repeated claim is merged exactly once.
         claims = list(Claim.objects.select_for_update(of=("self",)).select_related("incident")
@@ -75,7 +80,9 @@ def claim_match(*, claim_id: int) -> str | None:
         # Detection for the claimant (one user: milliseconds), so the items are current.
         results = services.items_detect_and_save(incident=incident, user_ids=[claim.user_id], run=None)
         evaluated, _ = results[claim.user_id]
-        items = list(Item.objects.filter(incident=incident, user_id=claim.user_id).order_by("kind", "reference"))
+        # Detected items only: an amount staff set (kind other) belongs to its own claim.
+        items = list(Item.objects.filter(incident=incident, user_id=claim.user_id).exclude(kind=ItemKind.OTHER)
+                     .order_by("kind", "reference"))
         fitting = [item for item in items if _item_fits(claim, item)]
         if fitting:
             ClaimItem.objects.bulk_create([ClaimItem(claim=claim, item=item) for item in fitting],
@@ -95,4 +102,6 @@ def claim_match(*, claim_id: int) -> str | None:
         claim.save(update_fields=["no_loss_details", "candidate_events", "staff_note", "updated_at"])
         services.claim_transition(claim=claim, to=outcome, actor=MATCHING_ACTOR, reason=reason)
         notify(key=f"claim:{claim.id}:outcome:{outcome}", kind="outcome", user_id=claim.user_id, claim=claim)
+        # Items approved by policy (or decided before) decide the claim at once.
+        services.claims_follow_items(item_ids=[item.id for item in fitting], actor=MATCHING)
     return outcome

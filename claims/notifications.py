@@ -71,6 +71,24 @@ def notify(*, key: str, kind: str, user_id: int, claim: Claim | None = None, con
     return notification
 
 
+def notify_many(messages: list[tuple[str, str, Claim, dict]]) -> None:
+    """Queue several messages (key, kind, claim, context) to their claimants' addresses on file in
+    a few queries; a key stored before is left as it was (the unique key ignores the repeat)."""
+    if not messages:
+        return
+    accounts = ledger.accounts_get({claim.user_id for _, _, claim, _ in messages})
+    rows = [Notification(key=key, kind=kind, claim=claim, user_id=claim.user_id, to=accounts[claim.user_id].email,
+                         language=claim.language, context=context)
+            for key, kind, claim, context in messages if claim.user_id in accounts]
+    Notification.objects.bulk_create(rows, ignore_conflicts=True, batch_size=2000)
+    # Unsent ones among them (new, or queued earlier and not tried yet: sending twice is refused).
+    ids = list(Notification.objects.filter(key__in=[row.key for row in rows], status=Notification.Status.PENDING,
+                                           attempts=0).values_list("id", flat=True))
+    from .tasks import notification_send_task  # tasks import this module
+
+    transaction.on_commit(lambda: [notification_send_task.delay(notification_id=i) for i in ids])
+
+
 SUBJECTS = {
     "verification": gettext_noop("Confirm your claim"),
     "acknowledgement": gettext_noop("We received your claim"),

@@ -11,7 +11,7 @@ from django.db.models.functions import Collate
 from exchange import selectors as ledger
 
 from .detectors import quantize
-from .models import DetectionRun, Incident, Item
+from .models import AuditRecord, Claim, DetectionRun, Incident, Item
 
 
 def incident_get(*, slug: str) -> Incident | None:
@@ -61,3 +61,20 @@ def item_summary(*, incident: Incident) -> dict:
 
 def detection_run_latest(*, incident: Incident) -> DetectionRun | None:
     return incident.detection_runs.order_by("-id").first()
+
+
+def history_of(*, object_type: str, object_ids) -> dict[int, list[AuditRecord]]:
+    """Each object's records in the audit trail, oldest first, in one query."""
+    history: dict[int, list[AuditRecord]] = defaultdict(list)
+    for record in AuditRecord.objects.filter(object_type=object_type, object_id__in=list(object_ids)).order_by("id"):
+        history[record.object_id].append(record)
+    return history
+
+
+def claims_with_history(claims) -> list[Claim]:
+    """The claims, each with `history`: its records in the audit trail (read as transitions)."""
+    claims = list(claims)
+    history = history_of(object_type="claim", object_ids=[claim.id for claim in claims])
+    for claim in claims:
+        claim.history = history.get(claim.id, [])
+    return claims

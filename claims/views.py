@@ -11,7 +11,7 @@ from django.views.decorators.http import require_http_methods
 
 from exchange import selectors as ledger
 
-from . import services
+from . import selectors, services
 from .explain import explain, number_text
 from .forms import AddInformationForm, ClaimForm
 from .models import Claim, Incident
@@ -112,7 +112,9 @@ def claim_status(request, token: str):
                                                    asset=e["asset"])} for e in shown.no_loss_details]
     return render(request, "claims/claim_status.html", {
         "claim": shown, "merged_from": claim if claim.merged_into else None, "items": items, "no_loss": no_loss,
-        "transitions": shown.transitions.all(), "attachments": shown.attachments.all(), "form": form,
+        "transitions": [{"at": r.at, "label": Claim.Status(r.to_status).label}
+                        for r in selectors.history_of(object_type="claim", object_ids=[shown.id])[shown.id]],
+        "attachments": shown.attachments.all(), "form": form,
     })
 
 

@@ -46,6 +46,10 @@ def account_get(user_id: int) -> m.Account | None:
     return m.Account.objects.filter(user_id=user_id).first()
 
 
+def accounts_get(user_ids: Iterable[int]) -> dict[int, m.Account]:
+    return {account.user_id: account for account in m.Account.objects.filter(user_id__in=list(user_ids))}
+
+
 def markets_list() -> list[m.Market]:
     return list(m.Market.objects.order_by("symbol"))
 

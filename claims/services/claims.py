@@ -1,8 +1,10 @@
 """Writes of claims: filing, verification, merging, decisions and the users found who never wrote in."""
 
 import hashlib
+import json
 import secrets
 import uuid
+from collections import defaultdict
 from datetime import timedelta
 
 from django.db import connection, transaction
@@ -12,17 +14,20 @@ from django.utils.translation import gettext as _
 
 from exchange import selectors as ledger
 
+from ..detectors import quantize
 from ..models import (
+    AuditRecord,
     Claim,
     ClaimAttachment,
     ClaimItem,
-    ClaimTransition,
     ClaimVerification,
     Incident,
     Item,
     Notification,
 )
-from ..notifications import absolute, language_for, notify
+from ..notifications import absolute, language_for, notify, notify_many
+from ..roles import Actor
+from .audit import audit_entry, audit_record, audit_write
 
 # --- claims ---
 
@@ -76,11 +81,21 @@ def _attachments_save(claim: Claim, files: list, note: str = "") -> None:
                                        note=note)
 
 
-def claim_transition(*, claim: Claim, to: str, actor: str, reason: str = "") -> None:
-    ClaimTransition.objects.create(claim=claim, actor=actor, from_status=claim.status or "", to_status=to,
-                                   reason=reason)
+def claim_transition(*, claim: Claim, to: str, actor: str, reason: str = "") -> AuditRecord:
+    """Move a claim to another status, with its record in the audit trail."""
+    record = claim_record(claim=claim, actor=actor, action="status", reason=reason, to=to)
     claim.status = to
     claim.save(update_fields=["status", "updated_at"])
+    return record
+
+
+def claim_record(*, claim: Claim, actor: str, action: str, reason: str = "", to: str | None = None,
+                 after: dict | None = None) -> AuditRecord:
+    """A claim's record in the audit trail; every one names the status before and after, so the
+    claim's history reads as its transitions."""
+    return audit_record(actor=actor, object_type="claim", object_id=claim.id, action=action, reason=reason,
+                        before={"status": claim.status} if claim.status else None,
+                        after={"status": to or claim.status, **(after or {})})
 
 
 def _refuse_if_closed(incident: Incident, now) -> None:
@@ -114,14 +129,15 @@ def claim_create(*, incident: Incident, user_id: int, channel: str, kind: str, d
     claim = Claim.objects.create(incident=incident, user_id=user_id, channel=channel, kind=kind,
                                  description=description, language=language, status=status,
                                  **{k: v for k, v in (references or {}).items() if k in REFERENCE_FIELDS})
-    filed = ClaimTransition.objects.create(claim=claim, actor=actor, from_status="", to_status=status,
-                                           reason=f"filed through {channel}")
+    filed = audit_record(actor=actor, object_type="claim", object_id=claim.id, action="filed",
+                         after={"status": status}, reason=f"filed through {channel}")
     _attachments_save(claim, attachments)
     if web:
         _verification_send(claim, account)
     else:
         _claim_received(claim)
-    _relations_known(claim, items=[], transitions=[filed])
+    _relations_known(claim, items=[])
+    claim.history = [filed]
     return claim
 
 
@@ -146,10 +162,11 @@ def claim_file(*, incident_slug: str, user_id: int, channel: str, kind: str, des
               **{k: v for k, v in (references or {}).items() if k in REFERENCE_FIELDS},
               "public_id": uuid.uuid4(), "slug": incident_slug, "user_id": user_id, "channel": channel, "kind": kind,
               "description": description, "language": language, "status": Claim.Status.RECEIVED, "now": now,
-              "actor": actor, "reason": f"filed through {channel}"}
+              "actor": actor, "reason": f"filed through {channel}",
+              "filed": json.dumps({"status": Claim.Status.RECEIVED})}
     with connection.cursor() as cursor:
         cursor.execute(_FILE_SQL, values)
-        *incident_row, claim_id, transition_id = cursor.fetchone()
+        *incident_row, claim_id, record_id = cursor.fetchone()
     if incident_row[0] is None:
         raise _no_incident(incident_slug)
     incident = Incident.from_db(connection.alias, _INCIDENT_FIELDS, incident_row)
@@ -160,11 +177,12 @@ def claim_file(*, incident_slug: str, user_id: int, channel: str, kind: str, des
                   **{name: values[name] for name in (*REFERENCE_FIELDS, "public_id", "user_id", "channel", "kind",
                                                      "description", "language", "status")})
     claim._state.adding, claim._state.db = False, connection.alias
-    filed = ClaimTransition(id=transition_id, claim=claim, at=now, actor=actor, from_status="",
-                            to_status=values["status"], reason=values["reason"])
+    filed = AuditRecord(id=record_id, at=now, actor=actor, object_type="claim", object_id=claim_id, action="filed",
+                        before=None, after=json.loads(values["filed"]), reason=values["reason"])
     filed._state.adding, filed._state.db = False, connection.alias
     _claim_received(claim)
-    _relations_known(claim, items=[], transitions=[filed])
+    _relations_known(claim, items=[])
+    claim.history = [filed]
     return claim
 
 
@@ -172,7 +190,8 @@ _NULLABLE_REFERENCES = ("trade_id", "withdrawal_id", "approximate_time", "claime
 _TEXT_REFERENCES = tuple(name for name in REFERENCE_FIELDS if name not in _NULLABLE_REFERENCES)
 _INCIDENT_FIELDS = [field.attname for field in Incident._meta.concrete_fields]
 # What claim_create writes for a claim received at once; tests/claims/test_filing.py checks that
-# both write the same rows, so a field added to Claim or ClaimTransition must be added here too.
+# both write the same rows, so a field added to Claim or AuditRecord must be added here too. The
+# record's id comes from its column default, claims_audit_next_id() (migration 0006).
 _FILE_SQL = """
 WITH incident AS (
     SELECT {incident_columns} FROM claims_incident WHERE slug = %(slug)s
@@ -189,8 +208,8 @@ WITH incident AS (
         AND EXISTS (SELECT 1 FROM exchange_account WHERE user_id = %(user_id)s)
     RETURNING id
 ), filed AS (
-    INSERT INTO claims_claimtransition (claim_id, at, actor, from_status, to_status, reason)
-    SELECT id, %(now)s, %(actor)s, '', %(status)s, %(reason)s FROM claim
+    INSERT INTO claims_auditrecord (at, actor, object_type, object_id, action, before, after, reason)
+    SELECT %(now)s, %(actor)s, 'claim', id, 'filed', NULL, %(filed)s::jsonb, %(reason)s FROM claim
     RETURNING id
 )
 SELECT {incident_selected}, (SELECT id FROM claim), (SELECT id FROM filed)
@@ -201,7 +220,7 @@ FROM (SELECT 1) AS one LEFT JOIN incident ON TRUE
 
 def _relations_known(instance, **relations: list) -> None:
     """Record what an instance's relations hold, as prefetch_related does, where this transaction
-    wrote them itself (a new claim: no items, one transition): showing it needs no read back.
+    wrote them itself (a new claim: no items): showing it needs no read back.
     Django keeps prefetched rows in `_prefetched_objects_cache`, as querysets already evaluated."""
     cache = instance.__dict__.setdefault("_prefetched_objects_cache", {})
     for name, rows in relations.items():
@@ -241,7 +260,7 @@ def claim_verify(*, token: str) -> Claim:
             return claim  # already confirmed: the link just shows the claim again
         raise VerificationFailed(_("This link has expired; please file the claim again."))
     if claim.status == Claim.Status.UNVERIFIED:
-        claim_transition(claim=claim, to=Claim.Status.RECEIVED, actor=f"claimant {claim.user_id}",
+        claim_transition(claim=claim, to=Claim.Status.RECEIVED, actor=claimant_actor(claim.user_id),
                          reason="e-mail address on file confirmed")
         _claim_received(claim)
     return claim
@@ -275,8 +294,8 @@ def claim_merge_if_repeated(claim: Claim, others: list[Claim], *, actor: str) ->
     claim.save(update_fields=["merged_into"])
     claim_transition(claim=claim, to=Claim.Status.MERGED, actor=actor, reason=f"same references as claim #{first.id}")
     if claim.description:
-        ClaimTransition.objects.create(claim=first, actor=actor, from_status=first.status, to_status=first.status,
-                                       reason=f"claim #{claim.id} merged here: {claim.description}")
+        claim_record(claim=first, actor=actor, action="merged_here",
+                     reason=f"claim #{claim.id} merged here: {claim.description}")
     notify(key=f"claim:{claim.id}:acknowledgement", kind="acknowledgement", user_id=claim.user_id, claim=first,
            context={"merged": True})
     return first
@@ -286,8 +305,8 @@ def claim_merge_if_repeated(claim: Claim, others: list[Claim], *, actor: str) ->
 def claim_add_information(*, claim: Claim, text: str, attachments: list, actor: str) -> None:
     if attachments:
         _attachments_save(claim, attachments, note=text)
-    ClaimTransition.objects.create(claim=claim, actor=actor, from_status=claim.status, to_status=claim.status,
-                                   reason=f"information added: {text}" if text else "attachment added")
+    claim_record(claim=claim, actor=actor, action="information_added", after={"attachments": len(attachments)},
+                 reason=f"information added: {text}" if text else "attachment added")
 
 
 def tasks_requeue(*, older_than: timedelta) -> tuple[list[int], list[int]]:
@@ -330,6 +349,7 @@ def claims_for_found_users(*, incident: Incident, actor: str) -> int:
                          reason=f"found by detection: {len(items)} item(s)")
         ClaimItem.objects.bulk_create([ClaimItem(claim=claim, item=item) for item in items])
         notify(key=f"incident:{incident.id}:found:{user_id}", kind="found", user_id=user_id, claim=claim)
+    claims_follow_items(item_ids=[item.id for items in by_user.values() for item in items], actor=Actor(actor))
     return len(by_user)
 
 
@@ -337,19 +357,78 @@ def _language_of(account) -> str:
     return language_for(account.locale if account else None)
 
 
-DECISIONS = {Claim.Status.IN_REVIEW, Claim.Status.APPROVED, Claim.Status.REJECTED}
+def claimant_actor(user_id: int) -> str:
+    return f"claimant {user_id}"
 
 
-@transaction.atomic
-def claim_decide(*, claim_id: int, to: str, actor: str, reason: str = "") -> Claim:
-    """A staff decision on a claim, recorded as a transition; approval and rejection are mailed."""
+# --- claims follow their items (payouts.md) ---
 
-    if to not in DECISIONS:
-        raise ValueError(f"staff decide in_review, approved or rejected, not {to!r}")
-    claim = Claim.objects.select_for_update().get(id=claim_id)
-    if claim.status in (to, Claim.Status.UNVERIFIED, Claim.Status.MERGED, Claim.Status.PAID):
-        return claim  # nothing to decide (deciding twice is a no-op)
-    claim_transition(claim=claim, to=to, actor=actor, reason=reason)
-    if to != Claim.Status.IN_REVIEW:
-        notify(key=f"claim:{claim.id}:decision:{to}", kind="decision", user_id=claim.user_id, claim=claim)
-    return claim
+FOLLOWING = (Claim.Status.MATCHED, Claim.Status.UNMATCHED, Claim.Status.NO_LOSS, Claim.Status.IN_REVIEW,
+             Claim.Status.APPROVED, Claim.Status.REJECTED, Claim.Status.PAID)
+DECIDED = (Claim.Status.APPROVED, Claim.Status.REJECTED, Claim.Status.PAID)
+
+
+def claim_status_from_items(current: str, item_statuses: list[str]) -> str:
+    """A claim is rejected when all its items are, paid when each is paid or rejected and one is
+    paid, approved when each is decided; a decided claim whose item went back to undecided is
+    in review again. Without items, the claim's own status stands (a staff decision)."""
+    if current not in FOLLOWING or not item_statuses:
+        return current
+    statuses = set(item_statuses)
+    if statuses == {Item.Status.REJECTED}:
+        return Claim.Status.REJECTED
+    if statuses <= {Item.Status.PAID, Item.Status.REJECTED}:
+        return Claim.Status.PAID
+    if statuses <= {Item.Status.APPROVED, Item.Status.PAID, Item.Status.REJECTED}:
+        return Claim.Status.APPROVED
+    return Claim.Status.IN_REVIEW if current in DECIDED else current
+
+
+def claims_follow_items(*, item_ids, actor: Actor) -> list[int]:
+    """Bring the claims linked to these items in line with them, and tell each claimant once per
+    step. Callers hold the items' row locks; the claims are locked here, after them (the order
+    every writer keeps: items, then claims). Returns the ids of the claims that moved."""
+    claim_ids = set(ClaimItem.objects.filter(item_id__in=list(item_ids)).values_list("claim_id", flat=True))
+    if not claim_ids:
+        return []
+    claims = list(Claim.objects.select_for_update(of=("self",)).filter(id__in=claim_ids).order_by("id"))
+    items_of = defaultdict(list)
+    for claim_id, status, asset, amount in ClaimItem.objects.filter(claim_id__in=claim_ids).values_list(
+            "claim_id", "item__status", "item__asset", "item__amount"):
+        items_of[claim_id].append((status, asset, amount))
+    records, moved, now = [], defaultdict(list), timezone.now()
+    for claim in claims:
+        target = claim_status_from_items(claim.status, [status for status, _, _ in items_of[claim.id]])
+        if target != claim.status:
+            records.append(audit_entry(actor=actor.name, object_type="claim", object_id=claim.id, action="status",
+                                       before={"status": claim.status}, after={"status": target}, at=now,
+                                       reason="follows its items"))
+            claim.status = target
+            moved[target].append(claim)
+    for target, changed in moved.items():
+        Claim.objects.filter(id__in=[c.id for c in changed]).update(status=target, updated_at=now)
+    audit_write(records)
+    _decisions_notify(moved, items_of)
+    return [claim.id for changed in moved.values() for claim in changed]
+
+
+def _decisions_notify(moved: dict[str, list[Claim]], items_of: dict) -> None:
+    messages = []
+    for target, changed in moved.items():
+        for claim in changed:
+            if target in (Claim.Status.APPROVED, Claim.Status.REJECTED):
+                messages.append((f"claim:{claim.id}:decision:{target}", "decision", claim, {"decision": target}))
+            elif target == Claim.Status.PAID:
+                messages.append((f"claim:{claim.id}:payout", "payout", claim, {"amounts": _paid_amounts(
+                    items_of[claim.id])}))
+    notify_many(messages)
+
+
+def _paid_amounts(items: list[tuple]) -> list[dict]:
+    decimals = ledger.asset_decimals()
+    totals = defaultdict(lambda: 0)
+    for status, asset, amount in items:
+        if status == Item.Status.PAID:
+            totals[asset] += amount
+    return [{"asset": asset, "amount": f"{quantize(total, decimals.get(asset, 18)):f}"}
+            for asset, total in sorted(totals.items())]

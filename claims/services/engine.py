@@ -6,7 +6,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation, localcontext
 from pathlib import Path
 
 from celery import group
@@ -20,20 +20,26 @@ from exchange import selectors as ledger
 from .. import detectors as d
 from ..models import (
     DETECTION_SETTINGS,
+    LIMIT_SETTINGS,
     SETTING_FIELDS,
+    ApprovalLimitChange,
+    ClaimItem,
     DetectionChunk,
     DetectionRun,
     Finding,
     Incident,
-    IncidentSettingsChange,
     Item,
-    ItemEvent,
+    ItemApproval,
+    ItemKind,
+    PayoutLineItem,
 )
+from ..roles import DETECTION, POLICY
+from .audit import audit_entry, audit_record, audit_value, audit_values, audit_write
 
 logger = logging.getLogger(__name__)
 DEFAULT_CHUNK_SIZE = 1000
-POLICY_ACTOR = "policy"
-DETECTION_ACTOR = "detection"
+POLICY_ACTOR = POLICY.name
+DETECTION_ACTOR = DETECTION.name
 
 
 # --- incidents ---
@@ -81,11 +87,19 @@ def incident_settings_parse(data: dict, *, source: str) -> dict:
 
 
 @dataclass
+class SettingsSaved:
+    changed: list[str]
+    redetection: DetectionRun | None = None
+    limits_proposed: ApprovalLimitChange | None = None
+
+
+@dataclass
 class IncidentLoaded:
     incident: Incident
     created: bool
     changed: list[str]
     redetection: DetectionRun | None
+    limits_proposed: ApprovalLimitChange | None = None
 
 
 @transaction.atomic
@@ -101,40 +115,64 @@ def incident_load(*, path: str | Path, changed_by: str) -> IncidentLoaded:
         incident = Incident(**values)
         incident.full_clean()
         incident.save()
+        audit_record(actor=changed_by, object_type="incident", object_id=incident.id, action="created",
+                     after=incident.settings_dict(), reason=f"loaded from {Path(path).name}")
         return IncidentLoaded(incident, True, [], None)
     before = incident.settings_dict()
     for key, value in values.items():
         setattr(incident, key, value)
     incident.full_clean()
-    changed, run = incident_settings_save(incident=incident, before=before, changed_by=changed_by)
-    return IncidentLoaded(incident, False, changed, run)
+    saved = incident_settings_save(incident=incident, before=before, changed_by=changed_by)
+    return IncidentLoaded(incident, False, saved.changed, saved.redetection, saved.limits_proposed)
 
 
 @transaction.atomic
-def incident_settings_save(
-    *, incident: Incident, before: dict, changed_by: str
-) -> tuple[list[str], DetectionRun | None]:
-    """Save edited settings; log the change and, if the incident has items, detect again."""
+def incident_settings_save(*, incident: Incident, before: dict, changed_by: str, limits_confirmed: bool = False,
+                           reason: str = "") -> SettingsSaved:
+    """Save edited settings, record the change and, if the incident has items, detect again.
+
+    New approval limits are not saved but proposed: they apply once a second approver confirms
+    them (approvals.incident_limits_confirm, which passes `limits_confirmed`)."""
+    proposed = None
+    if not limits_confirmed and any(before.get(k) != incident.settings_dict()[k] for k in LIMIT_SETTINGS):
+        proposed = _limits_propose(incident, before, changed_by)
     after = incident.settings_dict()
     changed = [key for key in SETTING_FIELDS if before.get(key) != after[key]]
     if not changed:
-        return [], None
+        return SettingsSaved([], None, proposed)
     affects_detection = any(key in DETECTION_SETTINGS for key in changed)
     if affects_detection:
         incident.settings_version = F("settings_version") + 1
     incident.save()
     incident.refresh_from_db()
-    change = IncidentSettingsChange.objects.create(
-        incident=incident, changed_by=changed_by,
-        before={k: before.get(k) for k in changed}, after={k: after[k] for k in changed},
-    )
     run = None
     if affects_detection and incident.items.exists():
         run = detection_start(incident=incident, user_ids=None, requested_by=changed_by,
                               reason=f"settings changed: {', '.join(changed)}")
-        change.redetection = run
-        change.save(update_fields=["redetection"])
-    return changed, run
+    audit_record(actor=changed_by, object_type="incident", object_id=incident.id, action="settings_changed",
+                 before={k: before.get(k) for k in changed}, after={k: after[k] for k in changed},
+                 reason="; ".join(filter(None, [reason, f"detection #{run.pk} started" if run else ""])))
+    return SettingsSaved(changed, run, proposed)
+
+
+def _limits_propose(incident: Incident, before: dict, proposed_by: str) -> ApprovalLimitChange:
+    """Record the new limits as a proposal (superseding an earlier one) and keep the current ones."""
+    pending = ApprovalLimitChange.objects.select_for_update().filter(incident=incident,
+                                                                     status=ApprovalLimitChange.Status.PENDING)
+    for earlier in pending:
+        earlier.status, earlier.decided_by, earlier.decided_at = (ApprovalLimitChange.Status.SUPERSEDED, proposed_by,
+                                                                  timezone.now())
+        earlier.save()
+    change = ApprovalLimitChange.objects.create(incident=incident, auto_approve_limit=incident.auto_approve_limit,
+                                                dual_approval_limit=incident.dual_approval_limit,
+                                                proposed_by=proposed_by)
+    audit_record(actor=proposed_by, object_type="incident", object_id=incident.id, action="limits_proposed",
+                 before={k: before[k] for k in LIMIT_SETTINGS},
+                 after={k: audit_value(getattr(change, k)) for k in LIMIT_SETTINGS},
+                 reason=f"limit change #{change.id} waits for a second approver's confirmation")
+    for key in LIMIT_SETTINGS:
+        setattr(incident, key, Decimal(before[key]))
+    return change
 
 
 # --- detection runs ---
@@ -247,13 +285,14 @@ def detect_users(incident: Incident, user_ids: list[int]) -> dict[int, tuple[lis
 
 
 def item_approval(detected: d.Detected, incident: Incident, prices: d.Prices) -> tuple[str, str, Decimal | None]:
-    """The policy's approval tier: (status, approval, USDC value in cents)."""
+    """The policy's approval tier: (status, approval, USDC value rounded to cents)."""
     if detected.amount is None:
         return Item.Status.NEEDS_REVIEW, Item.Approval.TWO, None
     value = prices.usdc_value(detected.asset, detected.event_at)
     if value is None:
         return Item.Status.COMPUTED, Item.Approval.TWO, None  # unknown value: above every limit
-    usdc = d.quantize(detected.amount * value.value, 2)
+    with localcontext(prec=d.PRECISION):  # the exact product, rounded once (the default 28 digits would round twice)
+        usdc = d.quantize(detected.amount * value.value, 2)
     if usdc <= incident.auto_approve_limit:
         return Item.Status.APPROVED, Item.Approval.POLICY, usdc
     if usdc <= incident.dual_approval_limit:
@@ -263,6 +302,9 @@ def item_approval(detected: d.Detected, incident: Incident, prices: d.Prices) ->
 
 ITEM_RESULT_FIELDS = ("amount", "status", "approval", "review_reason", "formula", "inputs", "event_at",
                       "usdc_value", "corrective_action")
+# A change of these makes a new version: approvals given to the old one were for other numbers.
+VERSIONED_FIELDS = ("amount", "status", "approval")
+ITEM_STATE = ("status", "amount", "version", "approval", "amount_set_by")
 
 
 def _item_values(detected: d.Detected, incident: Incident, prices: d.Prices) -> dict:
@@ -282,30 +324,30 @@ def items_detect_and_save(*, incident: Incident, user_ids: list[int], run: Detec
     with transaction.atomic():
         # Locking the users' items orders detection after any approval in flight (and vice versa).
         existing = {(i.user_id, i.kind, i.reference, i.asset): i for i in
-                    Item.objects.select_for_update().filter(incident=incident, user_id__in=user_ids).order_by("pk")}
+                    Item.objects.select_for_update().filter(incident=incident, user_id__in=user_ids)
+                    .exclude(kind=ItemKind.OTHER).order_by("pk")}
         plan = _ItemPlan(incident, run)
         for user_id, (detected, _) in results.items():
             for event in detected:
                 if event.is_owed:
                     plan.apply(user_id, event, _item_values(event, incident, prices), existing)
-        for key, item in existing.items():
-            if key not in plan.seen:
-                plan.vanished(item)
+        plan.vanished([item for key, item in existing.items() if key not in plan.seen])
         plan.save()
         _findings_save(incident, user_ids, results, run)
     return results
 
 
 class _ItemPlan:
-    """The inserts, updates, flags and deletions that one chunk's detection asks for."""
+    """The inserts, updates, flags and deletions that one chunk's detection asks for, and their
+    records in the audit trail."""
 
     def __init__(self, incident: Incident, run: DetectionRun | None):
         self.incident, self.run = incident, run
         self.seen: set[tuple] = set()
         self.new: list[Item] = []
         self.changed: list[Item] = []
-        self.deleted: list[int] = []
-        self.events: list[ItemEvent] = []
+        self.deleted: list[Item] = []
+        self.records = []
         self.now = timezone.now()
 
     def apply(self, user_id: int, event: d.Detected, values: dict, existing: dict) -> None:
@@ -315,54 +357,94 @@ class _ItemPlan:
         if item is None:
             self.new.append(Item(incident=self.incident, user_id=user_id, kind=event.kind,
                                  reference=event.reference, asset=event.asset, detection_run=self.run, **values))
-        elif item.is_decided:
+        elif item.is_decided or item.amount_set_by:  # a person's decision stands; a difference waits for them
             if values["amount"] != item.amount or values["status"] == Item.Status.NEEDS_REVIEW:
-                self._flag(item, values["amount"], "detection now gives a different result"
+                self._flag(item, values, "detection now gives a different result"
                            + (f": {values['review_reason']}" if values["review_reason"] else ""))
             elif item.flagged_at:
                 self._unflag(item)
-        elif any(getattr(item, f) != values[f] for f in ITEM_RESULT_FIELDS):
-            old = item.amount
-            for field_name, value in values.items():
-                setattr(item, field_name, value)
-            item.detection_run = self.run
-            self.changed.append(item)
-            if old != item.amount or values["status"] == Item.Status.APPROVED:
-                self.events.append(ItemEvent(item=item, actor=DETECTION_ACTOR, action="updated", old_amount=old,
-                                             new_amount=item.amount, note=_status_note(item)))
-
-    def vanished(self, item: Item) -> None:
-        if item.is_decided:
-            self._flag(item, None, "no longer detected")
         else:
-            self.deleted.append(item.pk)
-            logger.info("item %s of incident %s is no longer detected; removed", item, self.incident.slug)
+            self._update(item, _tier_kept(values))
 
-    def _flag(self, item: Item, new_amount, reason: str) -> None:
+    def _update(self, item: Item, values: dict) -> None:
+        if not item.flagged_at and all(getattr(item, f) == values[f] for f in ITEM_RESULT_FIELDS):
+            return
+        before, was_flagged = audit_values(item, ITEM_STATE), bool(item.flagged_at)
+        new_version = any(getattr(item, f) != values[f] for f in VERSIONED_FIELDS)
+        for field_name, value in values.items():
+            setattr(item, field_name, value)
+        item.version += 1 if new_version else 0
+        item.flagged_at, item.flagged_amount, item.flag_reason, item.flagged_values = None, None, "", None
+        item.detection_run = self.run
+        self.changed.append(item)
+        if new_version:
+            self._record(item, "updated", before, _status_note(item))
+        elif was_flagged:
+            self._record(item, "unflagged", None, "detected again", after=None)
+
+    def vanished(self, items: list[Item]) -> None:
+        """Items detection no longer finds: an undecided one nobody has touched goes (its records
+        stay in the trail); one that a person decided, approved, set or linked to a claim stays,
+        flagged for staff."""
+        undecided = [i.pk for i in items if not (i.is_decided or i.amount_set_by)]
+        touched = (set(ClaimItem.objects.filter(item_id__in=undecided).values_list("item_id", flat=True))
+                   | set(ItemApproval.objects.filter(item_id__in=undecided).values_list("item_id", flat=True))
+                   | set(PayoutLineItem.objects.filter(item_id__in=undecided).values_list("item_id", flat=True)))
+        for item in items:
+            if item.pk in undecided and item.pk not in touched:
+                self.deleted.append(item)
+                self._record(item, "removed", audit_values(item, ITEM_STATE), "no longer detected", after=None)
+                logger.info("item %s of incident %s is no longer detected; removed", item, self.incident.slug)
+            else:
+                self._flag(item, None, "no longer detected")
+
+    def _flag(self, item: Item, values: dict | None, reason: str) -> None:
+        new_amount = values["amount"] if values else None
         if item.flagged_at and item.flagged_amount == new_amount and item.flag_reason == reason:
             return  # already flagged with these numbers: a repeated detection adds nothing
         item.flagged_at, item.flagged_amount, item.flag_reason = self.now, new_amount, reason
+        item.flagged_values = None if values is None else audit_value(
+            {k: values[k] for k in ("inputs", "formula", "review_reason", "corrective_action", "usdc_value",
+                                    "event_at")})
         self.changed.append(item)
-        self.events.append(ItemEvent(item=item, actor=DETECTION_ACTOR, action="flagged", old_amount=item.amount,
-                                     new_amount=new_amount, note=reason))
+        self._record(item, "flagged", {"amount": audit_value(item.amount)}, reason,
+                     after={"flagged_amount": audit_value(new_amount)})
 
     def _unflag(self, item: Item) -> None:
-        item.flagged_at, item.flagged_amount, item.flag_reason = None, None, ""
+        item.flagged_at, item.flagged_amount, item.flag_reason, item.flagged_values = None, None, "", None
         self.changed.append(item)
+        self._record(item, "unflagged", None, "detection agrees with the decided amount again", after=None)
+
+    def _record(self, item: Item, action: str, before, reason: str, *, after="state", actor=DETECTION_ACTOR):
+        self.records.append((item, audit_entry(
+            actor=actor, object_type="item", object_id=item.pk or 0, action=action, before=before, reason=reason,
+            after=audit_values(item, ITEM_STATE) if after == "state" else after, at=self.now)))
 
     def save(self) -> None:
         if self.deleted:
-            Item.objects.filter(pk__in=self.deleted).delete()
-        created = Item.objects.bulk_create(self.new)
-        for item in created:
-            self.events.append(ItemEvent(item=item, actor=DETECTION_ACTOR, action="detected",
-                                         new_amount=item.amount, note=_status_note(item)))
+            Item.objects.filter(pk__in=[i.pk for i in self.deleted]).delete()
+        for item in Item.objects.bulk_create(self.new):
+            self._record(item, "detected", None, _status_note(item))
+            if item.status == Item.Status.APPROVED:
+                self._record(item, "approved", {"status": Item.Status.COMPUTED, "version": item.version},
+                             _status_note(item), after={"status": item.status, "version": item.version},
+                             actor=POLICY_ACTOR)
         for item in self.changed:
             item.updated_at = self.now
         if self.changed:
-            Item.objects.bulk_update(self.changed, [*ITEM_RESULT_FIELDS, "detection_run", "flagged_at",
-                                                    "flagged_amount", "flag_reason", "updated_at"])
-        ItemEvent.objects.bulk_create(self.events)
+            Item.objects.bulk_update(self.changed, [*ITEM_RESULT_FIELDS, "version", "detection_run", "flagged_at",
+                                                    "flagged_amount", "flag_reason", "flagged_values", "updated_at"])
+        for item, record in self.records:
+            record.object_id = item.pk
+        audit_write([record for _, record in self.records])
+
+
+def _tier_kept(values: dict) -> dict:
+    """Detection never turns an existing undecided item into a policy approval by itself (a raised
+    auto-approval limit, or a lower recomputed value): it needs one person's approval instead."""
+    if values["approval"] != Item.Approval.POLICY:
+        return values
+    return {**values, "status": Item.Status.COMPUTED, "approval": Item.Approval.ONE}
 
 
 def _status_note(item: Item) -> str:

@@ -14,14 +14,19 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from claims.api_auth import ClaimantThrottle, token_digest
-from claims.models import ApiClient, Claim, ClaimItem, Incident, Item, Notification
+from claims.models import ApiClient, AuditRecord, Claim, ClaimItem, Incident, Item, Notification
 from claims.notifications import notification_send
+
+from ..factories import StaffFactory
 
 # Claims enqueue matching and e-mail when their transaction commits: these tests commit.
 pytestmark = pytest.mark.django_db(transaction=True)
 SLUG = "sample-2025-07-03"
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 LIQUIDATED = 100056  # fill 982069 (Bid, ETH_USDC_PERP, 11:33:53) was liquidated: 62.243932 USDC owed
+# ... worth 62.24 USDC, within the auto-approval limit (100): the item is approved by policy, and a
+# claim matched to it follows it to approved at once.
+MATCHED_AND_APPROVED = "approved"
 
 
 @pytest.fixture
@@ -38,6 +43,11 @@ def api_client(scopes: list[str], *, name="front end", user_id: int | None = Non
     return client
 
 
+def transitions(claim):
+    """The claim's records in the audit trail."""
+    return AuditRecord.objects.filter(object_type="claim", object_id=claim.id)
+
+
 def post_claim(client, **body):
     return client.post("/api/claims/", {"incident": SLUG, **body}, format="json")
 
@@ -45,18 +55,18 @@ def post_claim(client, **body):
 # --- API ---
 
 
-def test_the_front_end_files_a_claim_that_is_matched_at_once(incident):
+def test_the_front_end_files_a_claim_that_is_matched_and_decided_at_once(incident):
     front = api_client(["claims"], user_id=LIQUIDATED)
 
     response = post_claim(front, kind="liquidation", trade_id=982069, description="liquidated during maintenance")
 
     assert response.status_code == 201, response.content
     body = response.json()
-    assert (body["status"], body["channel"], body["user_id"]) == ("matched", "api", LIQUIDATED)
-    assert [(i["reference"], i["amount"], i["asset"]) for i in body["items"]] == [
-        ("fill:982069:Bid", "62.243932000000000000", "USDC")]
+    assert (body["status"], body["channel"], body["user_id"]) == (MATCHED_AND_APPROVED, "api", LIQUIDATED)
+    assert [(i["reference"], i["amount"], i["asset"], i["status"]) for i in body["items"]] == [
+        ("fill:982069:Bid", "62.243932000000000000", "USDC", "approved")]
     assert "liquidated at" in body["items"][0]["explanation"]
-    assert [t["to_status"] for t in body["transitions"]] == ["received", "matched"]
+    assert [t["to_status"] for t in body["transitions"]] == ["received", "matched", "approved"]
 
 
 def test_with_a_real_broker_the_new_claim_is_answered_as_stored(incident, settings, monkeypatch):
@@ -98,9 +108,11 @@ def test_claims_are_listed_with_pagination_and_filters(incident):
 
     listing = front.get("/api/claims/", {"kind": "bad_fill"}).json()
     matched = front.get("/api/claims/", {"status": "matched"}).json()
+    approved = front.get("/api/claims/", {"status": "approved"}).json()
 
     assert listing["count"] == 1 and listing["results"][0]["kind"] == "bad_fill"
-    assert {c["kind"] for c in matched["results"]} == {"liquidation", "bad_fill"}
+    assert {c["kind"] for c in matched["results"]} == {"bad_fill"}  # 4,604 USDC: awaits a person's approval
+    assert {c["kind"] for c in approved["results"]} == {"liquidation"}
     assert "next" in listing and "previous" in listing
 
 
@@ -276,7 +288,8 @@ def file(user_id: int, **fields) -> Claim:
 def test_a_claim_at_a_liquidation_is_matched_to_its_item(incident):
     claim = file(LIQUIDATED, kind="liquidation", market_symbol="ETH_USDC_PERP")
 
-    assert claim.status == "matched"
+    assert claim.status == MATCHED_AND_APPROVED
+    assert list(transitions(claim).values_list("after__status", flat=True)) == ["received", "matched", "approved"]
     assert list(claim.items.values_list("reference", flat=True)) == ["fill:982069:Bid"]
 
 
@@ -310,7 +323,7 @@ def test_two_claims_at_one_item_owe_it_once(incident):
                   description="the liquidation around 11:10")
 
     item = Item.objects.get(user_id=LIQUIDATED, kind="liquidation")
-    assert first.status == second.status == "matched"
+    assert first.status == second.status == MATCHED_AND_APPROVED
     assert ClaimItem.objects.filter(item=item).count() == 2
     assert Item.objects.filter(user_id=LIQUIDATED, kind="liquidation").count() == 1
 
@@ -319,7 +332,7 @@ def test_the_approximate_time_must_be_within_30_minutes(incident):
     too_late = file(LIQUIDATED, kind="liquidation", approximate_time="2025-07-03T12:03:54Z")
     in_time = file(LIQUIDATED, kind="liquidation", approximate_time="2025-07-03T12:03:53Z")
 
-    assert (too_late.status, in_time.status) == ("unmatched", "matched")
+    assert (too_late.status, in_time.status) == ("unmatched", MATCHED_AND_APPROVED)
 
 
 def test_a_second_claim_with_the_same_references_is_merged_into_the_first(incident):
@@ -328,7 +341,7 @@ def test_a_second_claim_with_the_same_references_is_merged_into_the_first(incide
     again = file(LIQUIDATED, kind="liquidation", trade_id=982069, description="me again")
 
     assert (again.status, again.merged_into_id) == ("merged", first.id)
-    assert first.transitions.filter(reason__contains="me again").exists()
+    assert transitions(first).filter(reason__contains="me again").exists()
 
 
 @pytest.mark.parametrize("matched_first", ["earlier", "later"])
@@ -348,7 +361,7 @@ def test_repeated_claims_received_together_are_merged_once_into_the_earlier(inci
     earlier.refresh_from_db()
     later.refresh_from_db()
     assert outcomes == {earlier.id: "matched", later.id: "merged"}
-    assert (earlier.status, earlier.merged_into_id) == ("matched", None)
+    assert (earlier.status, earlier.merged_into_id) == (MATCHED_AND_APPROVED, None)
     assert (later.status, later.merged_into_id) == ("merged", earlier.id)
     assert [claim_match(claim_id=claim_id) for claim_id in order] == [None, None]
     assert Notification.objects.filter(kind="acknowledgement").count() == 2
@@ -401,7 +414,7 @@ def test_a_claim_whose_matching_task_was_lost_is_enqueued_again_later(incident, 
 
     late.refresh_from_db()
     recent.refresh_from_db()
-    assert (late.status, recent.status) == ("matched", "received")
+    assert (late.status, recent.status) == (MATCHED_AND_APPROVED, "received")
     assert "1 claim(s) enqueued" in out.getvalue()
     assert Notification.objects.filter(claim=late, kind="acknowledgement").count() == 1
     call_command("requeue_tasks", stdout=out)  # nothing is late any more
@@ -437,10 +450,10 @@ def test_matching_twice_changes_nothing(incident):
     from claims.matching import claim_match
 
     claim = file(LIQUIDATED, kind="liquidation", trade_id=982069)
-    transitions = claim.transitions.count()
+    records = transitions(claim).count()
 
     assert claim_match(claim_id=claim.id) is None
-    assert claim.transitions.count() == transitions and claim.items.count() == 1
+    assert transitions(claim).count() == records and claim.items.count() == 1
 
 
 # --- notifications ---
@@ -453,8 +466,8 @@ def test_each_event_is_mailed_exactly_once_even_when_the_task_runs_twice(inciden
     for notification in Notification.objects.all():
         assert notification_send(notification_id=notification.id) is False
 
-    assert subjects == ["We received your claim", "What we found for your claim"]
-    assert len(mail.outbox) == 2
+    assert subjects == ["A decision on your claim", "We received your claim", "What we found for your claim"]
+    assert len(mail.outbox) == 3
     assert set(Notification.objects.values_list("status", flat=True)) == {"sent"}
     assert mail.outbox[0].to == ["trader100056@example.com"]
 
@@ -491,10 +504,17 @@ def test_users_found_but_never_heard_from_are_told_once(incident):
     call_command("notify_found", SLUG, stdout=io.StringIO())
     call_command("notify_found", SLUG, stdout=io.StringIO())
 
-    told = {m.to[0] for m in mail.outbox}
+    found = Notification.objects.filter(kind="found")
+    told = set(found.values_list("to", flat=True))
     owed_users = set(Item.objects.values_list("user_id", flat=True)) - {LIQUIDATED}
-    assert len(mail.outbox) == len(owed_users) == len(told)
+    assert found.count() == len(owed_users) == len(told)
     assert "trader100056@example.com" not in told
+    # Users whose items were all approved by policy are also told, once, that their claim is decided.
+    decided = Claim.objects.filter(user_id__in=owed_users, status="approved")
+    assert set(Notification.objects.filter(kind="decision", claim__in=decided).values_list("user_id", flat=True)) == {
+        claim.user_id for claim in decided}
+    assert len(mail.outbox) == found.count() + decided.count()
+    assert {tuple(m.to) for m in mail.outbox} <= {(address,) for address in told}
 
 
 # --- the web form ---
@@ -530,7 +550,7 @@ def test_a_web_claim_waits_for_the_link_sent_to_the_address_on_file(client, inci
     status_page = client.get(verification_link(), follow=True)
 
     claim.refresh_from_db()
-    assert claim.status == "matched"
+    assert claim.status == MATCHED_AND_APPROVED
     assert "62.243932" in status_page.content.decode()
 
 
@@ -542,7 +562,7 @@ def test_a_verification_link_confirms_once_and_then_only_shows_the_claim(client,
 
     assert first.status_code == second.status_code == 302
     assert first["Location"] == second["Location"]
-    assert Claim.objects.get().transitions.filter(to_status="received").count() == 1
+    assert transitions(Claim.objects.get()).filter(after__status="received").count() == 1
 
 
 def test_an_expired_verification_link_is_refused(client, incident):
@@ -594,24 +614,27 @@ def test_the_status_page_takes_more_information(client, incident):
 
     claim = Claim.objects.get()
     assert claim.attachments.get().content_type == "application/pdf"
-    assert claim.transitions.filter(reason__contains="here is my statement").exists()
+    assert transitions(claim).filter(reason__contains="here is my statement").exists()
     assert client.get("/claims/status/not-a-valid-token/").status_code == 404
 
 
 def test_staff_decisions_are_recorded_and_mailed_once(incident):
-    from claims.services import claim_decide
+    from claims.roles import Actor
+    from claims.services import claim_approve, claim_take_into_review
 
-    claim = file(LIQUIDATED, kind="liquidation", trade_id=982069)
+    claim = file(100007, kind="bad_fill", trade_id=982009)  # 4,604.36 USDC: one staff approval
+    alice, bob = StaffFactory(username="alice", roles=["support"]), StaffFactory(username="bob", roles=["approver"])
     mail.outbox.clear()
 
-    claim_decide(claim_id=claim.id, to="in_review", actor="alice")
-    claim_decide(claim_id=claim.id, to="approved", actor="bob", reason="checked")
-    claim_decide(claim_id=claim.id, to="approved", actor="bob")
+    claim_take_into_review(claim_id=claim.id, actor=Actor.person(alice))
+    claim_approve(claim_id=claim.id, actor=Actor.person(bob))
+    again = claim_approve(claim_id=claim.id, actor=Actor.person(bob))
 
     claim.refresh_from_db()
     assert claim.status == "approved"
-    assert list(claim.transitions.values_list("to_status", "actor")[2:]) == [("in_review", "alice"),
-                                                                             ("approved", "bob")]
+    assert [o.message for o in again] == ["already approved (version 1): nothing to approve"]
+    assert list(transitions(claim).values_list("after__status", "actor")[2:]) == [("in_review", "alice"),
+                                                                                  ("approved", "bob")]
     assert [m.subject for m in mail.outbox] == ["A decision on your claim"]
 
 
@@ -642,7 +665,7 @@ def test_a_position_error_is_matched_by_the_time_it_was_made_not_when_it_was_val
     claim = file(100014, kind="position_error", market_symbol="ETH_USDC_PERP",
                  approximate_time="2025-07-03T12:20:00Z")
 
-    assert claim.status == "matched"
+    assert claim.status == MATCHED_AND_APPROVED  # 0.94 USDC: approved by policy
     assert list(claim.items.values_list("reference", flat=True)) == ["position:ETH_USDC_PERP"]
 
 

@@ -9,7 +9,7 @@ from django.db import connection
 from django.utils import timezone
 
 from claims import services, tasks
-from claims.models import Claim, ClaimTransition, Incident
+from claims.models import AuditRecord, Claim, Incident
 
 pytestmark = pytest.mark.django_db(transaction=True)
 SLUG = "sample-2025-07-03"
@@ -17,7 +17,7 @@ USER = 100056
 REFERENCES = {"trade_id": 982069, "order_id": "o-7", "market_symbol": "ETH_USDC_PERP",
               "approximate_time": datetime(2025, 7, 3, 11, 33, tzinfo=UTC), "claimed_amount": Decimal("62.25"),
               "claimed_asset": "USDC", "transaction_hash": "0xab"}
-NOT_COMPARED = {"id", "public_id", "created_at", "updated_at", "claim", "at"}
+NOT_COMPARED = {"id", "public_id", "created_at", "updated_at", "claim", "at", "object_id"}
 
 
 @pytest.fixture
@@ -51,8 +51,10 @@ def test_one_statement_writes_what_claim_create_writes(enqueued):
     assert row(stored[filed.id]) == row(stored[created.id]) == row(filed)
     assert before <= stored[filed.id].created_at == stored[filed.id].updated_at == filed.created_at
     assert stored[filed.id].public_id == filed.public_id
-    transitions = [[row(t) for t in ClaimTransition.objects.filter(claim=claim)] for claim in (filed, created)]
-    assert transitions[0] == transitions[1] == [row(t) for t in filed.transitions.all()]
+    records = [[row(r) for r in AuditRecord.objects.filter(object_type="claim", object_id=claim.id)]
+               for claim in (filed, created)]
+    assert records[0] == records[1] == [row(r) for r in filed.history]
+    assert filed.history[0].id == AuditRecord.objects.get(object_type="claim", object_id=filed.id).id
     assert enqueued == [filed.id, created.id]
 
 
@@ -61,7 +63,9 @@ def test_a_filed_claim_is_received_and_enqueued_for_matching(enqueued):
 
     assert Claim.objects.get(id=claim.id).status == "received" == claim.status
     assert (claim.incident.slug, list(claim.items.all())) == (SLUG, [])
-    assert [t.reason for t in claim.transitions.all()] == ["filed through api"]
+    assert [r.reason for r in claim.history] == ["filed through api"]
+    assert [r.reason for r in AuditRecord.objects.filter(object_type="claim", object_id=claim.id)] == [
+        "filed through api"]
     assert enqueued == [claim.id]
 
 
@@ -74,7 +78,8 @@ def test_what_does_not_exist_is_refused_and_nothing_is_stored(enqueued, override
         file(**overrides)
 
     assert (refused.value.field, str(refused.value)) == (field, message)
-    assert not Claim.objects.exists() and not ClaimTransition.objects.exists() and not enqueued
+    assert not Claim.objects.exists() and not AuditRecord.objects.filter(object_type="claim").exists()
+    assert not enqueued
 
 
 def test_a_claim_after_claims_close_is_refused_and_nothing_is_stored(enqueued):

@@ -77,7 +77,7 @@ def phone_browser():
             browser.close()
 
 
-def test_a_claimant_files_a_claim_in_chinese_and_sees_it_matched(incident, site, tmp_path):
+def test_a_claimant_files_a_claim_in_chinese_and_sees_it_matched_and_approved(incident, site, tmp_path):
     attachment = tmp_path / "upload" / "liquidation.png"
     attachment.parent.mkdir()
     attachment.write_bytes(png_bytes())
@@ -118,7 +118,8 @@ def test_a_claimant_files_a_claim_in_chinese_and_sees_it_matched(incident, site,
         page.wait_for_url("**/claims/status/*/")
         assert page.locator("html").get_attribute("lang") == "zh-hans"
         assert page.get_by_role("heading", level=1).inner_text() == "您的赔偿申请"
-        assert page.locator("#claim-status").inner_text() == "已与我们的核查结果匹配"
+        # Matched to an item of 62.24 USDC, within the auto-approval limit: approved by policy at once.
+        assert page.locator("#claim-status").inner_text() == "已批准"
         items = page.locator("#items li")
         assert items.count() == 1
         item = items.first.inner_text()
@@ -129,6 +130,6 @@ def test_a_claimant_files_a_claim_in_chinese_and_sees_it_matched(incident, site,
         page.screenshot(path=str(tmp_path / "status-page.png"), full_page=True)
 
     claim = Claim.objects.get()
-    assert (claim.channel, claim.language, claim.status, claim.user_id) == ("web", "zh-hans", "matched", ACCOUNT)
+    assert (claim.channel, claim.language, claim.status, claim.user_id) == ("web", "zh-hans", "approved", ACCOUNT)
     assert [(a.original_name, a.content_type) for a in claim.attachments.all()] == [("liquidation.png", "image/png")]
     assert list(claim.items.values_list("reference", flat=True)) == ["fill:982069:Bid"]

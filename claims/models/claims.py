@@ -1,0 +1,171 @@
+"""Claims: what claimants say happened, with their attachments, verification links and the e-mail
+sent about them; and the API's callers."""
+
+import uuid
+from pathlib import Path
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
+
+from exchange.models import amount_field
+
+from .incidents import Incident, Item
+
+
+class ClaimKind(models.TextChoices):
+    LIQUIDATION = "liquidation", _("A liquidation")
+    BAD_FILL = "bad_fill", _("A trade filled at a bad price")
+    WRONG_WITHDRAWAL = "wrong_withdrawal", _("A withdrawal that failed or came back wrong")
+    POSITION_ERROR = "position_error", _("A position that changed by itself")
+    MISSING_FUNDS = "missing_funds", _("Funds missing from my balance")
+    OTHER = "other", _("Something else")
+
+
+class Claim(models.Model):
+    """What a claimant says happened to them, and what became of it."""
+
+    class Channel(models.TextChoices):
+        WEB = "web"
+        API = "api"
+        EMAIL = "email"
+        STAFF = "staff"
+
+    class Status(models.TextChoices):
+        UNVERIFIED = "unverified", _("waiting for you to confirm your e-mail address")
+        RECEIVED = "received", _("received")
+        MATCHED = "matched", _("matched to what we found")
+        NO_LOSS = "no_loss", _("no loss found")
+        UNMATCHED = "unmatched", _("being reviewed by our staff")
+        IN_REVIEW = "in_review", _("in review")
+        APPROVED = "approved", _("approved")
+        REJECTED = "rejected", _("rejected")
+        PAID = "paid", _("paid")
+        MERGED = "merged", _("merged into your earlier claim")
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    incident = models.ForeignKey(Incident, on_delete=models.PROTECT, related_name="claims")
+    user_id = models.BigIntegerField(help_text="The claimant's account (userId).")
+    channel = models.CharField(max_length=8, choices=Channel.choices)
+    kind = models.CharField(max_length=32, choices=ClaimKind.choices)
+    description = models.TextField(blank=True, help_text="The claimant's own words.")
+    trade_id = models.BigIntegerField(null=True, blank=True)
+    order_id = models.CharField(max_length=64, blank=True)
+    withdrawal_id = models.BigIntegerField(null=True, blank=True)
+    transaction_hash = models.CharField(max_length=200, blank=True)
+    market_symbol = models.CharField(max_length=64, blank=True)
+    approximate_time = models.DateTimeField(null=True, blank=True)
+    claimed_amount = amount_field(null=True, blank=True)
+    claimed_asset = models.CharField(max_length=32, blank=True)
+    language = models.CharField(max_length=8, default="en")
+    status = models.CharField(max_length=16, choices=Status.choices)
+    merged_into = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="merged")
+    items = models.ManyToManyField(Item, through="ClaimItem", related_name="claims", blank=True)
+    staff_note = models.TextField(blank=True, help_text="What matching found, for staff.")
+    candidate_events = models.JSONField(default=list, blank=True)
+    no_loss_details = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["incident", "user_id"], name="claim_incident_user")]
+        constraints = [
+            models.CheckConstraint(condition=Q(claimed_amount__isnull=True) | Q(claimed_amount__gte=0),
+                                   name="claim_amount_not_negative"),
+        ]
+        permissions = [("review_claim", "Take claims into review"), ("reject_claim", "Reject claims")]
+
+    def __str__(self):
+        return f"claim #{self.pk} of {self.user_id}"
+
+    def reference_key(self) -> tuple:
+        """What the claim points at; a second claim with the same key is merged into the first."""
+        return (self.kind, self.trade_id, self.order_id, self.withdrawal_id, self.transaction_hash,
+                self.market_symbol, self.approximate_time)
+
+
+class ClaimItem(models.Model):
+    """A claim points at an item. Several claims may point at one item; it is still owed once."""
+
+    claim = models.ForeignKey(Claim, on_delete=models.CASCADE)
+    item = models.ForeignKey(Item, on_delete=models.PROTECT)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["claim", "item"], name="claim_item_once")]
+
+
+def attachment_path(attachment: "ClaimAttachment", filename: str) -> str:
+    return f"claims/{attachment.claim.public_id}/{uuid.uuid4().hex}{Path(filename).suffix.lower()}"
+
+
+class ClaimAttachment(models.Model):
+    claim = models.ForeignKey(Claim, on_delete=models.CASCADE, related_name="attachments")
+    file = models.FileField(upload_to=attachment_path)
+    original_name = models.CharField(max_length=255)
+    content_type = models.CharField(max_length=64)
+    size = models.PositiveIntegerField()
+    sha256 = models.CharField(max_length=64)
+    uploaded_at = models.DateTimeField(auto_now_add=True)
+    note = models.TextField(blank=True, help_text="Information the claimant added with it.")
+
+
+class ClaimVerification(models.Model):
+    """A one-time, expiring link sent to the e-mail address on file."""
+
+    claim = models.ForeignKey(Claim, on_delete=models.CASCADE, related_name="verifications")
+    token_hash = models.CharField(max_length=64, unique=True)
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+
+class Notification(models.Model):
+    """One e-mail. Its key is unique, so an event is never mailed twice, however often asked."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        SENDING = "sending"
+        SENT = "sent"
+        FAILED = "failed"
+
+    key = models.CharField(max_length=200, unique=True)
+    kind = models.CharField(max_length=32)
+    claim = models.ForeignKey(Claim, null=True, blank=True, on_delete=models.CASCADE, related_name="notifications")
+    user_id = models.BigIntegerField()
+    to = models.EmailField(max_length=320)
+    language = models.CharField(max_length=8)
+    context = models.JSONField(default=dict)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+
+class ApiClient(models.Model):
+    """A caller of the REST API: the exchange's front end or a staff tool, with its scopes."""
+
+    class Scope(models.TextChoices):
+        CLAIMS = "claims", "file and read claims for the user it has logged in"
+        STAFF = "staff", "read every claim, incident and item"
+
+    name = models.CharField(max_length=100, unique=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT,
+                             related_name="api_clients",
+                             help_text="A staff client acting for this person: approvals and payouts through "
+                                       "the API are theirs, with their roles.")
+    token_hash = models.CharField(max_length=64, unique=True)
+    scopes = models.JSONField(default=list)
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self):
+        return self.name
+
+    # DRF's permission checks ask the authenticated "user" these.
+    is_authenticated = True
+
+    def has_scope(self, scope: str) -> bool:
+        return self.is_active and scope in self.scopes

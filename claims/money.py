@@ -1,0 +1,16 @@
+"""Amounts as people and files write them: plain ASCII decimals, nothing else."""
+
+import re
+from decimal import Decimal
+
+PLAIN_DECIMAL = re.compile(r"[0-9]+(\.[0-9]+)?")
+MAX_INTEGER_DIGITS = 20  # DecimalField(max_digits=38, decimal_places=18)
+
+
+def plain_decimal(text: str) -> Decimal | None:
+    """`12`, `12.5`, `0.000001`: ASCII digits with at most one point, nothing more. Decimal() alone
+    would also take `1_000`, `١٢`, `１２`, `-0`, `1e3`, `NaN` and surrounding blanks."""
+    if not isinstance(text, str) or not PLAIN_DECIMAL.fullmatch(text):
+        return None
+    value = Decimal(text)
+    return value if value.adjusted() < MAX_INTEGER_DIGITS else None
