@@ -78,3 +78,16 @@ def claims_with_history(claims) -> list[Claim]:
     for claim in claims:
         claim.history = history.get(claim.id, [])
     return claims
+
+
+# --- approvals ---
+
+
+def items_undecided(*, incident: Incident, user_id: int | None = None, kind: str | None = None) -> list[tuple]:
+    """(id, USDC value) of the undecided items, in id order."""
+    items = item_list(incident=incident).filter(status__in=Item.UNDECIDED)
+    if user_id is not None:
+        items = items.filter(user_id=user_id)
+    if kind is not None:
+        items = items.filter(kind=kind)
+    return list(items.order_by("id").values_list("id", "usdc_value"))

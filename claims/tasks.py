@@ -43,3 +43,11 @@ def notification_send_task(*, notification_id: int) -> bool:
     from .notifications import notification_send
 
     return notification_send(notification_id=notification_id)
+
+
+@shared_task(name="claims.audit_seal", acks_late=True, autoretry_for=(OperationalError,), retry_backoff=True,
+             retry_backoff_max=RETRY_BACKOFF_MAX, max_retries=3)
+def audit_seal_task() -> int:
+    """Chain the audit records written since the last seal (Celery beat runs it every minute)."""
+    sealed = services.audit_seal()
+    return sealed.seal.records if sealed.seal else 0

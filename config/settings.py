@@ -137,6 +137,11 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 }
 # Failure drills only: seconds a detection chunk waits before committing (0 in production).
 DETECTION_CHUNK_DELAY = float(os.environ.get("CLAIMDESK_DETECTION_CHUNK_DELAY", "0"))
+# Periodic work, run by `celery -A config beat` (one beat process per deployment).
+CELERY_BEAT_SCHEDULE = {
+    # audit.md: the sealer chains new audit records at least every minute.
+    "audit-seal": {"task": "claims.audit_seal", "schedule": float(os.environ.get("AUDIT_SEAL_SECONDS", "60"))},
+}
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"

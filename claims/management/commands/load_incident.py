@@ -21,6 +21,10 @@ class Command(BaseCommand):
         except ValidationError as exc:
             raise CommandError(f"{file}: {'; '.join(exc.messages)}") from exc
         slug = loaded.incident.slug
+        if loaded.limits_proposed:
+            self.stdout.write(f"New approval limits proposed (change #{loaded.limits_proposed.pk}): they wait for a "
+                              f"second approver's confirmation (admin, or manage.py confirm_limits {slug} --by NAME); "
+                              "the current limits stay until then.")
         if loaded.created:
             self.stdout.write(f"Incident {slug} created.")
         elif not loaded.changed:
