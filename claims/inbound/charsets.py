@@ -5,7 +5,8 @@ reads them: a label names the superset its writers actually use, so `gb2312` mai
 decoded as GB18030 (GBK bytes under a GB2312 label are the norm) and `iso-8859-1` as
 windows-1252. Bytes with no label, an unknown label, `unknown-8bit`, or bytes
 their label cannot decode are tried as UTF-8 (the commonest mislabelling), then handed to
-charset-normalizer; nothing here raises.
+charset-normalizer, which weighs the encodings English, Portuguese and Chinese mail uses
+(a guess needs some text: a few words are often ambiguous). Nothing here raises.
 """
 
 import codecs
@@ -23,6 +24,7 @@ SUPERSETS = {
 }
 # Labels that say nothing about 8-bit bytes (an ASCII label on 8-bit bytes is simply wrong,
 # most often over UTF-8): guess as if there were no label.
+CANDIDATES = ["utf_8", "cp1252", "gb18030"]  # English and Portuguese, 简体中文
 UNLABELLED = {"", "unknown-8bit", "x-unknown", "unknown", "8bit", "default", "x-user-defined", "us-ascii", "ascii"}
 
 
@@ -55,7 +57,9 @@ def _guess(data: bytes, codec: str | None) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError:
         pass
-    best = from_bytes(data).best()
+    # Only the encodings the supported languages are written in compete: left to choose among
+    # all, charset-normalizer takes Portuguese in windows-1252 for Central European cp1250.
+    best = from_bytes(data, cp_isolation=CANDIDATES).best()
     if best is not None:
         return str(best)
     # Nothing fits: keep every character we can, mark the rest with U+FFFD.

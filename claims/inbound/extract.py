@@ -134,8 +134,8 @@ def _introduced(text: str, introducer: str, value: str, units: re.Pattern) -> li
 
 
 def _continues(text: str, end: int) -> bool:
-    """The id runs on into a decimal, a date or a word: it was not an id."""
-    return bool(re.match(r"[A-Za-z0-9_]|[-/.:,][0-9]", text[end:end + 2]))
+    """The id runs on into a decimal, a date, a word or an address (`user100056@example.com`)."""
+    return bool(re.match(r"[A-Za-z0-9_@]|[-/.:,][0-9]|\.[A-Za-z]", text[end:end + 2]))
 
 
 EVM_HASH = re.compile(r"(?<![0-9A-Za-z])0x([0-9a-fA-F]{64})(?![0-9A-Za-z])")

@@ -11,7 +11,7 @@ including two different kinds in one message, is None: left for staff.
 
 import re
 
-STOP = r"[^.!?;。！？；\n]"  # within one sentence
+STOP = r"(?:[^.!?;。！？；\n]|\.(?=[0-9]))"  # within one sentence (a decimal point ends none)
 
 WORDING = {
     "liquidation": (
@@ -60,7 +60,7 @@ WORDING = {
         rf"\b(?:funds|balance|money|coins|tokens|assets|holdings|collateral|margin|debt|borrow(?:ed|ing)?|loan)\b"
         rf"{STOP}{{0,40}}?\b(?:missing|gone|disappeared|vanished|dropped|decreased|shrank|debited|deducted|jumped|"
         r"increased|went up|reduced|lower|wrong)\b"
-        r"|\b(?:missing|disappeared|vanished|lost)\s+(?:\w+\s+)?(?:funds|balance|money|coins|holdings)\b"
+        r"|\b(?:missing|disappeared|vanished)\s+(?:\w+\s+)?(?:funds|balance|money|coins|holdings)\b"
         r"|\b(?:no|without any|without a|without)\s+(?:trade|transfer|transaction)s?\b"
         rf"|(?:余额|资金|资产|币|钱|保证金|负债|借款|欠款){STOP}{{0,20}}?(?:不见|丢失|消失|少了|减少|没了|凭空|被扣|"
         r"扣除|变少|增加|多了|变成负)|(?:凭空|莫名其妙|无故)(?:少了|消失|多了|扣)"

@@ -151,7 +151,11 @@ def _walk_multipart(part: Message, reading: _Reading, depth: int) -> None:
         part = inner
     children = part.get_payload()
     if part.get_content_type() == "multipart/alternative" and children:
-        children = [_preferred(children)]
+        chosen = _preferred(children)
+        for child in children:
+            # The forms not read still hold files (the HTML form's inline images): keep those.
+            _walk(child, reading if child is chosen else _Reading(attachments=reading.attachments), depth + 1)
+        return
     for child in children:
         _walk(child, reading, depth + 1)
 
