@@ -69,8 +69,9 @@ def _quoted_lines(text: str) -> str:
             depth += 1 if line == QUOTE_START else -1
             continue
         line = line.strip(" ")
-        lines.append(("> " * depth + line) if line else "")
-    return tidy("\n".join(lines))
+        if line:  # blank lines in HTML are layout, not text
+            lines.append("> " * depth + line)
+    return "\n".join(lines)
 
 
 def tidy(text: str) -> str:
