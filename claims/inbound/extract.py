@@ -108,10 +108,11 @@ WITHDRAWAL = (rf"(?<![A-Za-z])(?:{BEFORE_ID}(?:withdrawals?|saques?|retiradas?|l
 ACCOUNT = (rf"(?<![A-Za-z])(?:{BEFORE_ID}(?:(?:my|minha)\s+)?(?:account|acct|user|customer|client|conta|"
            rf"usu[áa]rio)(?:\s+(?:de\s+)?usu[áa]rio)?{ID_SUFFIX}|uid|my\s+id|meu\s+id)|(?:账户|帐户|账号|帐号|用户)(?:ID|编号|号)?")
 # What may stand between an introducer and the id: "trade id is: #982069", "账号是100056".
-LINK = r"(?:\s*(?:[:=#]|is|was|é|e|是|为|為)(?![A-Za-z]))*\s*#?\s*"
+# (Each run of blanks has one way to match: "\s*#?\s*" would try every split of a long run.)
+LINK = r"(?:\s*(?:[:=#]|is|was|é|e|是|为|為)(?![A-Za-z]))*\s*"
 NUMERIC_ID = r"[0-9]{3,20}"
 ORDER_ID = r"(?=[A-Za-z0-9_-]*[0-9])[A-Za-z0-9][A-Za-z0-9_-]{2,63}"
-LIST_JOIN = r"\s*(?:,|，|、|;|&|\band\b|\be\b|\bor\b|\bou\b|和|及|与|或)\s*#?\s*"
+LIST_JOIN = r"\s*(?:,|，|、|;|&|\band\b|\be\b|\bor\b|\bou\b|和|及|与|或)\s*(?:#\s*)?"
 DATE = re.compile(r"[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}|[0-9]{1,2}-[0-9]{1,2}-[0-9]{4}")
 
 

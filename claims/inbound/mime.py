@@ -17,6 +17,9 @@ from .threads import normalise_message_id, referenced_ids
 
 PARSER = BytesParser(policy=email.policy.default)
 MAX_DEPTH = 20  # deeper nesting is no real mail; its parts are left unread
+# The standard library decodes encoded words and parses addresses in time growing with the
+# square of a header's length; no real From or Subject comes near this length.
+MAX_HEADER_LENGTH = 8192
 BODY_TYPES = {"text/plain", "text/html"}
 FORWARDED = {"message/rfc822", "message/global"}
 BROKEN_ENCODING = (InvalidBase64CharactersDefect, InvalidBase64LengthDefect)
@@ -252,6 +255,9 @@ def _from_address(message: Message, problems: list[str]) -> str | None:
     if len(from_headers) != 1:
         problems.append(f"{len(from_headers)} From headers")
         return None
+    if len(from_headers[0]) > MAX_HEADER_LENGTH:
+        problems.append("From is too long to be read")
+        return None
     try:
         addresses = message["From"].addresses
     except Exception:
@@ -278,7 +284,7 @@ def normalise_address(address: str | None) -> str | None:
 def decode_words(value: str) -> str:
     """A header value as text: RFC 2047 words decoded (adjacent words of one charset joined
     first, so a character split across two words survives), raw 8-bit bytes guessed."""
-    value = _header_text(value)
+    value = _header_text(value[:MAX_HEADER_LENGTH])
     try:
         pieces = decode_header(value)
     except Exception:

@@ -9,6 +9,7 @@ hostile document cannot make parsing slow. Python 3.11's html.parser has neither
 """
 
 import re
+from html import unescape
 
 from selectolax.lexbor import LexborHTMLParser
 
@@ -24,9 +25,17 @@ QUOTE_START, QUOTE_END = "\ue000", "\ue001"
 HTML_SPACE = re.compile(r"[ \t\r\n\f]+")
 
 
+MAX_NESTING = 5000  # browsers stop nesting at 512; far deeper is an attack on the parser
+TAG = re.compile(r"<(/?)([A-Za-z][^\s/>]*)")
+VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param", "source", "track", "wbr"}
+NOT_SHOWN = re.compile(r"<!--.*?(?:-->|\Z)|<(script|style|template|head|title)\b.*?(?:</\1\s*>|\Z)", re.S | re.I)
+
+
 def html_to_text(html: str) -> str:
     """The text a reader sees, a blockquote's lines prefixed with "> " as a plain client quotes."""
     html = html.replace(QUOTE_START, "").replace(QUOTE_END, "")
+    if _nesting(html) > MAX_NESTING:
+        return _stripped(html)
     root = LexborHTMLParser(html).root
     if root is None:
         return ""
@@ -54,6 +63,22 @@ def html_to_text(html: str) -> str:
     return _quoted_lines("".join(pieces))
 
 
+def _nesting(html: str) -> int:
+    """How deep the tags nest, about (unclosed <p> and <li> count too): tree building costs
+    time with the square of the depth, so a hostile depth is read without a tree."""
+    depth = deepest = 0
+    for match in TAG.finditer(html):
+        if match.group(2).lower() not in VOID:
+            depth += -1 if match.group(1) else 1
+            deepest = max(deepest, depth)
+    return deepest
+
+
+def _stripped(html: str) -> str:
+    text = re.sub(r"<[^<>]*>", "\n", NOT_SHOWN.sub(" ", html))  # [^<>]: linear even where no ">" comes
+    return "\n".join(line for line in (" ".join(x.split()) for x in unescape(text).split("\n")) if line)
+
+
 def _opening(tag: str) -> str:
     if tag == "blockquote":
         return f"\n{QUOTE_START}\n"
@@ -76,8 +101,9 @@ def _quoted_lines(text: str) -> str:
 
 def tidy(text: str) -> str:
     """Lines without trailing blanks, at most one empty line in a row, none at either end."""
-    text = re.sub(r"[ \t]+\n", "\n", text.replace("\r\n", "\n").replace("\r", "\n"))
-    return re.sub(r"\n{3,}", "\n\n", text).strip("\n")
+    # Line by line: a regex over "[ \t]+\n" would rescan a long run of blanks from each blank.
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(line.rstrip(" \t") for line in lines)).strip("\n")
 
 
 def unflow(text: str, delsp: bool) -> str:

@@ -58,6 +58,9 @@ def authentication_results(value: str) -> tuple[str | None, list[AuthResult]]:
     return statements[0][0], [r for r in map(_result, statements[1:]) if r is not None]
 
 
+WORD = re.compile(r'[^\s()";=]+')
+
+
 def _tokens(value: str) -> list[str]:
     """Words, "=" and ";", with comments skipped and quoted strings unquoted into words."""
     tokens, i = [], 0
@@ -71,10 +74,10 @@ def _tokens(value: str) -> list[str]:
         elif char in "=;":
             tokens.append(char)
             i += 1
-        elif char.isspace():
+        elif char.isspace() or char == ")":  # a stray ")" closes nothing
             i += 1
         else:
-            word = re.match(r'[^\s()";=]+', value[i:]).group()
+            word = WORD.match(value, i).group()
             tokens.append(word)
             i += len(word)
     return tokens
