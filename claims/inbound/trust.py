@@ -140,8 +140,8 @@ def ignored_reason(parsed: Parsed) -> str | None:
     Checked from the most specific reason to the least, the first that applies wins: a bounce
     is `dsn` even though it also carries Auto-Submitted.
     """
-    auto_submitted = [v.split(";")[0].strip().lower() for v in parsed.header_all("Auto-Submitted")]
-    precedence = {v.split(";")[0].strip().lower() for v in parsed.header_all("Precedence")}
+    auto_submitted = [_keyword(value) for value in parsed.header_all("Auto-Submitted")]
+    precedence = {_keyword(value) for value in parsed.header_all("Precedence")}
     local_part = (parsed.from_address or "").rpartition("@")[0].lower()
     rules = (
         (DSN, parsed.content_type == "multipart/report" and parsed.report_type == "delivery-status"),
@@ -154,6 +154,12 @@ def ignored_reason(parsed: Parsed) -> str | None:
         (DSN, any(re.sub(r"\s", "", v) == "<>" for v in parsed.header_all("Return-Path")[:1])),
     )
     return next((reason for reason, applies in rules if applies), None)
+
+
+def _keyword(value: str) -> str:
+    """The keyword of a header such as `Auto-Submitted: auto-replied (vacation); owner=x`."""
+    found = re.match(r"\s*([A-Za-z0-9_.-]*)", value)
+    return found.group(1).lower()
 
 
 LINE_BREAKS = re.compile(r"[\r\n\v\f\x1c\x1d\x1e\x85\u2028\u2029]+")

@@ -172,3 +172,22 @@ def test_normalise_address():
     assert normalise_address("@example.com") is None
     assert normalise_address("user@") is None
     assert normalise_address(None) is None
+
+
+def test_when_the_parser_itself_fails_the_headers_are_still_salvaged(monkeypatch):
+    from claims.inbound import mime
+
+    def fail(raw):
+        raise RecursionError("deep")
+
+    monkeypatch.setattr(mime.PARSER, "parsebytes", fail)
+    raw = (b"Authentication-Results: mx.claimdesk.example; dmarc=pass header.from=example.com\r\n"
+           b"From: Ana <user100056@Example.com>\r\nSubject: =?UTF-8?Q?Ol=C3=A1?=\r\n"
+           b"Message-ID: <m1@x>\r\nContent-Type: multipart/report;\r\n report-type=delivery-status\r\n\r\nbody")
+
+    parsed = parse(raw)
+
+    assert not parsed.is_parseable
+    assert (parsed.from_address, parsed.subject, parsed.message_id) == ("user100056@example.com", "Olá", "m1@x")
+    assert (parsed.content_type, parsed.report_type) == ("multipart/report", "delivery-status")
+    assert parsed.problems == ("parser failed: RecursionError",)

@@ -113,6 +113,8 @@ def test_addresses_compare_domain_case_insensitive_local_part_as_is():
 def test_ignored_reasons_map_each_marker():
     cases = {
         "Auto-Submitted: auto-replied": "auto_reply",
+        "Auto-Submitted: auto-replied (vacation)": "auto_reply",
+        "Auto-Submitted:": "auto_generated",
         "Auto-Submitted: Auto-Generated; owner-email=x@y": "auto_generated",
         "Auto-Submitted: auto-notified": "auto_generated",
         "X-Autoreply: yes": "auto_reply",
@@ -121,6 +123,7 @@ def test_ignored_reasons_map_each_marker():
         "Precedence: bulk": "bulk",
         "Precedence: LIST": "bulk",
         "Precedence: junk": "bulk",
+        "Precedence: bulk (list)": "bulk",
         "List-Id: <traders.lists.example.com>": "bulk",
         "List-Unsubscribe: <mailto:x@y>": "bulk",
         "Return-Path: <>": "dsn",
