@@ -150,3 +150,18 @@ def test_new_text_handles_a_35000_character_line_quickly():
     line = "On " + "x" * 35000
 
     assert new_text(line + "\nwrote:") == line + "\nwrote:"
+
+
+def test_html_gmail_reply_keeps_only_the_new_text():
+    html = ('<div dir="ltr">Also order 5550002.</div><br><div class="gmail_quote"><div class="gmail_attr">'
+            "On Thu, Jul 3, 2025 at 2:10 PM Support &lt;s@x&gt; wrote:<br></div>"
+            '<blockquote class="gmail_quote">We received your claim about trade 982069.</blockquote></div>')
+
+    assert new_text(html_to_text(html)) == "Also order 5550002."
+
+
+def test_html_outlook_reply_keeps_only_the_new_text():
+    html = ('<div>Thanks.</div><hr><div id="divRplyFwdMsg"><b>From:</b> Support &lt;s@x&gt;<br>'
+            "<b>Sent:</b> Thursday, July 3, 2025<br><b>Subject:</b> Your claim</div><div>Old 9999</div>")
+
+    assert new_text(html_to_text(html)) == "Thanks."
