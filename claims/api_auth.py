@@ -14,7 +14,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter
 from rest_framework import permissions
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
-from rest_framework.exceptions import AuthenticationFailed, ValidationError
+from rest_framework.exceptions import AuthenticationFailed, PermissionDenied, ValidationError
 from rest_framework.throttling import SimpleRateThrottle
 
 from .models import ApiClient
@@ -44,7 +44,7 @@ def api_client_for(digest: str) -> ApiClient | None:
     known = _known_clients.get(digest)
     if known is not None and known[0] > now:
         return known[1]
-    client = ApiClient.objects.filter(token_hash=digest, is_active=True).first()
+    client = ApiClient.objects.filter(token_hash=digest, is_active=True).select_related("user").first()
     if client is None:
         _known_clients.pop(digest, None)
     elif settings.API_CLIENT_CACHE_SECONDS > 0:
@@ -115,6 +115,19 @@ class CanFileClaims(permissions.BasePermission):
 class IsStaffCaller(permissions.BasePermission):
     def has_permission(self, request, view):
         return is_staff_caller(request)
+
+
+def acting_person(request):
+    """The staff member a call acts for: the logged-in user, or the user an API client with the
+    staff scope is bound to (`create_api_client NAME --scope staff --user USERNAME`). Approving,
+    rejecting and paying are done by people, so a client bound to nobody may only read."""
+    user = request.user
+    if isinstance(user, ApiClient):
+        user = user.user if user.has_scope(ApiClient.Scope.STAFF) else None
+    if user is None or not user.is_authenticated:
+        raise PermissionDenied("this is done by a person: log in as staff, or use an API client bound to a staff "
+                               "user (create_api_client NAME --scope staff --user USERNAME)")
+    return user
 
 
 class FixedWindowThrottle(SimpleRateThrottle):

@@ -171,6 +171,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",  # served from this site: no assets from the internet
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {
+        "ClaimKindEnum": "claims.models.ClaimKind", "ItemKindEnum": "claims.models.ItemKind",
+        "ClaimStatusEnum": "claims.models.ClaimStatus", "ItemStatusEnum": "claims.models.ItemStatus",
+        "LimitChangeStatusEnum": "claims.models.LimitChangeStatus",
+        "PayoutLineStatusEnum": "claims.models.PayoutLineStatus", "ApprovalTierEnum": "claims.models.ItemApprovalTier",
+    },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "claims.api_auth.add_error_responses",

@@ -28,10 +28,14 @@ from .incidents import (
 )
 from .payouts import PayoutBatch, PayoutConfirmation, PayoutLine, PayoutLineItem
 
+# Named for the OpenAPI schema's enums (config/settings.py, ENUM_NAME_OVERRIDES).
+ClaimStatus, ItemStatus, LimitChangeStatus = Claim.Status, Item.Status, ApprovalLimitChange.Status
+PayoutLineStatus, ItemApprovalTier = PayoutLine.Status, Item.Approval
+
 __all__ = [
     "DETECTED_KINDS", "DETECTION_SETTINGS", "LIMIT_SETTINGS", "SETTING_FIELDS", "ApiClient", "AppendOnlyError",
     "ApprovalLimitChange", "AuditHash", "AuditRecord", "AuditSeal", "Claim", "ClaimAttachment", "ClaimItem",
     "ClaimKind", "ClaimVerification", "DetectionChunk", "DetectionRun", "Finding", "Incident", "Item",
     "ItemApproval", "ItemKind", "Notification", "PayoutBatch", "PayoutConfirmation", "PayoutLine", "PayoutLineItem",
-    "attachment_path",
+    "attachment_path", "ClaimStatus", "ItemStatus", "LimitChangeStatus", "PayoutLineStatus", "ItemApprovalTier",
 ]
