@@ -36,6 +36,9 @@ from .claims import claim_transition, claims_follow_items
 
 ITEM_STATE = ("status", "amount", "version", "approval", "amount_set_by")
 LIVE = (PayoutLine.Status.EXPORTED, PayoutLine.Status.PAID)
+# What approving never reads: decoding every item's inputs was a fifth of approve_items' time.
+UNREAD_ON_APPROVAL = ("inputs", "flagged_values", "formula", "review_reason", "corrective_action",
+                      "incident__title")
 
 
 @dataclass(frozen=True)
@@ -125,8 +128,9 @@ def _lock_with_identities(item_ids: list[int]) -> tuple[dict[int, Item], dict[in
     deadlocked); return the items and, per item, the other incident that approved or paid it."""
     identities = list(Item.objects.filter(id__in=item_ids).values_list("user_id", "reference"))
     users, references = {u for u, _ in identities}, {r for _, r in identities}
-    locked = list(Item.objects.select_for_update().select_related("incident").filter(
-        Q(id__in=item_ids) | Q(user_id__in=users, reference__in=references)).order_by("pk"))
+    locked = list(Item.objects.select_for_update(of=("self",)).select_related("incident").filter(
+        Q(id__in=item_ids) | Q(user_id__in=users, reference__in=references))
+        .defer(*UNREAD_ON_APPROVAL).order_by("pk"))
     items = {item.id: item for item in locked if item.id in set(item_ids)}
     decided = {}
     for other in locked:
@@ -141,13 +145,12 @@ def _lock_with_identities(item_ids: list[int]) -> tuple[dict[int, Item], dict[in
 
 
 def _approvals_given(items) -> dict[int, list[ItemApproval]]:
-    """The approvals of each item's current version."""
-    current = Q()
-    for item in items:
-        current |= Q(item_id=item.id, version=item.version)
+    """The approvals of each item's current version (older versions' are read and left out: there
+    are few, and one `IN` is far cheaper than an OR of a thousand (item, version) pairs)."""
+    version = {item.id: item.version for item in items}
     given: dict[int, list[ItemApproval]] = {}
-    if current:
-        for approval in ItemApproval.objects.filter(current).order_by("item_id", "slot"):
+    for approval in ItemApproval.objects.filter(item_id__in=list(version)).order_by("item_id", "slot"):
+        if approval.version == version[approval.item_id]:
             given.setdefault(approval.item_id, []).append(approval)
     return given
 

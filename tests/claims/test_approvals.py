@@ -541,3 +541,18 @@ def test_ten_approvals_and_ten_rejections_of_one_claim_at_once_decide_it_once(in
     assert claim.status in ("approved", "rejected")
     assert list(decisions.values_list("after__status", flat=True)) == [claim.status]
     assert [m.subject for m in mail.outbox] == ["A decision on your claim"]
+
+
+def test_the_claimant_is_told_of_the_decision_once_in_their_language(incident):
+    claim = Claim.objects.create(incident=incident, user_id=100007, channel="staff", kind="bad_fill",
+                                 status="matched", language="zh-hans")
+    ClaimItem.objects.create(claim=claim, item=item(100007, "fill:982009:Ask"))
+    ann = person("ann", "support")
+    mail.outbox.clear()
+
+    claim_approve(claim_id=claim.id, actor=ann)
+    item_send_back(item_id=item(100007, "fill:982009:Ask").id, actor=ann, reason="check the price")
+    claim_approve(claim_id=claim.id, actor=ann)
+
+    assert [m.subject for m in mail.outbox] == ["您的赔偿申请已有处理决定"]
+    assert "您的赔偿申请已获批准" in mail.outbox[0].body
