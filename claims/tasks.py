@@ -5,7 +5,10 @@ CELERY_BROKER_TRANSPORT_OPTIONS); acks_late keeps a task unacknowledged until it
 finished, and every retry countdown (at most RETRY_BACKOFF_MAX) stays far below it.
 """
 
+from datetime import timedelta
+
 from celery import shared_task
+from django.conf import settings
 from django.db import IntegrityError, OperationalError
 
 from . import services
@@ -51,3 +54,18 @@ def audit_seal_task() -> int:
     """Chain the audit records written since the last seal (Celery beat runs it every minute)."""
     sealed = services.audit_seal()
     return sealed.seal.records if sealed.seal else 0
+
+
+@shared_task(name="claims.web_submission_file", acks_late=True, reject_on_worker_lost=True,
+             autoretry_for=(OperationalError,), retry_backoff=True, retry_backoff_max=RETRY_BACKOFF_MAX, max_retries=8)
+def web_submission_file_task(*, submission_id: int) -> str:
+    return services.web_submission_file(submission_id=submission_id)
+
+
+@shared_task(name="claims.tasks_requeue", ignore_result=True)
+def tasks_requeue_task() -> None:
+    """Celery beat's sweep: whatever waited REQUEUE_AFTER_SECONDS for a task that never came
+    (a lost claim match, message, web submission or detection chunk) is enqueued again."""
+    older_than = timedelta(seconds=settings.REQUEUE_AFTER_SECONDS)
+    services.tasks_requeue(older_than=older_than)
+    services.detection_chunks_requeue(older_than=older_than)

@@ -9,8 +9,6 @@ from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods
 
-from exchange import selectors as ledger
-
 from . import selectors, services
 from .explain import explain, number_text
 from .forms import AddInformationForm, ClaimForm
@@ -48,17 +46,14 @@ def claim_new(request, slug: str):
 
 
 def _file_claim(request, incident: Incident, form: ClaimForm) -> None:
-    account = ledger.account_get(form.cleaned_data["user_id"])
-    # The link goes to the address on file, and only when the typed one is that address; the
-    # page says the same either way, so it tells nobody which accounts or addresses exist.
-    if account is None or account.email.strip().lower() != form.cleaned_data["email"].strip().lower():
-        return
+    """The same answer after the same work whatever account and e-mail were typed: whether they
+    match the exchange's records is decided later, by a task (services.web_submission_file)."""
+    values = {"user_id": form.cleaned_data["user_id"], "email": form.cleaned_data["email"],
+              "kind": form.cleaned_data["kind"], "description": form.cleaned_data["description"],
+              "references": form.references()}
     try:
-        services.claim_create(
-            incident=incident, user_id=account.user_id, channel=Claim.Channel.WEB, kind=form.cleaned_data["kind"],
-            description=form.cleaned_data["description"], references=form.references(),
-            language=translation.get_language() or "en", attachments=form.cleaned_data["attachments"],
-            actor=f"claimant {account.user_id}")
+        services.web_claim_submit(incident=incident, values=values, attachments=form.cleaned_data["attachments"],
+                                  language=translation.get_language() or "en")
     except services.ClaimRefused as exc:
         form.add_error(exc.field if exc.field in form.fields else None, str(exc))
 

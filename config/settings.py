@@ -141,7 +141,13 @@ DETECTION_CHUNK_DELAY = float(os.environ.get("CLAIMDESK_DETECTION_CHUNK_DELAY", 
 CELERY_BEAT_SCHEDULE = {
     # audit.md: the sealer chains new audit records at least every minute.
     "audit-seal": {"task": "claims.audit_seal", "schedule": float(os.environ.get("AUDIT_SEAL_SECONDS", "60"))},
+    # Work whose task was lost (a process stopped between commit and publish, a worker killed with
+    # the task in hand) is enqueued again once it has waited REQUEUE_AFTER_SECONDS: with the
+    # defaults, within two minutes, long before Redis would redeliver (visibility timeout).
+    "tasks-requeue": {"task": "claims.tasks_requeue",
+                      "schedule": float(os.environ.get("REQUEUE_SWEEP_SECONDS", "60"))},
 }
+REQUEUE_AFTER_SECONDS = int(os.environ.get("REQUEUE_AFTER_SECONDS", "60"))
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"

@@ -8,6 +8,7 @@ from .claims import (
     ClaimAttachment,
     ClaimItem,
     ClaimKind,
+    ClaimSubmission,
     ClaimVerification,
     Notification,
     attachment_path,
@@ -35,7 +36,8 @@ PayoutLineStatus, ItemApprovalTier = PayoutLine.Status, Item.Approval
 __all__ = [
     "DETECTED_KINDS", "DETECTION_SETTINGS", "LIMIT_SETTINGS", "SETTING_FIELDS", "ApiClient", "AppendOnlyError",
     "ApprovalLimitChange", "AuditHash", "AuditRecord", "AuditSeal", "Claim", "ClaimAttachment", "ClaimItem",
-    "ClaimKind", "ClaimVerification", "DetectionChunk", "DetectionRun", "Finding", "Incident", "Item",
+    "ClaimKind", "ClaimSubmission", "ClaimVerification", "DetectionChunk", "DetectionRun", "Finding", "Incident",
+    "Item",
     "ItemApproval", "ItemKind", "Notification", "PayoutBatch", "PayoutConfirmation", "PayoutLine", "PayoutLineItem",
     "attachment_path", "ClaimStatus", "ItemStatus", "LimitChangeStatus", "PayoutLineStatus", "ItemApprovalTier",
 ]

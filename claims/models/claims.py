@@ -2,7 +2,6 @@
 sent about them; and the API's callers."""
 
 import uuid
-from pathlib import Path
 
 from django.conf import settings
 from django.db import models
@@ -96,8 +95,13 @@ class ClaimItem(models.Model):
         constraints = [models.UniqueConstraint(fields=["claim", "item"], name="claim_item_once")]
 
 
+# A stored file is named from the type its content was found to be, never from the name the
+# client sent (a PNG signature followed by HTML, named x.html, is stored as .png).
+EXTENSIONS = {"image/png": ".png", "image/jpeg": ".jpg", "application/pdf": ".pdf"}
+
+
 def attachment_path(attachment: "ClaimAttachment", filename: str) -> str:
-    return f"claims/{attachment.claim.public_id}/{uuid.uuid4().hex}{Path(filename).suffix.lower()}"
+    return f"claims/{attachment.claim.public_id}/{uuid.uuid4().hex}{EXTENSIONS[attachment.content_type]}"
 
 
 class ClaimAttachment(models.Model):
@@ -109,6 +113,31 @@ class ClaimAttachment(models.Model):
     sha256 = models.CharField(max_length=64)
     uploaded_at = models.DateTimeField(auto_now_add=True)
     note = models.TextField(blank=True, help_text="Information the claimant added with it.")
+
+
+class ClaimSubmission(models.Model):
+    """A claim typed into the web form, kept until a task has checked its account and e-mail.
+
+    The form answers "check your e-mail" after the same work whether or not they match the
+    exchange's records (so it tells nobody which accounts or addresses exist); only the task
+    files the claim, or discards the submission and its files. What was typed is emptied once
+    the submission is handled."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        FILED = "filed"
+        DISCARDED = "discarded"
+
+    incident = models.ForeignKey(Incident, on_delete=models.PROTECT, related_name="+")
+    data = models.JSONField(default=dict)
+    language = models.CharField(max_length=8)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    claim = models.ForeignKey("Claim", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    handled_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["status", "created_at"], name="submission_pending")]
 
 
 class ClaimVerification(models.Model):

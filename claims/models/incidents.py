@@ -121,6 +121,7 @@ class DetectionRun(models.Model):
 
     incident = models.ForeignKey(Incident, on_delete=models.CASCADE, related_name="detection_runs")
     started_at = models.DateTimeField(auto_now_add=True)
+    progressed_at = models.DateTimeField(null=True, blank=True, help_text="When a chunk was last done.")
     finished_at = models.DateTimeField(null=True, blank=True)
     requested_by = models.CharField(max_length=150)
     reason = models.CharField(max_length=200, blank=True)

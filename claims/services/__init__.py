@@ -41,6 +41,8 @@ from .claims import (
     claims_follow_items,
     claims_for_found_users,
     tasks_requeue,
+    web_claim_submit,
+    web_submission_file,
 )
 from .engine import (
     DEFAULT_CHUNK_SIZE,
@@ -72,5 +74,6 @@ __all__ = [
     "detection_chunks_requeue", "detection_context", "detection_start", "incident_limits_confirm",
     "incident_load", "incident_settings_parse", "incident_settings_save", "item_amount_set", "item_approval",
     "item_approve", "item_for_claim_create", "item_recomputation_accept", "item_reject", "item_send_back",
-    "items_approve", "items_detect_and_save", "items_reject", "tasks_requeue",
+    "items_approve", "items_detect_and_save", "items_reject", "tasks_requeue", "web_claim_submit",
+    "web_submission_file",
 ]

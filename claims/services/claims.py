@@ -5,8 +5,11 @@ import json
 import secrets
 import uuid
 from collections import defaultdict
-from datetime import timedelta
+from datetime import datetime, timedelta
+from decimal import Decimal
 
+from django.core.files.storage import default_storage
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
 from django.urls import reverse
 from django.utils import timezone
@@ -20,11 +23,13 @@ from ..models import (
     Claim,
     ClaimAttachment,
     ClaimItem,
+    ClaimSubmission,
     ClaimVerification,
     Incident,
     Item,
     Notification,
 )
+from ..models.claims import EXTENSIONS
 from ..notifications import absolute, language_for, notify, notify_many
 from ..roles import Actor
 from .audit import audit_entry, audit_record, audit_write
@@ -70,15 +75,29 @@ def attachments_check(files: list) -> list[tuple]:
     return checked
 
 
+def _sha256(upload) -> str:
+    sha = hashlib.sha256()
+    for chunk in upload.chunks():
+        sha.update(chunk)
+    upload.seek(0)
+    return sha.hexdigest()
+
+
 def _attachments_save(claim: Claim, files: list, note: str = "") -> None:
     for upload, content_type in attachments_check(files):
-        sha = hashlib.sha256()
-        for chunk in upload.chunks():
-            sha.update(chunk)
-        upload.seek(0)
         ClaimAttachment.objects.create(claim=claim, file=upload, original_name=upload.name[:255],
-                                       content_type=content_type, size=upload.size, sha256=sha.hexdigest(),
+                                       content_type=content_type, size=upload.size, sha256=_sha256(upload),
                                        note=note)
+
+
+def _uploads_store(files: list, folder: str) -> list[dict]:
+    """Checked uploads written to storage, each named from its detected type."""
+    stored = []
+    for upload, content_type in attachments_check(files):
+        name = default_storage.save(f"{folder}/{uuid.uuid4().hex}{EXTENSIONS[content_type]}", upload)
+        stored.append({"path": name, "name": upload.name[:255], "content_type": content_type, "size": upload.size,
+                       "sha256": _sha256(upload)})
+    return stored
 
 
 def claim_transition(*, claim: Claim, to: str, actor: str, reason: str = "") -> AuditRecord:
@@ -113,9 +132,62 @@ def _no_incident(slug: str) -> ClaimRefused:
 
 
 @transaction.atomic
+def web_claim_submit(*, incident: Incident, values: dict, attachments: list, language: str) -> ClaimSubmission:
+    """Take a claim from the web form: everything that does not depend on the account is checked
+    here (claims open, attachments by content), then the same work is done whatever the account
+    and e-mail typed: the submission and its files are stored and a task decides (web_submission_file)."""
+    _refuse_if_closed(incident, timezone.now())
+    folder = f"claims/submissions/{uuid.uuid4().hex}"
+    submission = ClaimSubmission.objects.create(
+        incident=incident, language=language,
+        data={**json.loads(json.dumps(values, cls=DjangoJSONEncoder)), "attachments": _uploads_store(attachments,
+                                                                                                   folder)})
+    from ..tasks import web_submission_file_task  # tasks import this module
+
+    transaction.on_commit(lambda: web_submission_file_task.delay(submission_id=submission.id))
+    return submission
+
+
+def web_submission_file(*, submission_id: int) -> str:
+    """File the submitted claim if its account exists and the e-mail typed is the one on file
+    (the link then goes to that address); otherwise discard it with its files. Either way what
+    was typed is emptied. Idempotent: a handled submission is left as it is."""
+    with transaction.atomic():
+        submission = ClaimSubmission.objects.select_for_update().select_related("incident").get(id=submission_id)
+        if submission.status != ClaimSubmission.Status.PENDING:
+            return submission.status
+        data, claim = submission.data, None
+        account = ledger.account_get(data["user_id"])
+        if account is not None and account.email.strip().lower() == data["email"].strip().lower():
+            try:
+                claim = claim_create(
+                    incident=submission.incident, user_id=account.user_id, channel=Claim.Channel.WEB,
+                    kind=data["kind"], description=data["description"], references=_references(data["references"]),
+                    language=submission.language, stored=data["attachments"], actor=claimant_actor(account.user_id))
+            except ClaimRefused:  # e.g. claims closed between the form and the task
+                claim = None
+        if claim is None:
+            transaction.on_commit(lambda: [default_storage.delete(f["path"]) for f in data["attachments"]])
+        submission.status = ClaimSubmission.Status.FILED if claim else ClaimSubmission.Status.DISCARDED
+        submission.claim, submission.data, submission.handled_at = claim, {}, timezone.now()
+        submission.save()
+    return submission.status
+
+
+def _references(stored: dict) -> dict:
+    """The references as the form cleaned them (JSON gave back text for times and amounts)."""
+    values = dict(stored)
+    if values.get("approximate_time"):
+        values["approximate_time"] = datetime.fromisoformat(values["approximate_time"])
+    if values.get("claimed_amount") is not None:
+        values["claimed_amount"] = Decimal(values["claimed_amount"])
+    return values
+
+
+@transaction.atomic
 def claim_create(*, incident: Incident, user_id: int, channel: str, kind: str, description: str = "",
                  references: dict | None = None, language: str = "en", attachments: list | None = None,
-                 actor: str) -> Claim:
+                 stored: list[dict] | None = None, actor: str) -> Claim:
     """File a claim. From the web it waits, unverified, for the link sent to the address on file;
     from the API (the exchange has logged the user in) or staff it is received at once."""
     _refuse_if_closed(incident, timezone.now())
@@ -132,6 +204,9 @@ def claim_create(*, incident: Incident, user_id: int, channel: str, kind: str, d
     filed = audit_record(actor=actor, object_type="claim", object_id=claim.id, action="filed",
                          after={"status": status}, reason=f"filed through {channel}")
     _attachments_save(claim, attachments)
+    ClaimAttachment.objects.bulk_create(
+        ClaimAttachment(claim=claim, file=f["path"], original_name=f["name"], content_type=f["content_type"],
+                        size=f["size"], sha256=f["sha256"]) for f in stored or [])
     if web:
         _verification_send(claim, account)
     else:
@@ -309,12 +384,12 @@ def claim_add_information(*, claim: Claim, text: str, attachments: list, actor: 
                  reason=f"information added: {text}" if text else "attachment added")
 
 
-def tasks_requeue(*, older_than: timedelta) -> tuple[list[int], list[int]]:
+def tasks_requeue(*, older_than: timedelta) -> tuple[list[int], list[int], list[int]]:
     """Enqueue again what waited longer than `older_than` for a task that never came: claims still
     `received` (their matching task was lost: the process stopped between commit and publish, or
-    the broker lost it) and messages never tried. Harmless for one that is only late: matching and
-    sending are idempotent. Returns (claim ids, notification ids)."""
-    from ..tasks import claim_match_task, notification_send_task  # tasks import this module
+    the broker lost it), messages never tried and web submissions never handled. Harmless for
+    one that is only late: each task is idempotent. Returns (claim, notification, submission) ids."""
+    from ..tasks import claim_match_task, notification_send_task, web_submission_file_task  # tasks import this
 
     cutoff = timezone.now() - older_than
     claim_ids = list(Claim.objects.filter(status=Claim.Status.RECEIVED, updated_at__lt=cutoff)
@@ -322,11 +397,15 @@ def tasks_requeue(*, older_than: timedelta) -> tuple[list[int], list[int]]:
     notification_ids = list(Notification.objects.filter(status=Notification.Status.PENDING, attempts=0,
                                                         created_at__lt=cutoff)
                             .order_by("id").values_list("id", flat=True))
+    submission_ids = list(ClaimSubmission.objects.filter(status=ClaimSubmission.Status.PENDING, created_at__lt=cutoff)
+                          .order_by("id").values_list("id", flat=True))
     for claim_id in claim_ids:
         claim_match_task.delay(claim_id=claim_id)
     for notification_id in notification_ids:
         notification_send_task.delay(notification_id=notification_id)
-    return claim_ids, notification_ids
+    for submission_id in submission_ids:
+        web_submission_file_task.delay(submission_id=submission_id)
+    return claim_ids, notification_ids, submission_ids
 
 
 @transaction.atomic

@@ -12,7 +12,7 @@ from pathlib import Path
 from celery import group
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from exchange import selectors as ledger
@@ -205,14 +205,18 @@ def _enqueue_chunks(task, chunk_ids: list[int]) -> None:
 
 
 def detection_chunks_requeue(*, older_than: timedelta) -> list[int]:
-    """Enqueue again the chunks still pending of runs started longer than `older_than` ago: their
-    task was lost (e.g. a worker killed between taking it from Redis and recording it as
+    """Enqueue again the chunks still pending of runs that have not progressed for `older_than`:
+    their task was lost (e.g. a worker killed between taking it from Redis and recording it as
     unacknowledged). Harmless for a chunk that is only late: a done chunk is not done twice."""
     from ..tasks import detection_chunk_run_task  # tasks import this module
 
-    chunk_ids = list(DetectionChunk.objects.filter(
-        status=DetectionChunk.Status.PENDING, run__status=DetectionRun.Status.RUNNING,
-        run__started_at__lt=timezone.now() - older_than).order_by("id").values_list("id", flat=True))
+    # A run whose workers are busy progresses every few seconds: its pending chunks are queued, not
+    # lost. One that has not moved for `older_than` lost the tasks of the chunks still pending.
+    stalled = Q(run__progressed_at__lt=timezone.now() - older_than) | Q(
+        run__progressed_at__isnull=True, run__started_at__lt=timezone.now() - older_than)
+    chunk_ids = list(DetectionChunk.objects.filter(stalled, status=DetectionChunk.Status.PENDING,
+                                                   run__status=DetectionRun.Status.RUNNING)
+                     .order_by("id").values_list("id", flat=True))
     if chunk_ids:
         _enqueue_chunks(detection_chunk_run_task, chunk_ids)
     return chunk_ids
@@ -240,9 +244,10 @@ def detection_chunk_run(*, chunk_id: int) -> bool:
         # The run row's lock orders the chunks' increments, so exactly one sees the last.
         run = DetectionRun.objects.select_for_update().get(id=run.id)
         run.done_users += len(chunk.user_ids)
+        run.progressed_at = timezone.now()
         if run.done_users >= run.total_users:
             run.status, run.finished_at = DetectionRun.Status.DONE, timezone.now()
-        run.save(update_fields=["done_users", "status", "finished_at"])
+        run.save(update_fields=["done_users", "progressed_at", "status", "finished_at"])
     return True
 
 

@@ -6,9 +6,9 @@ from claims.services import detection_chunks_requeue, tasks_requeue
 
 
 class Command(BaseCommand):
-    help = ("Enqueue again the matching of claims still received, the messages never tried and the detection "
-            "chunks still pending after --minutes: their task was lost. Safe to run at any time (e.g. from cron "
-            "every few minutes).")
+    help = ("Enqueue again the matching of claims still received, the messages never tried, the detection "
+            "chunks still pending and the web submissions never handled after --minutes: their task was lost. Safe "
+            "to run at any time (Celery beat runs it every minute).")
 
     def add_arguments(self, parser):
         parser.add_argument("--minutes", type=int, default=10,
@@ -18,7 +18,8 @@ class Command(BaseCommand):
         if minutes < 1:
             raise CommandError("--minutes must be at least 1")
         older_than = timedelta(minutes=minutes)
-        claims, notifications = tasks_requeue(older_than=older_than)
+        claims, notifications, submissions = tasks_requeue(older_than=older_than)
         chunks = detection_chunks_requeue(older_than=older_than)
         self.stdout.write(f"{len(claims)} claim(s) enqueued for matching again, "
-                          f"{len(notifications)} message(s) for sending, {len(chunks)} detection chunk(s).")
+                          f"{len(notifications)} message(s) for sending, {len(chunks)} detection chunk(s), "
+                          f"{len(submissions)} web submission(s).")
