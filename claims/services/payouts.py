@@ -38,8 +38,8 @@ TREASURY_HEADER = "lineKey,userId,asset,amount"
 CONFIRMATION_HEADER = ["lineKey", "status", "transactionId", "confirmedAt"]
 RECONCILIATION_HEADER = "lineKey,userId,asset,expected,found,problem"
 CREDIT_PREFIX = "payout:"
-# ISO-8601 in UTC, as treasury writes it: 2025-07-04T09:30:00Z, 2025-07-04T09:30:00.123+00:00.
-CONFIRMED_AT = re.compile(r"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?(?:Z|\+00:00)")
+# ISO-8601 in UTC, as treasury writes it: 2025-07-04T09:30Z, 2025-07-04T09:30:00.123+00:00.
+CONFIRMED_AT = re.compile(r"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2})(:\d{2})?(?:\.(\d{1,9}))?(?:Z|\+00:00)")
 
 
 def _refuse(message: str, rule: str):
@@ -263,10 +263,10 @@ def _confirmed_at_parse(text: str) -> datetime | None:
     if not match:
         return None
     try:
-        moment = datetime.strptime(match[1], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
+        moment = datetime.strptime(match[1] + (match[2] or ":00"), "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
     except ValueError:  # 2025-02-30, 25:00
         return None
-    return moment.replace(microsecond=int((match[2] or "0")[:6].ljust(6, "0")))
+    return moment.replace(microsecond=int((match[3] or "0")[:6].ljust(6, "0")))  # beyond microseconds: cut
 
 
 def _rows_check(rows: list[ConfirmationRow], lines: dict[str, PayoutLine]) -> list[tuple[int, str]]:

@@ -352,6 +352,18 @@ def test_a_confirmation_leaves_a_trail_for_each_line_and_item_it_changes(exporte
                                                                      "line": "pay-july.1.1"})
 
 
+@pytest.mark.parametrize("text, moment", [
+    ("2025-07-10T09:30:00Z", datetime(2025, 7, 10, 9, 30, tzinfo=UTC)),
+    ("2025-07-10T09:30Z", datetime(2025, 7, 10, 9, 30, tzinfo=UTC)),
+    ("2025-07-10T09:30:00+00:00", datetime(2025, 7, 10, 9, 30, tzinfo=UTC)),
+    ("2025-07-10T09:30:00.123456789Z", datetime(2025, 7, 10, 9, 30, 0, 123456, UTC)),
+])
+def test_confirmed_at_is_iso_8601_in_utc(exported, staff, text, moment):
+    confirm(staff, f"pay-july.1.1,paid,tx-1,{text}")
+
+    assert PayoutLine.objects.get(key="pay-july.1.1").confirmed_at == moment
+
+
 def test_a_bom_crlf_line_ends_and_blank_lines_are_accepted(exported, staff):
     content = ("\ufeff" + HEADER.replace("\n", "\r\n") + "\r\n" + f"pay-july.1.1,paid,tx-1,{AT}\r\n\r\n  \r\n"
                + f"pay-july.1.2,failed,,{AT}").encode()
@@ -395,6 +407,7 @@ CONFIRMATION_ERRORS = {
     "time without zone": ([], None, ["pay-july.1.1,paid,tx-1,2025-07-10T09:30:00"], "line 2: confirmedAt"),
     "time in another zone": ([], None, ["pay-july.1.1,paid,tx-1,2025-07-10T09:30:00+02:00"], "line 2: confirmedAt"),
     "not a time": ([], None, ["pay-july.1.1,paid,tx-1,2025-02-30T09:30:00Z"], "line 2: confirmedAt"),
+    "a date alone": ([], None, ["pay-july.1.1,paid,tx-1,2025-07-10Z"], "line 2: confirmedAt"),
     "paid without transaction": ([], None, [f"pay-july.1.1,paid,,{AT}"],
                                  "line 2: pay-july.1.1 is paid without a transactionId"),
     "twice, other status": ([], None, [f"pay-july.1.1,paid,tx-1,{AT}", f"pay-july.1.2,paid,tx-2,{AT}",
@@ -460,7 +473,7 @@ def test_confirm_payouts_records_a_file_and_names_each_error_of_a_rejected_one(e
     errors = io.StringIO()
 
     out = run("confirm_payouts", str(good), "--by", "fin")
-    with pytest.raises(CommandError, match="rejected: 2 error"):
+    with pytest.raises(CommandError, match=r"refused \(confirmation file\): .*bad.csv rejected, 2 error"):
         call_command("confirm_payouts", str(bad), "--by", "fin", stdout=io.StringIO(), stderr=errors)
 
     assert "2 rows; 1 paid, 1 failed, 0 unchanged" in out
