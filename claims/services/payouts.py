@@ -13,6 +13,7 @@ import json
 import os
 import re
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, localcontext
@@ -217,27 +218,31 @@ def confirmation_parse(content: bytes) -> tuple[list[ConfirmationRow], list[tupl
     except UnicodeDecodeError as exc:
         number = content[:exc.start].count(b"\n") + 1
         return [], [(number, f"line {number}: not UTF-8")]
-    rows, errors, header = [], [], None
+    lines = _lines_split(text)
+    number, header = next(lines, (1, None))
+    if header != CONFIRMATION_HEADER:
+        wanted = ",".join(CONFIRMATION_HEADER)
+        return [], [(number, f"line {number}: the header must be {wanted}" if header is not None
+                     else f"line 1: the header {wanted} is missing")]
+    rows, errors = [], []
+    for number, fields in lines:
+        row, problems = _row_parse(number, fields) if isinstance(fields, list) else (None, [fields])
+        rows.extend([row] if row else [])
+        errors.extend((number, f"line {number}: {problem}") for problem in problems)
+    return rows, errors
+
+
+def _lines_split(text: str) -> Iterator[tuple[int, list[str] | str]]:
+    """(line number, its fields, or why they cannot be read) for each line that is not blank;
+    `\n` or `\r\n` ends a line."""
     for number, line in enumerate(text.split("\n"), start=1):
         line = line.removesuffix("\r")
         if not line.strip():
-            continue  # blank lines are ignored
+            continue
         try:
-            fields = [field.strip() for field in next(csv.reader([line]))]
+            yield number, [field.strip() for field in next(csv.reader([line]))]
         except csv.Error as exc:
-            errors.append((number, f"line {number}: {exc}"))
-            continue
-        if header is None:
-            header = fields
-            if fields != CONFIRMATION_HEADER:
-                return [], [(number, f"line {number}: the header must be {','.join(CONFIRMATION_HEADER)}")]
-            continue
-        row, problems = _row_parse(number, fields)
-        rows.extend([row] if row else [])
-        errors.extend((number, f"line {number}: {problem}") for problem in problems)
-    if header is None:
-        errors.append((1, f"line 1: the header {','.join(CONFIRMATION_HEADER)} is missing"))
-    return rows, errors
+            yield number, str(exc)
 
 
 def _row_parse(number: int, fields: list[str]) -> tuple[ConfirmationRow | None, list[str]]:

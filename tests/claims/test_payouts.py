@@ -424,6 +424,7 @@ CONFIRMATION_ERRORS = {
     "released reported": ([f"pay-july.1.1,failed,,{AT}"], "pay-july.1.1", [f"pay-july.1.1,failed,,{AT}"],
                           "line 2: pay-july.1.1 was released: a released line is never reported"),
     "too few fields": ([], None, ["pay-july.1.1,paid,tx-1"], "line 2: 4 fields expected"),
+    "a lone carriage return": ([], None, [f"pay-july.1.1,paid,tx\r1,{AT}"], "line 2: new-line character"),
 }
 
 
