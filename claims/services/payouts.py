@@ -104,12 +104,13 @@ def _lines_group(batch: PayoutBatch, items: list[Item], decimals: dict[str, int]
 def _batch_record(batch: PayoutBatch, lines: int, actor: Actor):
     return audit_entry(actor=actor.name, object_type="payout_batch", object_id=batch.id, action="created",
                        at=batch.created_at, after={"incident": batch.incident.slug, "number": batch.number,
-                                                   "asset": batch.asset, "lines": lines})
+                                                   "asset": batch.asset, "lines": lines},
+                       reason=f"approved {batch.asset + ' ' if batch.asset else ''}items in no live or held line")
 
 
 def _exported_record(line: PayoutLine, members: list[Item], actor: Actor):
     return audit_entry(actor=actor.name, object_type="payout_line", object_id=line.id, action="exported",
-                       at=line.batch.created_at, after={
+                       at=line.batch.created_at, reason=f"payout batch {line.batch.number}", after={
                            "key": line.key, "user_id": line.user_id, "asset": line.asset, "amount": line.amount,
                            "status": line.status,
                            "items": [{"item": i.id, "version": i.version, "amount": i.amount} for i in members]})
@@ -377,10 +378,11 @@ def payout_line_release(*, key: str, actor: Actor, reason: str) -> PayoutLine:
     line.status, line.released_by, line.released_at, line.release_reason = (PayoutLine.Status.RELEASED, actor.name,
                                                                             timezone.now(), reason)
     line.save(update_fields=[*RELEASE_STATE])
+    freed = list(line.entries.filter(is_holding=True).order_by("item_id").values_list("item_id", flat=True))
     PayoutLineItem.objects.filter(line=line, is_holding=True).update(is_holding=False)
     audit_write([audit_entry(actor=actor.name, object_type="payout_line", object_id=line.id, action="released",
-                             before=before, after=audit_values(line, RELEASE_STATE), reason=reason,
-                             at=line.released_at)])
+                             before=before, after={**audit_values(line, RELEASE_STATE), "items_freed": freed},
+                             reason=reason, at=line.released_at)])
     return line
 
 

@@ -215,9 +215,10 @@ def test_a_batch_and_its_lines_are_in_the_audit_trail(incident, staff):
     line = batch.lines.get()
     created = AuditRecord.objects.get(object_type="payout_batch", object_id=batch.id)
     exported = AuditRecord.objects.get(object_type="payout_line", object_id=line.id)
-    assert (created.actor, created.action, created.after) == (
-        "fin", "created", {"incident": "pay-july", "number": 1, "asset": "", "lines": 1})
-    assert (exported.action, exported.after) == ("exported", {
+    assert (created.actor, created.action, created.after, created.reason) == (
+        "fin", "created", {"incident": "pay-july", "number": 1, "asset": "", "lines": 1},
+        "approved items in no live or held line")
+    assert (exported.action, exported.reason, exported.after) == ("exported", "payout batch 1", {
         "key": "pay-july.1.1", "user_id": 10, "asset": "USDC", "amount": "5", "status": "exported",
         "items": [{"item": one.id, "version": 1, "amount": "5"}]})
 
@@ -509,8 +510,8 @@ def test_a_released_line_lets_a_later_batch_pay_its_items_under_a_new_key(failed
     assert list(batch.lines.get().entries.values_list("item_id", flat=True)) == [held]
     assert list(failed.entries.values_list("is_holding", flat=True)) == [False]
     record = AuditRecord.objects.get(object_type="payout_line", action="released")
-    assert (record.before["status"], record.after["status"], record.reason) == (
-        "failed", "released", "wrong deposit address; fixed")
+    assert (record.before["status"], record.after["status"], record.after["items_freed"], record.reason) == (
+        "failed", "released", [held], "wrong deposit address; fixed")
 
 
 @pytest.mark.parametrize("reason", ["", "   "])
