@@ -96,10 +96,6 @@ def payout_batch_get(*, incident: Incident, number: int) -> PayoutBatch | None:
     return PayoutBatch.objects.select_related("incident").filter(incident=incident, number=number).first()
 
 
-def payout_line_get(*, key: str) -> PayoutLine | None:
-    return PayoutLine.objects.select_related("batch__incident").filter(key=key).first()
-
-
 def payout_line_list(*, incident: Incident | None = None, batch: PayoutBatch | None = None) -> QuerySet[PayoutLine]:
     """Lines in key order: batch number, then line number, as numbers."""
     lines = PayoutLine.objects.select_related("batch")
