@@ -1,17 +1,17 @@
-"""Reads of incidents and items."""
+"""Reads of incidents, items and payouts."""
 
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from decimal import Decimal
 
 from django.db import connection
-from django.db.models import F, QuerySet
+from django.db.models import F, Prefetch, QuerySet
 from django.db.models.functions import Collate
 
 from exchange import selectors as ledger
 
 from .detectors import quantize
-from .models import AuditRecord, Claim, DetectionRun, Incident, Item
+from .models import AuditRecord, Claim, DetectionRun, Incident, Item, PayoutBatch, PayoutLine, PayoutLineItem
 
 
 def incident_get(*, slug: str) -> Incident | None:
@@ -91,3 +91,35 @@ def items_undecided(*, incident: Incident, user_id: int | None = None, kind: str
     if kind is not None:
         items = items.filter(kind=kind)
     return list(items.order_by("id").values_list("id", "usdc_value"))
+
+
+# --- payouts ---
+
+
+def payout_items_unbatched(*, incident: Incident, asset: str | None = None) -> QuerySet[Item]:
+    """What a batch takes: the incident's approved items (of one asset, if given) in no live or
+    held payout line (an item of a released line is free again)."""
+    items = Item.objects.filter(incident=incident, status=Item.Status.APPROVED)
+    if asset:
+        items = items.filter(asset=asset)
+    return items.exclude(payout_entries__is_holding=True)
+
+
+def payout_batch_get(*, incident: Incident, number: int) -> PayoutBatch | None:
+    return PayoutBatch.objects.select_related("incident").filter(incident=incident, number=number).first()
+
+
+def payout_line_list(*, incident: Incident | None = None, batch: PayoutBatch | None = None) -> QuerySet[PayoutLine]:
+    """Lines in key order: batch number, then line number, as numbers."""
+    lines = PayoutLine.objects.select_related("batch")
+    if incident is not None:
+        lines = lines.filter(batch__incident=incident)
+    if batch is not None:
+        lines = lines.filter(batch=batch)
+    return lines.order_by("batch__number", "number")
+
+
+def payout_line_list_with_items(*, batch: PayoutBatch) -> QuerySet[PayoutLine]:
+    """A batch's lines in key order, each with its entries and their items (for the treasury files)."""
+    entries = PayoutLineItem.objects.select_related("item").order_by("id")
+    return payout_line_list(batch=batch).prefetch_related(Prefetch("entries", queryset=entries))

@@ -78,3 +78,18 @@ def latest_import_marker() -> tuple | None:
     """Identifies the ledger's current content: the latest successful import (id and when it ended)."""
     return m.ImportRun.objects.filter(status=m.ImportRun.Status.SUCCEEDED).order_by("-id").values_list(
         "id", "finished_at").first()
+
+
+def compensation_entry_list(*, reference: str | None = None, reference_prefix: str | None = None,
+                            outside_prefix: str | None = None) -> list:
+    """The ledger's `compensation` entries (JOURNAL_FIELDS rows, by id): with exactly this
+    reference, or one starting with `reference_prefix`, or none starting with `outside_prefix`
+    (no reference at all included)."""
+    entries = m.JournalEntry.objects.filter(kind=m.JournalEntry.Kind.COMPENSATION)
+    if reference is not None:
+        entries = entries.filter(reference=reference)
+    if reference_prefix is not None:
+        entries = entries.filter(reference__startswith=reference_prefix)
+    if outside_prefix is not None:
+        entries = entries.exclude(reference__startswith=outside_prefix)  # Django keeps the NULLs
+    return list(entries.order_by("id").values_list(*JOURNAL_FIELDS, named=True))

@@ -224,9 +224,11 @@ class Item(models.Model):
             models.UniqueConstraint(fields=["incident", "user_id", "kind", "reference", "asset"],
                                     name="item_identity"),
             models.CheckConstraint(condition=Q(amount__isnull=True) | Q(amount__gt=0), name="item_amount_positive"),
+            # A needs-review item may be rejected without an amount ever being set (reopening it
+            # makes it needs-review again: approvals.item_send_back).
             models.CheckConstraint(
-                condition=Q(status="needs_review", amount__isnull=True) | (~Q(status="needs_review")
-                                                                            & Q(amount__isnull=False)),
+                condition=Q(status="needs_review", amount__isnull=True) | Q(status="rejected")
+                | (~Q(status="needs_review") & Q(amount__isnull=False)),
                 name="item_amount_unless_needs_review",
             ),
             # Hand-set amounts and needs-review items always take two people.

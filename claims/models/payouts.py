@@ -63,6 +63,11 @@ class PayoutLine(models.Model):
                                    name="payout_line_paid_has_transaction"),
             models.CheckConstraint(condition=Q(status="exported") | Q(confirmed_at__isnull=False),
                                    name="payout_line_confirmed_when_final"),
+            models.CheckConstraint(condition=Q(number__gte=1), name="payout_line_number_from_1"),
+            # Releasing lets the items be paid again: who, when and why are never missing.
+            models.CheckConstraint(condition=~Q(status="released") | (Q(released_at__isnull=False)
+                                                                      & ~Q(released_by="") & ~Q(release_reason="")),
+                                   name="payout_line_released_with_reason"),
         ]
         indexes = [models.Index(fields=["user_id", "asset"], name="payout_line_user_asset")]
         permissions = [("confirm_payoutline", "Record treasury's confirmations"),
@@ -88,6 +93,7 @@ class PayoutLineItem(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["item"], condition=Q(is_holding=True), name="payout_item_one_live_line"),
             models.UniqueConstraint(fields=["line", "item"], name="payout_line_item_once"),
+            models.CheckConstraint(condition=Q(amount__gt=0), name="payout_line_item_amount_positive"),
         ]
 
 

@@ -62,6 +62,16 @@ from .engine import (
     item_approval,
     items_detect_and_save,
 )
+from .payouts import (
+    ConfirmationInvalid,
+    ReconciliationRow,
+    payout_batch_create,
+    payout_files_write,
+    payout_line_release,
+    payouts_confirm,
+    reconcile,
+    reconciliation_csv,
+)
 
 __all__ = [
     "ATTACHMENT_TYPES", "DEFAULT_CHUNK_SIZE", "DETECTION_ACTOR", "MAX_ATTACHMENTS", "MAX_ATTACHMENT_BYTES",
@@ -76,4 +86,7 @@ __all__ = [
     "item_approve", "item_for_claim_create", "item_recomputation_accept", "item_reject", "item_send_back",
     "items_approve", "items_detect_and_save", "items_reject", "tasks_requeue", "web_claim_submit",
     "web_submission_file",
+    # payouts.py
+    "ConfirmationInvalid", "ReconciliationRow", "payout_batch_create", "payout_files_write", "payout_line_release",
+    "payouts_confirm", "reconcile", "reconciliation_csv",
 ]

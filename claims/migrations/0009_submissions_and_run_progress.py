@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('claims', '0006_roles_and_append_only_audit'),
+        ('claims', '0008_item_rejected_without_amount'),
     ]
 
     operations = [
