@@ -203,7 +203,7 @@ class ClaimDecisionViewSet(JsonLookup, WindowThrottled, viewsets.GenericViewSet)
         """Take the claim into review."""
         outcome = act(request, services.claim_take_into_review, claim_id=self.get_object().id)
         changed_or_conflict(outcome)
-        return _outcomes([outcome])
+        return Response(OutcomeSerializer(outcome).data)
 
     @extend_schema(request=ClaimAmountSerializer, responses={201: ItemDetailSerializer, **REFUSED})
     @action(detail=True, methods=["post"])

@@ -363,7 +363,10 @@ class _ItemPlan:
             self.new.append(Item(incident=self.incident, user_id=user_id, kind=event.kind,
                                  reference=event.reference, asset=event.asset, detection_run=self.run, **values))
         elif item.is_decided or item.amount_set_by:  # a person's decision stands; a difference waits for them
-            if values["amount"] != item.amount or values["status"] == Item.Status.NEEDS_REVIEW:
+            # A hand-set amount often answers "no price": detection still having none is no difference.
+            unpriced_again = item.amount_set_by and values["status"] == Item.Status.NEEDS_REVIEW
+            differs = values["amount"] != item.amount or values["status"] == Item.Status.NEEDS_REVIEW
+            if differs and not unpriced_again:
                 self._flag(item, values, "detection now gives a different result"
                            + (f": {values['review_reason']}" if values["review_reason"] else ""))
             elif item.flagged_at:

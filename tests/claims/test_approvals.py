@@ -556,3 +556,16 @@ def test_the_claimant_is_told_of_the_decision_once_in_their_language(incident):
 
     assert [m.subject for m in mail.outbox] == ["您的赔偿申请已有处理决定"]
     assert "您的赔偿申请已获批准" in mail.outbox[0].body
+
+
+def test_an_amount_set_for_an_unpriced_item_stands_when_detection_still_has_no_price(incident):
+    unpriced = item(100021, "fill:982025:Ask")
+    carl, ann, dora = person("carl", "approver"), person("ann", "support"), person("dora", "approver")
+    item_amount_set(item_id=unpriced.id, actor=carl, amount="12.5", reason="priced from the order book")
+
+    call_command("detect", SLUG, "--user", "100021", stdout=io.StringIO())  # still no price for it
+    item_approve(item_id=unpriced.id, actor=ann)
+    item_approve(item_id=unpriced.id, actor=dora)
+
+    unpriced.refresh_from_db()
+    assert (unpriced.flagged_at, unpriced.status, unpriced.amount) == (None, "approved", Decimal("12.500000"))
