@@ -569,3 +569,55 @@ def test_an_amount_set_for_an_unpriced_item_stands_when_detection_still_has_no_p
 
     unpriced.refresh_from_db()
     assert (unpriced.flagged_at, unpriced.status, unpriced.amount) == (None, "approved", Decimal("12.500000"))
+
+
+# --- approve_items ---
+
+
+def approve_items(*args) -> tuple[int, str]:
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        call_command("approve_items", SLUG, *args, stdout=out, stderr=err)
+        return 0, out.getvalue()
+    except SystemExit as exc:
+        return exc.code, out.getvalue() + err.getvalue()
+
+
+def test_approve_items_approves_what_the_person_may_and_says_why_it_skipped_the_rest(incident):
+    StaffFactory(username="ann", roles=["support"])
+    undecided = Item.objects.filter(status__in=["computed", "needs_review"])
+    one_tier = undecided.filter(approval="one", status="computed").count()
+    two_tier = undecided.filter(approval="two", status="computed").count()
+    review = undecided.filter(status="needs_review").count()
+
+    status, out = approve_items("--by", "ann")
+
+    assert status == 0
+    assert out.splitlines()[0] == (f"{one_tier} item(s) approved, {two_tier} approval(s) given that await another, "
+                                   f"{review} skipped.")
+    assert f"skipped {review}: needs review: an amount must be set first" in out
+    assert approve_items("--by", "ann")[1].splitlines()[1].startswith(f"  skipped {two_tier}: ann has already approved")
+
+
+def test_approve_items_max_usdc_is_inclusive_and_skips_unknown_values(incident):
+    StaffFactory(username="ann", roles=["support"])
+    middle = item(100007, "fill:982009:Ask")  # 4,604.36 USDC
+
+    _, below = approve_items("--by", "ann", "--max-usdc", "4604.35")
+    middle.refresh_from_db()
+    assert middle.status == "computed"
+    _, at = approve_items("--by", "ann", "--max-usdc", "4604.36")
+
+    middle.refresh_from_db()
+    assert middle.status == "approved"
+    unknown = Item.objects.filter(status__in=["computed", "needs_review"], usdc_value__isnull=True).count()
+    assert f"skipped {unknown}: its USDC value is unknown (--max-usdc skips it)" in at
+
+
+def test_approve_items_refuses_someone_who_holds_no_approving_role(incident):
+    StaffFactory(username="fin", roles=["finance"])
+
+    status, out = approve_items("--by", "fin")
+
+    assert status == 1 and "fin holds no role that approves" in out
+    assert not ItemApproval.objects.exists()

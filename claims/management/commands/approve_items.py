@@ -2,7 +2,7 @@ from collections import Counter
 
 from django.core.management.base import BaseCommand, CommandError
 
-from claims.management.staff import actor_by, incident_by
+from claims.management.operators import command_actor, command_incident
 from claims.models import ItemKind
 from claims.money import plain_decimal
 from claims.roles import APPROVING_ROLES
@@ -25,8 +25,8 @@ class Command(BaseCommand):
                             help="only items worth at most this many USDC (inclusive); skips items of unknown value")
 
     def handle(self, *args, slug, by, user, kind, max_usdc, **options):
-        incident = incident_by(slug)
-        actor = actor_by(by)
+        incident = command_incident(slug)
+        actor = command_actor(by)
         if not actor.roles & APPROVING_ROLES:
             self.stderr.write(f"{actor.username} holds no role that approves (support or approver): nothing done.")
             raise SystemExit(1)
