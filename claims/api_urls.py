@@ -2,7 +2,7 @@ from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
-from . import api, api_staff
+from . import api, api_payouts, api_staff
 
 router = DefaultRouter()
 router.register("claims", api.ClaimViewSet, basename="claim")
@@ -16,5 +16,15 @@ urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("redoc/", SpectacularRedocView.as_view(url_name="schema"), name="api-redoc"),
+    # Payouts, for finance (api_payouts.py). Path parameters are checked by the views, so a
+    # malformed one answers a JSON 404 like every other error.
+    path("incidents/<str:slug>/payout-batches/", api_payouts.PayoutBatchesView.as_view(), name="payout-batches"),
+    path("incidents/<str:slug>/payout-batches/<str:number>/", api_payouts.PayoutBatchView.as_view(),
+         name="payout-batch"),
+    path("incidents/<str:slug>/payout-batches/<str:number>/treasury/<str:kind>/",
+         api_payouts.TreasuryFileView.as_view(), name="payout-treasury-file"),
+    path("incidents/<str:slug>/reconciliation/", api_payouts.ReconciliationView.as_view(), name="reconciliation"),
+    path("payout-confirmations/", api_payouts.ConfirmationsView.as_view(), name="payout-confirmations"),
+    path("payout-lines/<str:key>/release/", api_payouts.ReleaseView.as_view(), name="payout-line-release"),
     *router.urls,
 ]

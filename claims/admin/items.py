@@ -9,6 +9,7 @@ from ..roles import APPROVER, roles_of
 from .actions import AmountForm, ReasonForm, RoleActions, actor_of, ask, each, outcomes_report
 from .base import DetectedAdmin, ReadOnlyInline
 from .history import AuditHistory
+from .payouts import PayoutIncidentActions
 
 
 def progress_bar(run: DetectionRun | None) -> str:
@@ -28,12 +29,12 @@ class LimitChangeInline(ReadOnlyInline):
 
 
 @admin.register(Incident)
-class IncidentAdmin(RoleActions, AuditHistory, admin.ModelAdmin):
+class IncidentAdmin(PayoutIncidentActions, RoleActions, AuditHistory, admin.ModelAdmin):
     audit_object_type = "incident"
     list_display = ["slug", "title", "window_start", "claims_close", "detection"]
     readonly_fields = ["detection", "settings_version"]
     inlines = [LimitChangeInline]
-    actions = ["detect_all_users"]
+    actions = ["detect_all_users", "payout_batch", "reconcile"]
 
     @admin.display(description="latest detection")
     def detection(self, incident):

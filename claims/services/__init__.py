@@ -66,6 +66,7 @@ from .payouts import (
     ConfirmationInvalid,
     ReconciliationRow,
     payout_batch_create,
+    payout_files_render,
     payout_files_write,
     payout_line_release,
     payouts_confirm,
@@ -87,6 +88,7 @@ __all__ = [
     "items_approve", "items_detect_and_save", "items_reject", "tasks_requeue", "web_claim_submit",
     "web_submission_file",
     # payouts.py
-    "ConfirmationInvalid", "ReconciliationRow", "payout_batch_create", "payout_files_write", "payout_line_release",
+    "ConfirmationInvalid", "ReconciliationRow", "payout_batch_create", "payout_files_render", "payout_files_write",
+    "payout_line_release",
     "payouts_confirm", "reconcile", "reconciliation_csv",
 ]

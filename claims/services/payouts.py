@@ -124,13 +124,20 @@ def payout_files_write(*, batch: PayoutBatch, directory) -> list[Path]:
     The same batch always gives the same bytes."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, text in payout_files_render(batch=batch).items():
+        paths.append(directory / name)
+        _file_replace(paths[-1], text)
+    return paths
+
+
+def payout_files_render(*, batch: PayoutBatch) -> dict[str, str]:
+    """The two treasury files of a batch, by file name (the commands write them; the admin and the
+    API serve them)."""
     lines = list(payout_line_list_with_items(batch=batch))
     decimals = ledger.asset_decimals()
     stem = f"{batch.incident.slug}.{batch.number}"
-    paths = [directory / f"{stem}.csv", directory / f"{stem}.json"]
-    _file_replace(paths[0], _treasury_csv(lines, decimals))
-    _file_replace(paths[1], _treasury_json(batch, lines, decimals))
-    return paths
+    return {f"{stem}.csv": _treasury_csv(lines, decimals), f"{stem}.json": _treasury_json(batch, lines, decimals)}
 
 
 def _treasury_csv(lines: list[PayoutLine], decimals: dict[str, int]) -> str:
