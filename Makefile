@@ -30,7 +30,8 @@ demo: install
 	$(DEMO_ENV) $(BIN)/python manage.py demo_staff
 	@echo
 	@echo "  Claimdesk demo:  http://127.0.0.1:8000/"
-	@echo "  Staff admin:     http://127.0.0.1:8000/admin/   (login demo / demo)"
+	@echo "  Staff admin:     http://127.0.0.1:8000/admin/   (logins support, approver, finance, demo;"
+	@echo "                   password demo; the README walks from approval to payout)"
 	@echo
 	$(DEMO_ENV) $(BIN)/python manage.py runserver 127.0.0.1:8000
 
@@ -43,6 +44,7 @@ bench: install
 	$(TEST_ENV) $(BIN)/python bench/detect_speed.py
 	$(TEST_ENV) $(BIN)/python bench/intake_speed.py
 	$(TEST_ENV) $(BIN)/python bench/match_speed.py
+	$(TEST_ENV) $(BIN)/python bench/payout_speed.py
 
 lint: install
 	$(BIN)/ruff check .

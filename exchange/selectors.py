@@ -2,7 +2,7 @@
 
 from collections import defaultdict
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 
 from django.db.models import QuerySet
 
@@ -93,3 +93,25 @@ def compensation_entry_list(*, reference: str | None = None, reference_prefix: s
     if outside_prefix is not None:
         entries = entries.exclude(reference__startswith=outside_prefix)  # Django keeps the NULLs
     return list(entries.order_by("id").values_list(*JOURNAL_FIELDS, named=True))
+
+
+def reference_rows() -> dict[str, list[dict]]:
+    """The required files of a bundle (accounts, assets, markets) as the export writes them: what
+    a bundle made from this ledger (e.g. one holding later journal entries) must carry."""
+    return {
+        "accounts.jsonl": [{"userId": a.user_id, "email": a.email, "createdAt": _naive(a.created_at),
+                            **({"locale": a.locale} if a.locale else {})}
+                           for a in m.Account.objects.order_by("user_id")],
+        "assets.jsonl": [{"symbol": a.symbol, "decimals": a.decimals} for a in m.Asset.objects.order_by("symbol")],
+        "markets.jsonl": [{"symbol": k.symbol, "baseSymbol": k.base_symbol, "quoteSymbol": k.quote_symbol,
+                           "marketType": k.market_type} for k in m.Market.objects.order_by("symbol")],
+    }
+
+
+def journal_id_max() -> int:
+    return m.JournalEntry.objects.order_by("-id").values_list("id", flat=True).first() or 0
+
+
+def _naive(t: datetime) -> str:
+    """The export's timestamps: naive UTC ISO-8601 with milliseconds."""
+    return t.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="milliseconds")
