@@ -9,8 +9,10 @@ from django.core.management import call_command
 from rest_framework.test import APIClient
 
 from claims.api_auth import token_digest
+from claims.detectors import quantize
 from claims.models import ApiClient, PayoutBatch, PayoutLine
 from claims.services import payout_files_render
+from exchange.selectors import asset_decimals
 
 from ..factories import StaffFactory
 
@@ -141,3 +143,20 @@ def test_only_finance_pays_through_the_api(incident):
     assert refused.status_code == 403 and refused.json()["rule"] == "role"
     assert report.status_code == 403
     assert not PayoutBatch.objects.exists()
+
+
+def test_simulated_credits_reconcile_every_paid_line_but_the_one_left_out(incident, tmp_path):
+    fin = api_for("fin", "finance")
+    fin.post(f"/api/incidents/{SLUG}/payout-batches/", {}, format="json")
+    lines = list(PayoutLine.objects.order_by("id"))
+    fin.post("/api/payout-confirmations/", {"file": SimpleUploadedFile("t.csv", confirmation(lines))},
+             format="multipart")
+
+    call_command("simulate_credits", SLUG, "--output", str(tmp_path / "credits"), "--leave-out", lines[0].key,
+                 stdout=io.StringIO())
+    call_command("import_bundle", str(tmp_path / "credits"), stdout=io.StringIO())
+    report = fin.get(f"/api/incidents/{SLUG}/reconciliation/")
+
+    expected = quantize(lines[0].amount, asset_decimals()[lines[0].asset])
+    assert report.content.decode().splitlines()[1:] == [
+        f"{lines[0].key},{lines[0].user_id},{lines[0].asset},{expected:f},,missing_credit"]
