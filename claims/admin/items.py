@@ -1,10 +1,11 @@
 """Incidents, their items (the approval queue), findings, detection runs and approval limits."""
 
 from django.contrib import admin, messages
+from django.db.models import Q
 from django.utils.html import format_html
 
 from .. import selectors, services
-from ..models import ApprovalLimitChange, DetectionRun, Finding, Incident, Item, ItemApproval
+from ..models import ApprovalLimitChange, AuditRecord, DetectionRun, Finding, Incident, Item, ItemApproval
 from ..roles import APPROVER, roles_of
 from .actions import AmountForm, ReasonForm, RoleActions, actor_of, ask, each, outcomes_report
 from .base import DetectedAdmin, ReadOnlyInline
@@ -112,6 +113,11 @@ class ItemAdmin(DetectedAdmin):
     inlines = [ApprovalInline]
     show_full_result_count = False
     actions = ["approve", "reject", "send_back", "accept_recomputation", "set_amount"]
+
+    def audit_records(self, item):
+        """The item's records and those of the approvals given to it."""
+        return AuditRecord.objects.filter(Q(object_type="item", object_id=item.pk)
+                                          | Q(object_type="approval", after__item=item.pk))
 
     @admin.action(description="Approve (the current version)", permissions=["approve"])
     def approve(self, request, queryset):

@@ -162,6 +162,7 @@ def test_the_history_page_shows_the_audit_trail_newest_first(client, incident):
     assert page.status_code == 200
     assert text.index(">approved<") < text.index(">detected<")  # newest first
     assert "computed" in text and ">ann<" in text and ">detection<" in text
+    assert ">given<" in text  # the approval's own record
 
 
 def test_the_user_form_refuses_finance_with_support(admin_client, incident):
