@@ -1,6 +1,11 @@
 """Claims (the review queue), their e-mail, and the API's clients."""
 
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
+from django.http import FileResponse
+from django.shortcuts import get_object_or_404
+from django.urls import path, reverse
+from django.utils.html import format_html
 
 from .. import services
 from ..models import ApiClient, Claim, ClaimAttachment, ClaimItem, Notification
@@ -12,8 +17,13 @@ from .base import DetectedAdmin, ReadOnlyInline
 
 class ClaimAttachmentInline(ReadOnlyInline):
     model = ClaimAttachment
-    fields = ["original_name", "content_type", "size", "file", "note", "uploaded_at"]
+    fields = ["open", "content_type", "size", "note", "uploaded_at"]
     readonly_fields = fields
+
+    @admin.display(description="file")
+    def open(self, attachment):
+        return format_html('<a href="{}" target="_blank" rel="noopener">{}</a>',
+                           reverse("admin:claims_claim_attachment", args=[attachment.pk]), attachment.original_name)
 
 
 class ClaimItemInline(ReadOnlyInline):
@@ -44,6 +54,24 @@ class ClaimAdmin(DetectedAdmin):
     readonly_fields = [f.name for f in Claim._meta.fields]
     inlines = [ClaimItemInline, ClaimAttachmentInline]
     actions = ["take_into_review", "approve", "reject", "set_amount"]
+
+    def get_urls(self):
+        return [path("attachment/<int:attachment_id>/", self.admin_site.admin_view(self.attachment),
+                     name="claims_claim_attachment"), *super().get_urls()]
+
+    def attachment(self, request, attachment_id: int):
+        """A claimant's file, for staff only: never rendered as a page of this site (a download,
+        images inline), with no sniffing of another type and a sandbox if a browser renders it."""
+        found = get_object_or_404(ClaimAttachment.objects.select_related("claim"), pk=attachment_id)
+        if not self.has_view_permission(request, found.claim):
+            raise PermissionDenied
+        response = FileResponse(found.file.open("rb"), content_type=found.content_type,
+                                as_attachment=not found.content_type.startswith("image/"),
+                                filename=header_safe_name(found.original_name))
+        response["X-Content-Type-Options"] = "nosniff"
+        response["Content-Security-Policy"] = "default-src 'none'; sandbox"
+        response["Cache-Control"] = "private, no-store"
+        return response
 
     @admin.action(description="Take into review", permissions=["approve"])
     def take_into_review(self, request, queryset):
@@ -87,6 +115,11 @@ class ClaimAdmin(DetectedAdmin):
                                                              asset=values["asset"].upper(), amount=values["amount"],
                                                              reason=values["reason"]))
         return None
+
+
+def header_safe_name(name: str) -> str:
+    """A file name fit for Content-Disposition: no line breaks or control characters."""
+    return "".join(c for c in name if c.isprintable()) or "attachment"
 
 
 def _changed(outcome):

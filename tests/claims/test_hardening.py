@@ -72,3 +72,64 @@ def test_the_task_files_the_claim_for_a_matching_pair_only_and_keeps_nothing_of_
     kept = list(ClaimSubmission.objects.values_list("status", "data"))
     assert sorted(status for status, _ in kept) == ["discarded", "filed"]
     assert all(data == {} for _, data in kept)  # nothing typed is kept once the submission is handled
+
+
+# --- 4. uploads keep the client's extension ---
+
+HTML_BEHIND_PNG = b"\x89PNG\r\n\x1a\n<html><script>alert(document.cookie)</script></html>"
+
+
+@pytest.mark.parametrize("name", ["x.html", "x.svg", "x.htm"])
+def test_an_upload_is_stored_under_the_type_its_content_has_not_its_name(client, incident, name):
+    client.post(f"/claims/new/{SLUG}/", form_data(attachments=SimpleUploadedFile(name, HTML_BEHIND_PNG)))
+
+    attachment = Claim.objects.get().attachments.get()
+    assert attachment.file.name.endswith(".png") and attachment.content_type == "image/png"
+    assert attachment.original_name == name
+
+
+def _attachment(client, incident, name="shot.pdf", content=b"%PDF-1.7 ..."):
+    client.post(f"/claims/new/{SLUG}/", form_data(attachments=SimpleUploadedFile(name, content)))
+    return Claim.objects.get().attachments.get()
+
+
+def test_attachments_are_served_to_staff_only_as_downloads_with_a_sandbox(client, incident):
+    from ..factories import StaffFactory
+
+    pdf = _attachment(client, incident)
+    url = f"/admin/claims/claim/attachment/{pdf.id}/"
+    anonymous = client.get(url)
+    client.force_login(StaffFactory(username="ann", roles=["support"]))
+
+    served = client.get(url)
+
+    assert anonymous.status_code == 302 and "/admin/login/" in anonymous["Location"]
+    assert served.status_code == 200 and b"".join(served.streaming_content) == b"%PDF-1.7 ..."
+    assert served["Content-Type"] == "application/pdf"
+    assert served["Content-Disposition"] == 'attachment; filename="shot.pdf"'
+    assert served["X-Content-Type-Options"] == "nosniff"
+    assert served["Content-Security-Policy"] == "default-src 'none'; sandbox"
+    assert "no-store" in served["Cache-Control"]
+
+
+def test_an_image_is_shown_inline_to_staff_and_its_name_cannot_break_the_header(client, incident):
+    from ..factories import StaffFactory
+
+    image = _attachment(client, incident, name='a"b\r\nX-Evil: 1.png', content=PNG)
+    client.force_login(StaffFactory(username="ann", roles=["support"]))
+
+    served = client.get(f"/admin/claims/claim/attachment/{image.id}/")
+
+    assert served["Content-Type"] == "image/png"
+    assert served["Content-Disposition"].startswith("inline; filename=")
+    assert "\r" not in served["Content-Disposition"] and "\n" not in served["Content-Disposition"]
+    assert "X-Evil" not in served
+
+
+def test_staff_without_a_role_or_permission_get_no_attachment(client, incident):
+    from ..factories import StaffFactory
+
+    pdf = _attachment(client, incident)
+    client.force_login(StaffFactory(username="nobody"))
+
+    assert client.get(f"/admin/claims/claim/attachment/{pdf.id}/").status_code == 403
