@@ -35,8 +35,22 @@ from .api_auth import (
 )
 from .explain import explain
 from .models import ApiClient, Claim, ClaimKind, Incident, Item, ItemKind
+from .money import amount_from
 
 # --- serializers ---
+
+
+class PlainDecimalField(serializers.DecimalField):
+    """An amount: a plain ASCII decimal (`1000.50`), never `1_000`, other scripts' digits, `-0` or an
+    exponent, which Decimal() alone would take."""
+
+    default_error_messages = {"plain": "Write a plain decimal with the digits 0-9 and at most one point, e.g. 1000.50."}
+
+    def to_internal_value(self, data):
+        value = amount_from(data)
+        if value is None:
+            self.fail("plain")
+        return super().to_internal_value(value)
 
 
 class ClaimCreateSerializer(serializers.Serializer):
@@ -52,7 +66,7 @@ class ClaimCreateSerializer(serializers.Serializer):
     market_symbol = serializers.CharField(required=False, allow_blank=True, max_length=64)
     approximate_time = serializers.DateTimeField(required=False)
     # 12 digits before the point: any real loss, and within what every supported database stores.
-    claimed_amount = serializers.DecimalField(required=False, max_digits=30, decimal_places=18, min_value=0)
+    claimed_amount = PlainDecimalField(required=False, max_digits=30, decimal_places=18, min_value=0)
     claimed_asset = serializers.CharField(required=False, allow_blank=True, max_length=32)
     language = serializers.ChoiceField(choices=["en", "zh-hans", "pt-br"], default="en")
 

@@ -90,8 +90,9 @@ def is_staff_caller(request) -> bool:
 
 
 def is_user_id(raw: str) -> bool:
-    """A userId as text: ASCII digits only ("²".isdigit() is true, but int() refuses it), in range."""
-    return raw.isascii() and raw.isdigit() and 0 < int(raw) < 2**63
+    """A userId as the exchange writes it: ASCII digits ("²".isdigit() is true, but int() refuses
+    it), no leading zero (`0100160` would be counted apart from `100160`), in range."""
+    return raw.isascii() and raw.isdigit() and raw[0] != "0" and int(raw) < 2**63
 
 
 def acting_user_id(request) -> int | None:
@@ -99,8 +100,11 @@ def acting_user_id(request) -> int | None:
     if is_staff_caller(request):
         return None
     raw = request.META.get(USER_HEADER, "")
-    if not is_user_id(raw):
+    if not raw:
         raise ValidationError({"X-Claimdesk-User": ["required: the userId this call acts for"]})
+    if not is_user_id(raw):
+        raise ValidationError({"X-Claimdesk-User": ["must be the userId as the exchange writes it: digits without "
+                                                    "leading zeros, e.g. 100056"]})
     return int(raw)
 
 

@@ -2,6 +2,7 @@ from django import forms
 from django.utils.translation import gettext_lazy as _
 
 from .models import ClaimKind
+from .money import plain_decimal
 from .services import MAX_ATTACHMENTS
 
 # Which reference fields the form shows for each kind (all of them without JavaScript).
@@ -13,6 +14,19 @@ FIELDS_BY_KIND = {
     "missing_funds": ["claimed_asset", "claimed_amount", "approximate_time"],
     "other": ["approximate_time", "claimed_amount", "claimed_asset"],
 }
+
+
+class PlainDecimalField(forms.DecimalField):
+    """An amount typed with the digits 0-9 and at most one point: not `1_000`, other scripts' digits
+    or `-0`, which Decimal() alone would take."""
+
+    def to_python(self, value):
+        if value in self.empty_values:
+            return None
+        if plain_decimal(str(value).strip()) is None:
+            raise forms.ValidationError(_("Write the amount with the digits 0-9 and at most one point, e.g. 1250.50."),
+                                        code="plain")
+        return super().to_python(value)
 
 
 class MultipleFileInput(forms.ClearableFileInput):
@@ -68,8 +82,8 @@ class ClaimForm(AccessibleForm):
     approximate_time = forms.DateTimeField(label=_("Approximate time (UTC)"), required=False,
                                            widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
                                            input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S"])
-    claimed_amount = forms.DecimalField(label=_("Amount you believe you lost"), required=False, min_value=0,
-                                        max_digits=38, decimal_places=18)
+    claimed_amount = PlainDecimalField(label=_("Amount you believe you lost"), required=False, min_value=0,
+                                       max_digits=38, decimal_places=18)
     claimed_asset = forms.CharField(label=_("Asset of that amount"), required=False, max_length=32,
                                     help_text=_("For example USDC or SOL."))
     description = forms.CharField(label=_("Tell us what happened, in your own words"), required=False,

@@ -14,3 +14,15 @@ def plain_decimal(text: str) -> Decimal | None:
         return None
     value = Decimal(text)
     return value if value.adjusted() < MAX_INTEGER_DIGITS else None
+
+
+def amount_from(value) -> Decimal | None:
+    """An amount as it comes in: a plain decimal string, or a number JSON gave (an int, or a
+    Decimal: the API parses JSON numbers as Decimal). Never negative, not even -0, and finite."""
+    if isinstance(value, str):
+        return plain_decimal(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = Decimal(value)
+    if isinstance(value, Decimal) and value.is_finite() and not value.is_signed():
+        return value if value.adjusted() < MAX_INTEGER_DIGITS else None
+    return None

@@ -25,3 +25,22 @@ def _count(cache, key: str, timeout: int) -> int:
     except ValueError:  # the window's counter expired between add and incr
         cache.set(key, 1, timeout)
         return 1
+
+
+def client_address(request, trusted_proxies: int) -> str:
+    """The caller's address: REMOTE_ADDR, or behind `trusted_proxies` reverse proxies the address
+    the outermost of them saw, counted from the right of X-Forwarded-For (anything further left
+    was written by the client and proves nothing)."""
+    forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
+    if trusted_proxies <= 0 or not forwarded:
+        return request.META.get("REMOTE_ADDR", "")
+    hops = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
+    return hops[-min(trusted_proxies, len(hops))] if hops else request.META.get("REMOTE_ADDR", "")
+
+
+def window_wait(cache, key: str, limit: int, seconds: int, now: float) -> int | None:
+    """Count a request in its window: None if it is within `limit`, else the whole seconds until
+    the window ends (for Retry-After)."""
+    if count_in_window(cache, key, seconds, now) <= limit:
+        return None
+    return max(1, int(seconds - now % seconds))

@@ -14,14 +14,16 @@ from .explain import explain, number_text
 from .forms import AddInformationForm, ClaimForm
 from .models import Claim, Incident
 from .notifications import STATUS_SALT, status_path
-from .throttling import count_in_window
+from .throttling import client_address, window_wait
 
 
-def too_many(request, scope: str) -> bool:
-    """A fixed-window limit per client address for the public pages that write."""
+def too_many(request, scope: str, message: str) -> HttpResponse | None:
+    """A fixed-window limit per client address for the public pages that write: the 429 to
+    answer (with Retry-After), or None."""
     limit, seconds = settings.WEB_THROTTLE[scope]
-    key = f"throttle:{scope}:{request.META.get('REMOTE_ADDR', '')}"
-    return count_in_window(cache, key, seconds, timezone.now().timestamp()) > limit
+    key = f"throttle:{scope}:{client_address(request, settings.TRUSTED_PROXY_COUNT)}"
+    wait = window_wait(cache, key, limit, seconds, timezone.now().timestamp())
+    return None if wait is None else HttpResponse(message, status=429, headers={"Retry-After": str(wait)})
 
 
 def start_page(request):
@@ -35,8 +37,8 @@ def claim_new(request, slug: str):
     closed = timezone.now() > incident.claims_close
     form = ClaimForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and not closed:
-        if too_many(request, "claim"):
-            return HttpResponse(_("Too many claims from your address; please try again later."), status=429)
+        if refused := too_many(request, "claim", _("Too many claims from your address; please try again later.")):
+            return refused
         if form.is_valid():
             _file_claim(request, incident, form)
             if not form.errors:
@@ -88,8 +90,8 @@ def claim_status(request, token: str):
         request.LANGUAGE_CODE = claim.language
     form = AddInformationForm(request.POST or None, request.FILES or None)
     if request.method == "POST":
-        if too_many(request, "status"):
-            return HttpResponse(_("Too many requests; please try again later."), status=429)
+        if refused := too_many(request, "status", _("Too many requests; please try again later.")):
+            return refused
         if form.is_valid() and (form.cleaned_data["text"] or form.cleaned_data["attachments"]):
             try:
                 services.claim_add_information(claim=shown, text=form.cleaned_data["text"],

@@ -46,6 +46,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "claims.api_wire.ApiJsonErrors",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
@@ -159,6 +160,12 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["claims.api_auth.IsStaffCaller"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PARSER_CLASSES": ["claims.api_wire.DecimalJSONParser", "rest_framework.parsers.FormParser",
+                               "rest_framework.parsers.MultiPartParser"],
+    "DEFAULT_RENDERER_CLASSES": ["claims.api_wire.JSONRenderer", "rest_framework.renderers.BrowsableAPIRenderer"],
+    "EXCEPTION_HANDLER": "claims.api_wire.api_exception_handler",
+    # Behind TRUSTED_PROXY_COUNT reverse proxies, a caller's address is read from X-Forwarded-For.
+    "NUM_PROXIES": int(os.environ.get("TRUSTED_PROXY_COUNT", "0")),
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_THROTTLE_RATES": {
@@ -192,6 +199,10 @@ SPECTACULAR_SETTINGS = {
 # How long a process may keep using an API client it has looked up: revoking a token takes up to
 # this long to reach every process (0: look it up on every call).
 API_CLIENT_CACHE_SECONDS = float(os.environ.get("API_CLIENT_CACHE_SECONDS", "10"))
+# How many reverse proxies (load balancer, CDN) stand in front of the app: the client's address is
+# the one the outermost trusted proxy saw (X-Forwarded-For, counted from the right); 0 reads
+# REMOTE_ADDR. Wrong here, every web user shares one throttle bucket, or a client picks its own.
+TRUSTED_PROXY_COUNT = int(os.environ.get("TRUSTED_PROXY_COUNT", "0"))
 # Public pages that write: (requests, seconds) per client address.
 WEB_THROTTLE = {"claim": (int(os.environ.get("WEB_CLAIMS_PER_HOUR", "20")), 3600), "status": (60, 3600)}
 CACHES = {

@@ -6,7 +6,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal, InvalidOperation, localcontext
+from decimal import Decimal, localcontext
 from pathlib import Path
 
 from celery import group
@@ -33,6 +33,7 @@ from ..models import (
     ItemKind,
     PayoutLineItem,
 )
+from ..money import amount_from
 from ..roles import DETECTION, POLICY
 from .audit import audit_entry, audit_record, audit_value, audit_values, audit_write
 
@@ -75,12 +76,10 @@ def incident_settings_parse(data: dict, *, source: str) -> dict:
             raise IncidentFileError(f"{source}: key '{key}': expected a non-negative integer, got {data[key]!r}")
         parsed[key] = data[key]
     for key in DECIMAL_SETTINGS:
-        try:
-            parsed[key] = Decimal(str(data[key])) if isinstance(data[key], str | int | Decimal) else None
-        except InvalidOperation:
-            parsed[key] = None
-        if parsed[key] is None or not parsed[key].is_finite():
-            raise IncidentFileError(f"{source}: key '{key}': expected a decimal string such as \"100\"")
+        parsed[key] = amount_from(data[key])
+        if parsed[key] is None:
+            raise IncidentFileError(f"{source}: key '{key}': expected a plain decimal such as \"100\", got "
+                                    f"{data[key]!r}")
     if parsed["price_reference"] not in Incident.PriceReference.values:
         raise IncidentFileError(f"{source}: key 'price_reference': expected 'index' or 'mark'")
     return parsed

@@ -133,3 +133,125 @@ def test_staff_without_a_role_or_permission_get_no_attachment(client, incident):
     client.force_login(StaffFactory(username="nobody"))
 
     assert client.get(f"/admin/claims/claim/attachment/{pdf.id}/").status_code == 403
+
+
+# --- 5. JSON API errors that are not JSON ---
+
+
+def _front_end(user_id="100056"):
+    from rest_framework.test import APIClient
+
+    from claims.api_auth import token_digest
+    from claims.models import ApiClient
+
+    ApiClient.objects.get_or_create(name="front end", defaults={"token_hash": token_digest("fe"),
+                                                                "scopes": ["claims"]})
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION="Token fe", HTTP_X_CLAIMDESK_USER=user_id)
+    return client
+
+
+def _raw_post(client, body: bytes):
+    return client.generic("POST", "/api/claims/", body, content_type="application/json")
+
+
+@pytest.mark.parametrize("field", ["kind", "language"])
+def test_a_lone_surrogate_in_a_choice_is_a_json_400(incident, field):
+    body = f'{{"incident": "{SLUG}", "kind": "liquidation", "{field}": "\\ud800"}}'.encode()
+
+    response = _raw_post(_front_end(), body)
+
+    assert response.status_code == 400 and response["Content-Type"] == "application/json"
+    assert field in response.json()
+
+
+def test_json_nested_100000_deep_is_a_json_400(incident):
+    response = _raw_post(_front_end(), b"[" * 100_000 + b"]" * 100_000)
+
+    assert response.status_code == 400 and response["Content-Type"] == "application/json"
+    assert "detail" in response.json()
+
+
+def test_a_body_over_the_limit_is_a_json_400(incident, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+
+    response = _raw_post(_front_end(), b'{"description": "' + b"x" * 5000 + b'"}')
+
+    assert response.status_code == 400 and response["Content-Type"] == "application/json"
+    assert "too large" in response.json()["detail"]
+
+
+def test_an_unknown_api_path_is_a_json_404(client, incident):
+    response = client.get("/api/no-such-thing/")
+
+    assert response.status_code == 404 and response["Content-Type"] == "application/json"
+    assert response.json() == {"detail": "Not Found"}
+
+
+# --- 6. throttle keys ---
+
+
+def test_a_user_header_with_leading_zeros_is_refused_saying_why(incident):
+    response = _front_end("0100056").get("/api/claims/")
+
+    assert response.status_code == 400
+    assert response.json() == {"X-Claimdesk-User": [
+        "must be the userId as the exchange writes it: digits without leading zeros, e.g. 100056"]}
+
+
+def test_behind_trusted_proxies_each_client_address_has_its_own_web_budget(client, incident, settings):
+    settings.TRUSTED_PROXY_COUNT = 1
+    settings.WEB_THROTTLE = {**settings.WEB_THROTTLE, "claim": (1, 3600)}
+    via_proxy = {"REMOTE_ADDR": "10.0.0.1"}
+
+    first = client.post(f"/claims/new/{SLUG}/", form_data(), HTTP_X_FORWARDED_FOR="203.0.113.7", **via_proxy)
+    other = client.post(f"/claims/new/{SLUG}/", form_data(), HTTP_X_FORWARDED_FOR="198.51.100.9", **via_proxy)
+    again = client.post(f"/claims/new/{SLUG}/", form_data(), HTTP_X_FORWARDED_FOR="203.0.113.7", **via_proxy)
+    spoofed = client.post(f"/claims/new/{SLUG}/", form_data(), HTTP_X_FORWARDED_FOR="1.2.3.4, 203.0.113.7",
+                          **via_proxy)
+
+    assert (first.status_code, other.status_code, again.status_code) == (302, 302, 429)
+    assert spoofed.status_code == 429  # a client cannot pick its address by prepending one
+    assert int(again["Retry-After"]) > 0
+
+
+# --- 7. amount parsing ---
+
+
+@pytest.mark.parametrize("amount", ["1_000", "١٢٣", "１２３", "-0", "1e3", " 12", "NaN"])
+def test_only_plain_ascii_decimals_are_amounts_in_the_api(incident, amount):
+    response = _front_end().post("/api/claims/", {"incident": SLUG, "kind": "other", "claimed_amount": amount},
+                                 format="json")
+
+    assert response.status_code == 400 and "claimed_amount" in response.json()
+    assert not Claim.objects.exists()
+
+
+@pytest.mark.parametrize("amount", ["1_000", "١٢٣", "１２３", "-0"])
+def test_only_plain_ascii_decimals_are_amounts_in_the_web_form(client, incident, amount):
+    response = client.post(f"/claims/new/{SLUG}/", form_data(claimed_amount=amount, claimed_asset="USDC"))
+
+    assert response.status_code == 400
+    assert not Claim.objects.exists()
+
+
+def test_a_plain_amount_is_taken_exactly(incident):
+    response = _front_end().post("/api/claims/", {"incident": SLUG, "kind": "other", "claimed_amount": "1000.50"},
+                                 format="json")
+
+    assert response.status_code == 201 and response.json()["claimed_amount"] == "1000.500000000000000000"
+
+
+def test_an_incident_file_takes_plain_decimal_limits_only(incident, tmp_path):
+    import json
+
+    from django.core.management import CommandError, call_command
+
+    from ..conftest import JULY3
+
+    data = json.loads((JULY3 / "incident.json").read_text())
+    data["auto_approve_limit"] = "1_000"
+    (tmp_path / "i.json").write_text(json.dumps(data))
+
+    with pytest.raises(CommandError, match="auto_approve_limit"):
+        call_command("load_incident", str(tmp_path / "i.json"))
