@@ -23,6 +23,9 @@ from exchange import selectors as ledger
 from .models import Claim, Notification
 
 STATUS_SALT = "claimdesk.claim-status"
+# A status link opens the claim for this long (STATUS_LINK_DAYS, default 180); then the claimant
+# asks for a fresh one, sent to the address on file.
+STATUS_LINK_LIFETIME = settings.STATUS_LINK_DAYS * 86400
 LANGUAGES = {code for code, _ in settings.LANGUAGES}
 LOCALE_TO_LANGUAGE = {"zh": "zh-hans", "zh-cn": "zh-hans", "zh-hans": "zh-hans", "pt": "pt-br", "pt-br": "pt-br"}
 
@@ -96,6 +99,7 @@ SUBJECTS = {
     "decision": gettext_noop("A decision on your claim"),
     "payout": gettext_noop("Your compensation is on its way"),
     "found": gettext_noop("We found something owed to you"),
+    "status_link": gettext_noop("A new link to your claim"),
 }
 
 

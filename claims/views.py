@@ -13,7 +13,7 @@ from . import selectors, services
 from .explain import explain, number_text
 from .forms import AddInformationForm, ClaimForm
 from .models import Claim, Incident
-from .notifications import STATUS_SALT, status_path
+from .notifications import STATUS_LINK_LIFETIME, STATUS_SALT, status_path
 from .throttling import client_address, window_wait
 
 
@@ -72,17 +72,39 @@ def claim_verify(request, token: str):
     return redirect(status_path(claim))
 
 
-def _claim_from_token(token: str) -> Claim:
+def _claim_from_token(token: str, *, expired_ok: bool = False) -> Claim:
+    """The claim a signed status link names; an expired link raises SignatureExpired unless
+    `expired_ok` (the expired page may still send a fresh link to the address on file)."""
     try:
-        public_id = signing.loads(token, salt=STATUS_SALT)
+        public_id = signing.loads(token, salt=STATUS_SALT, max_age=None if expired_ok else STATUS_LINK_LIFETIME)
+    except signing.SignatureExpired:
+        raise  # a BadSignature too, but a genuine link: the caller offers a fresh one
     except signing.BadSignature as exc:
         raise Http404("unknown claim") from exc
     return get_object_or_404(Claim.objects.select_related("incident"), public_id=public_id)
 
 
+def _status_expired(request, token: str):
+    """An expired status link shows nothing of the claim; it offers a fresh link, sent to the
+    address the exchange has on file (at most one a day)."""
+    claim = _claim_from_token(token, expired_ok=True)
+    sent = False
+    if request.method == "POST":
+        if refused := too_many(request, "status", _("Too many requests; please try again later.")):
+            return refused
+        services.status_link_send(claim=claim)
+        sent = True
+    if settings.LANGUAGE_COOKIE_NAME not in request.COOKIES:
+        translation.activate(claim.language)
+    return render(request, "claims/status_expired.html", {"sent": sent}, status=200 if sent else 410)
+
+
 @require_http_methods(["GET", "POST"])
 def claim_status(request, token: str):
-    claim = _claim_from_token(token)
+    try:
+        claim = _claim_from_token(token)
+    except signing.SignatureExpired:
+        return _status_expired(request, token)
     shown = claim.merged_into or claim
     if settings.LANGUAGE_COOKIE_NAME not in request.COOKIES:
         # Reached from an e-mail: speak the claim's language until the claimant picks another.

@@ -108,6 +108,7 @@ MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", BASE_DIR / "media"))
 # plus that ESP's ANYMAIL settings); the console backend prints mail during development.
 EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 SITE_URL = os.environ.get("SITE_URL", "http://127.0.0.1:8000")  # for links in e-mail
+STATUS_LINK_DAYS = int(os.environ.get("STATUS_LINK_DAYS", "180"))  # how long a claim's status link opens it
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Claimdesk <claims@claimdesk.example>")
 ANYMAIL = {
     key.removeprefix("ANYMAIL_"): value for key, value in os.environ.items() if key.startswith("ANYMAIL_")

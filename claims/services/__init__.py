@@ -40,6 +40,7 @@ from .claims import (
     claimant_actor,
     claims_follow_items,
     claims_for_found_users,
+    status_link_send,
     tasks_requeue,
     web_claim_submit,
     web_submission_file,
@@ -85,7 +86,8 @@ __all__ = [
     "detection_chunks_requeue", "detection_context", "detection_start", "incident_limits_confirm",
     "incident_load", "incident_settings_parse", "incident_settings_save", "item_amount_set", "item_approval",
     "item_approve", "item_for_claim_create", "item_recomputation_accept", "item_reject", "item_send_back",
-    "items_approve", "items_detect_and_save", "items_reject", "tasks_requeue", "web_claim_submit",
+    "items_approve", "items_detect_and_save", "items_reject", "status_link_send", "tasks_requeue",
+    "web_claim_submit",
     "web_submission_file",
     # payouts.py
     "ConfirmationInvalid", "ReconciliationRow", "payout_batch_create", "payout_files_render", "payout_files_write",

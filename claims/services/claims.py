@@ -436,6 +436,13 @@ def _language_of(account) -> str:
     return language_for(account.locale if account else None)
 
 
+def status_link_send(*, claim: Claim) -> None:
+    """A fresh status link, to the address the exchange has on file (one a day per claim: the key
+    names the day). The e-mail's own rendering signs the link anew."""
+    notify(key=f"claim:{claim.id}:status-link:{timezone.now():%Y-%m-%d}", kind="status_link",
+           user_id=claim.user_id, claim=claim)
+
+
 def claimant_actor(user_id: int) -> str:
     return f"claimant {user_id}"
 

@@ -255,3 +255,48 @@ def test_an_incident_file_takes_plain_decimal_limits_only(incident, tmp_path):
 
     with pytest.raises(CommandError, match="auto_approve_limit"):
         call_command("load_incident", str(tmp_path / "i.json"))
+
+
+# --- 8. status links never expire ---
+
+
+def _status_link_made(monkeypatch, claim, days_ago: int) -> str:
+    import time
+
+    from django.core import signing
+
+    from claims.notifications import status_path
+
+    made_at = time.time() - days_ago * 86400
+    monkeypatch.setattr(signing.time, "time", lambda: made_at)
+    path = status_path(claim)
+    monkeypatch.undo()
+    return path
+
+
+def test_a_status_link_three_years_old_no_longer_opens_the_claim(client, incident, monkeypatch):
+    client.post(f"/claims/new/{SLUG}/", form_data())
+    claim = Claim.objects.get()
+
+    old = client.get(_status_link_made(monkeypatch, claim, days_ago=3 * 365))
+    recent = client.get(_status_link_made(monkeypatch, claim, days_ago=179))
+
+    assert old.status_code == 410 and "I was liquidated" not in old.content.decode()
+    assert "expired" in old.content.decode()
+    assert recent.status_code == 200
+
+
+def test_the_claimant_gets_a_fresh_link_by_e_mail_to_the_address_on_file_once_a_day(client, incident, monkeypatch):
+    client.post(f"/claims/new/{SLUG}/", form_data())
+    claim = Claim.objects.get()
+    old = _status_link_made(monkeypatch, claim, days_ago=400)
+    mail.outbox.clear()
+
+    sent = client.post(old)
+    client.post(old)
+
+    assert sent.status_code == 200 and "sent" in sent.content.decode()
+    [message] = mail.outbox
+    assert message.to == [ON_FILE]
+    fresh = message.body.split("http://127.0.0.1:8000")[1].split()[0]
+    assert client.get(fresh).status_code == 200
