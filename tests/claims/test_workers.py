@@ -48,16 +48,17 @@ def workers(tmp_path):
     started = []
     WORKER_LOGS.clear()
 
-    def start(name: str, *, chunk_delay: float = 0) -> subprocess.Popen:
+    def start(name: str, *, chunk_delay: float = 0, beat: bool = False, env: dict | None = None) -> subprocess.Popen:
         log = tmp_path / f"worker-{name}.log"
         WORKER_LOGS.append(log)
         env = {**os.environ, "DATABASE_URL": _database_url(), "CELERY_BROKER_URL": BROKER, "SECRET_KEY": "test",
                "CELERY_VISIBILITY_TIMEOUT": "3",
                "CELERY_UNACKED_RESTORE_INTERVAL": "1", "CELERY_UNACKED_MUTEX_EXPIRE": "2",
-               "CLAIMDESK_DETECTION_CHUNK_DELAY": str(chunk_delay)}
+               "CLAIMDESK_DETECTION_CHUNK_DELAY": str(chunk_delay), **(env or {})}
+        with_beat = ["-B", "-s", str(tmp_path / f"beat-{name}")] if beat else []
         process = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "config", "worker", "--concurrency", "2", "--loglevel", "WARNING",
-             "--without-gossip", "--without-mingle", "--without-heartbeat", "-n", f"{name}@%h"],
+             "--without-gossip", "--without-mingle", "--without-heartbeat", "-n", f"{name}@%h", *with_beat],
             cwd=ROOT, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
             stderr=open(log, "w"))  # noqa: SIM115 - the worker writes to it until it is killed
         started.append(process)
@@ -164,3 +165,26 @@ def test_a_worker_killed_mid_run_is_replaced_and_the_items_come_out_the_same(sim
     assert item_export_rows(incident=simulated) == expected
     assert run.done_users == USERS  # nothing counted twice
     assert list(run.chunks.values_list("attempts", flat=True).distinct()) == [1]
+
+
+def test_chunks_lost_with_a_killed_worker_are_redone_by_the_periodic_sweep_long_before_redelivery(
+        simulated, broker, workers):
+    expected = detect_in_process(simulated)
+    # Redis would hand the lost chunks back only after ten minutes: here only the sweep can.
+    slow_redelivery = {"CELERY_VISIBILITY_TIMEOUT": "600", "REQUEUE_SWEEP_SECONDS": "2",
+                       "REQUEUE_AFTER_SECONDS": "3"}
+    doomed = workers("doomed", chunk_delay=1.5, env=slow_redelivery)
+
+    run = detection_start(incident=simulated, user_ids=None, requested_by="test", chunk_size=CHUNK)
+    wait_for(run, 60, until_done_users=CHUNK)
+    kill(doomed)
+    run.refresh_from_db()
+    assert run.status == "running" and run.done_users < USERS
+    killed_at = time.monotonic()
+    workers("replacement", beat=True, env=slow_redelivery)
+
+    wait_for(run, 90)
+
+    assert time.monotonic() - killed_at < 120  # within two minutes, nobody watching
+    assert item_export_rows(incident=simulated) == expected
+    assert run.done_users == USERS  # nothing counted twice
