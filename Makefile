@@ -5,8 +5,9 @@ BIN := $(VENV)/bin
 DEMO_DIR := demo-data
 DEMO_USERS ?= 200
 DEMO_SEED ?= 7
-# The demo runs with DEBUG on (no SECRET_KEY needed); tests get a throwaway key.
-DEMO_ENV := DEBUG=1
+# The demo runs with DEBUG on (no SECRET_KEY needed, plain HTTP) and without the staff's second
+# factor, so that every demo login works at once; tests get a throwaway key.
+DEMO_ENV := DEBUG=1 STAFF_2FA=0
 TEST_ENV := SECRET_KEY=$${SECRET_KEY:-test-only-not-a-secret}
 
 .PHONY: install demo test bench lint clean

@@ -377,7 +377,8 @@ def main() -> None:
     cache_url = os.environ.get("BENCH_CACHE_URL", "redis://127.0.0.1:6379/12")
     env = {**os.environ, "DATABASE_URL": bench_url, "DB_CONN_MAX_AGE": "60", "CELERY_BROKER_URL": broker,
            "CACHE_URL": cache_url, "API_THROTTLE_CLAIMANT": "1000/min", "ALLOWED_HOSTS": HOST,
-           "SECRET_KEY": os.environ.get("SECRET_KEY", "bench"), "LOG_LEVEL": "WARNING"}
+           "SECRET_KEY": os.environ.get("SECRET_KEY", "bench"), "LOG_LEVEL": "WARNING",
+           "SECURE_SSL_REDIRECT": "0"}  # the load speaks plain HTTP to gunicorn on loopback
     prepare(options, admin_url, {**env, "CELERY_BROKER_URL": "", "CACHE_URL": ""})
     # SIGTERM (e.g. a CI timeout) unwinds through the finally below, which stops gunicorn.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("terminated"))

@@ -150,6 +150,7 @@ def main() -> None:
     broker = os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/11")
     env = {**os.environ, "DATABASE_URL": bench_url, "CELERY_BROKER_URL": broker, "SECRET_KEY": "bench",
            "EMAIL_BACKEND": "django.core.mail.backends.dummy.EmailBackend", "LOG_LEVEL": "WARNING",
+           "SECURE_SSL_REDIRECT": "0", "STAFF_2FA": "0", "DEBUG": "1",
            "DJANGO_SETTINGS_MODULE": "config.settings"}
     subprocess.run(["redis-cli", "-u", broker, "FLUSHDB"], capture_output=True)
     OUT.mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,7 @@ from django.conf import settings
 from django.db.models import Prefetch
 from django.http import Http404, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
+from django.utils.cache import add_never_cache_headers
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, status, viewsets
@@ -169,6 +170,10 @@ class ClaimViewSet(WindowThrottled, mixins.CreateModelMixin, mixins.RetrieveMode
                         raise ValidationError({name: [f"unknown {name}"]})
                     claims = claims.filter(**{lookup: value})
         return claims
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        add_never_cache_headers(response)  # claims are personal: never kept by a browser or a proxy
+        return super().finalize_response(request, response, *args, **kwargs)
 
     # A claim's transitions are its records in the audit trail: read for the claims shown, in one query.
     def paginate_queryset(self, queryset):

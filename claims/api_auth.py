@@ -82,6 +82,15 @@ class ApiTokenScheme(OpenApiAuthenticationExtension):
                 "description": "`Token <token>` of an API client"}
 
 
+class StaffSessionScheme(OpenApiAuthenticationExtension):
+    target_class = "claims.security.StaffSessionAuthentication"
+    name = "staffSession"
+
+    def get_security_definition(self, auto_schema):
+        return {"type": "apiKey", "in": "cookie", "name": "sessionid",
+                "description": "a staff member signed in to the admin (with their second factor where needed)"}
+
+
 def is_staff_caller(request) -> bool:
     user = request.user
     if isinstance(user, ApiClient):

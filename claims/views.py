@@ -7,6 +7,7 @@ from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
 from . import selectors, services
@@ -99,6 +100,7 @@ def _status_expired(request, token: str):
     return render(request, "claims/status_expired.html", {"sent": sent}, status=200 if sent else 410)
 
 
+@never_cache  # it shows a claim: never kept by a browser or a proxy
 @require_http_methods(["GET", "POST"])
 def claim_status(request, token: str):
     try:

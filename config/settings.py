@@ -6,6 +6,7 @@ DATABASE_URL and CELERY_BROKER_URL; see .env.example.
 """
 
 import os
+import warnings
 from pathlib import Path
 
 import dj_database_url
@@ -37,6 +38,11 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "csp",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "axes",
+    "health_check",
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -46,15 +52,21 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "config.observability.RequestId",
     "claims.api_wire.ApiJsonErrors",
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "claims.security.ContentSecurityPolicy",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
+    "claims.security.StaffTwoFactor",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -89,9 +101,27 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
-    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 12}},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Staff sign in with a password and, for approvers, finance and superusers (who move money or
+# administer), a TOTP code from an authenticator app (django-otp; claims/security.py). Only a
+# development setup (DEBUG) may turn it off, e.g. the demo.
+STAFF_2FA = env_bool("STAFF_2FA", True)
+if not STAFF_2FA and not DEBUG:
+    raise ImproperlyConfigured("STAFF_2FA=0 is for development only (DEBUG=1): staff who move money sign in with "
+                               "two factors.")
+OTP_TOTP_ISSUER = "Claimdesk"
+# Repeated failed sign-ins lock that username from that address for an hour (django-axes).
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = int(os.environ.get("AXES_FAILURE_LIMIT", "5"))
+AXES_COOLOFF_TIME = float(os.environ.get("AXES_COOLOFF_HOURS", "1"))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "claims.security.client_ip"
+AXES_VERBOSE = False
 
 LANGUAGE_CODE = "en"
 LANGUAGES = [("en", "English"), ("zh-hans", "简体中文"), ("pt-br", "Português (Brasil)")]
@@ -102,6 +132,12 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+# WhiteNoise serves static files with DEBUG off too (gunicorn alone is a working site); from the
+# app's folders unless `collectstatic` filled STATIC_ROOT (set WHITENOISE_USE_FINDERS=0 then).
+WHITENOISE_USE_FINDERS = env_bool("WHITENOISE_USE_FINDERS", True)
+if WHITENOISE_USE_FINDERS:  # then an empty STATIC_ROOT is expected, not worth a warning per process
+    warnings.filterwarnings("ignore", message=f"No directory at: {STATIC_ROOT}")
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", BASE_DIR / "media"))
 
 # E-mail goes through anymail in production (EMAIL_BACKEND=anymail.backends.<esp>.EmailBackend
@@ -157,7 +193,7 @@ CELERY_TIMEZONE = "UTC"
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "claims.api_auth.ApiTokenAuthentication",
-        "rest_framework.authentication.SessionAuthentication",
+        "claims.security.StaffSessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["claims.api_auth.IsStaffCaller"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -197,6 +233,28 @@ SPECTACULAR_SETTINGS = {
     ],
 }
 
+# --- Safe by default when DEBUG is off: HTTPS only, HSTS, cookies sent over HTTPS alone. Each can
+# be set from the environment (a development server over plain HTTP sets DEBUG=1). ---
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
+# Behind a TLS-terminating proxy, the request's scheme comes from X-Forwarded-Proto (only set this
+# when that proxy overwrites the header).
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("SECURE_PROXY_SSL_HEADER") else None
+SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", "0" if DEBUG else str(365 * 24 * 3600)))
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", not DEBUG)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", not DEBUG)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES", not DEBUG)
+SESSION_COOKIE_AGE = int(os.environ.get("SESSION_COOKIE_AGE", str(8 * 3600)))  # a working day
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+# Content Security Policy (django-csp, extended in claims/security.py): nothing inline and nothing
+# from elsewhere on the claimant's pages; the admin gets what its pages need.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"], "script-src": ["'self'"], "style-src": ["'self'"], "img-src": ["'self'", "data:"],
+        "object-src": ["'none'"], "base-uri": ["'self'"], "form-action": ["'self'"], "frame-ancestors": ["'none'"],
+    },
+}
+
 # How long a process may keep using an API client it has looked up: revoking a token takes up to
 # this long to reach every process (0: look it up on every call).
 API_CLIENT_CACHE_SECONDS = float(os.environ.get("API_CLIENT_CACHE_SECONDS", "10"))
@@ -214,9 +272,28 @@ CACHES = {
     )
 }
 
+# Logs: JSON lines in production (LOG_FORMAT=json, the default unless DEBUG), each with the id
+# of the request it belongs to, also from the Celery tasks that request started.
+LOG_FORMAT = os.environ.get("LOG_FORMAT", "text" if DEBUG else "json")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "filters": {"request_id": {"()": "config.observability.RequestIdFilter"}},
+    "formatters": {
+        "json": {"()": "pythonjsonlogger.json.JsonFormatter",
+                 "format": "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s",
+                 "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"}},
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT,
+                             "filters": ["request_id"]}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
 }
+
+# Errors reported to Sentry when SENTRY_DSN is set (nothing is sent otherwise).
+SENTRY_DSN = os.environ.get("SENTRY_DSN", "")
+if SENTRY_DSN:
+    from config.observability import sentry_init
+
+    sentry_init(SENTRY_DSN, os.environ.get("SENTRY_ENVIRONMENT", "production"),
+                float(os.environ.get("SENTRY_TRACES_SAMPLE_RATE", "0")))
