@@ -22,6 +22,16 @@ def small_bundle(tmp_path) -> Path:
     return folder
 
 
+@pytest.fixture(scope="session", autouse=True)
+def plain_http_for_the_session():
+    """The live server's middleware is made once, before any test's settings: Django's
+    SecurityMiddleware reads SECURE_SSL_REDIRECT when it is made, so it is off for the session
+    (tests/test_security.py checks the redirect through a test client, which makes its own)."""
+    from django.conf import settings
+
+    settings.SECURE_SSL_REDIRECT = False
+
+
 @pytest.fixture(autouse=True)
 def isolated_media_and_cache(settings, tmp_path):
     """Uploads go to this test's folder; throttle counters (in the cache) and the API clients a
