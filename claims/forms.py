@@ -3,7 +3,7 @@ from django.utils.translation import gettext_lazy as _
 
 from .models import ClaimKind
 from .money import plain_decimal
-from .services import MAX_ATTACHMENTS
+from .services import MAX_ATTACHMENTS, REFERENCE_FIELDS
 
 # Which reference fields the form shows for each kind (all of them without JavaScript).
 FIELDS_BY_KIND = {
@@ -92,13 +92,8 @@ class ClaimForm(AccessibleForm):
                                     required=False)
 
     def references(self) -> dict:
-        data = self.cleaned_data
-        refs = {name: data.get(name) for name in FIELDS_BY_KIND["liquidation"] + FIELDS_BY_KIND["wrong_withdrawal"]}
-        refs["market_symbol"] = (refs.get("market_symbol") or "").strip().upper()
-        refs["claimed_asset"] = (refs.get("claimed_asset") or "").strip().upper()
-        refs["order_id"] = (refs.get("order_id") or "").strip()
-        refs["transaction_hash"] = (refs.get("transaction_hash") or "").strip()
-        return {k: v for k, v in refs.items() if v not in (None, "")}
+        """What the claimant typed; the service stores it as every channel does (references_normalise)."""
+        return {name: self.cleaned_data.get(name) for name in REFERENCE_FIELDS}
 
     def reference_fields(self):
         """The reference fields, each with the kinds it belongs to (for the form's show/hide)."""

@@ -44,6 +44,26 @@ REFERENCE_FIELDS = ("trade_id", "order_id", "withdrawal_id", "transaction_hash",
                     "approximate_time", "claimed_amount", "claimed_asset")
 
 
+UPPER_REFERENCES = ("market_symbol", "claimed_asset")  # as markets.jsonl and assets.jsonl write them
+TEXT_REFERENCES = ("order_id", "transaction_hash", "market_symbol", "claimed_asset")
+
+
+def references_normalise(references: dict | None) -> dict:
+    """A claim's references as every channel stores them (web form, API, e-mail, staff): text
+    stripped, market and asset in upper case, empty values left out. `eth_usdc_perp` from the API
+    matches as `ETH_USDC_PERP` from the form does."""
+    values = {}
+    for name, value in (references or {}).items():
+        if name not in REFERENCE_FIELDS:
+            continue
+        if name in TEXT_REFERENCES:
+            value = (value or "").strip()
+            value = value.upper() if name in UPPER_REFERENCES else value
+        if value not in (None, ""):
+            values[name] = value
+    return values
+
+
 class ClaimRefused(Exception):
     """A claim that cannot be taken; `field` names the input at fault, if one is."""
 
@@ -200,7 +220,7 @@ def claim_create(*, incident: Incident, user_id: int, channel: str, kind: str, d
     status = Claim.Status.UNVERIFIED if web else Claim.Status.RECEIVED
     claim = Claim.objects.create(incident=incident, user_id=user_id, channel=channel, kind=kind,
                                  description=description, language=language, status=status,
-                                 **{k: v for k, v in (references or {}).items() if k in REFERENCE_FIELDS})
+                                 **references_normalise(references))
     filed = audit_record(actor=actor, object_type="claim", object_id=claim.id, action="filed",
                          after={"status": status}, reason=f"filed through {channel}")
     _attachments_save(claim, attachments)
@@ -234,7 +254,7 @@ def claim_file(*, incident_slug: str, user_id: int, channel: str, kind: str, des
                             references=references, language=language, actor=actor)
     now = timezone.now()
     values = {**{name: None for name in _NULLABLE_REFERENCES}, **{name: "" for name in _TEXT_REFERENCES},
-              **{k: v for k, v in (references or {}).items() if k in REFERENCE_FIELDS},
+              **references_normalise(references),
               "public_id": uuid.uuid4(), "slug": incident_slug, "user_id": user_id, "channel": channel, "kind": kind,
               "description": description, "language": language, "status": Claim.Status.RECEIVED, "now": now,
               "actor": actor, "reason": f"filed through {channel}",

@@ -300,3 +300,17 @@ def test_the_claimant_gets_a_fresh_link_by_e_mail_to_the_address_on_file_once_a_
     assert message.to == [ON_FILE]
     fresh = message.body.split("http://127.0.0.1:8000")[1].split()[0]
     assert client.get(fresh).status_code == 200
+
+
+# --- one input normalisation for every channel ---
+
+
+def test_an_api_claim_naming_a_market_in_lower_case_is_matched_like_the_web_forms(incident):
+    response = _front_end().post("/api/claims/", {"incident": SLUG, "kind": "liquidation",
+                                                  "market_symbol": " eth_usdc_perp ", "claimed_asset": "usdc"},
+                                 format="json")
+
+    claim = Claim.objects.get()
+    assert response.status_code == 201
+    assert (claim.market_symbol, claim.claimed_asset) == ("ETH_USDC_PERP", "USDC")
+    assert claim.status == "approved"  # matched to the policy-approved liquidation, as from the web form
