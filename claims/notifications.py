@@ -20,6 +20,7 @@ from django.utils.translation import gettext, gettext_noop
 
 from exchange import selectors as ledger
 
+from . import queue
 from .models import Claim, Notification
 
 STATUS_SALT = "claimdesk.claim-status"
@@ -68,9 +69,7 @@ def notify(*, key: str, kind: str, user_id: int, claim: Claim | None = None, con
     else:
         notification, created = Notification.objects.get_or_create(key=key, defaults=values)
     if created:
-        from .tasks import notification_send_task  # tasks import this module
-
-        transaction.on_commit(lambda: notification_send_task.delay(notification_id=notification.id))
+        queue.enqueue_on_commit(queue.NOTIFICATION_SEND, notification_id=notification.id)
     return notification
 
 
@@ -87,9 +86,7 @@ def notify_many(messages: list[tuple[str, str, Claim, dict]]) -> None:
     # Unsent ones among them (new, or queued earlier and not tried yet: sending twice is refused).
     ids = list(Notification.objects.filter(key__in=[row.key for row in rows], status=Notification.Status.PENDING,
                                            attempts=0).values_list("id", flat=True))
-    from .tasks import notification_send_task  # tasks import this module
-
-    transaction.on_commit(lambda: [notification_send_task.delay(notification_id=i) for i in ids])
+    transaction.on_commit(lambda: [queue.enqueue(queue.NOTIFICATION_SEND, notification_id=i) for i in ids])
 
 
 SUBJECTS = {

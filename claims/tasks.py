@@ -1,4 +1,5 @@
-"""Celery tasks: thin, named, taking ids; a repeated delivery is harmless.
+"""Celery tasks: thin, named, taking ids; a repeated delivery is harmless. The services enqueue
+them by name (claims/queue.py) and never import this module: the dependency runs one way.
 
 Redis re-delivers a task whose worker died after visibility_timeout (settings:
 CELERY_BROKER_TRANSPORT_OPTIONS); acks_late keeps a task unacknowledged until it has
@@ -12,6 +13,8 @@ from django.conf import settings
 from django.db import IntegrityError, OperationalError
 
 from . import services
+from .matching import claim_match
+from .notifications import notification_send
 
 RETRY_BACKOFF_MAX = 60
 
@@ -35,16 +38,12 @@ def detection_chunk_run_task(*, chunk_id: int) -> bool:
              autoretry_for=(OperationalError, IntegrityError), retry_backoff=True,
              retry_backoff_max=RETRY_BACKOFF_MAX, max_retries=8)
 def claim_match_task(*, claim_id: int) -> str | None:
-    from .matching import claim_match
-
     return claim_match(claim_id=claim_id)
 
 
 @shared_task(name="claims.notification_send", acks_late=True, reject_on_worker_lost=True,
              autoretry_for=(Exception,), retry_backoff=True, retry_backoff_max=RETRY_BACKOFF_MAX, max_retries=10)
 def notification_send_task(*, notification_id: int) -> bool:
-    from .notifications import notification_send
-
     return notification_send(notification_id=notification_id)
 
 

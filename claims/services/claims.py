@@ -17,6 +17,7 @@ from django.utils.translation import gettext as _
 
 from exchange import selectors as ledger
 
+from .. import queue
 from ..detectors import quantize
 from ..models import (
     AuditRecord,
@@ -162,9 +163,7 @@ def web_claim_submit(*, incident: Incident, values: dict, attachments: list, lan
         incident=incident, language=language,
         data={**json.loads(json.dumps(values, cls=DjangoJSONEncoder)), "attachments": _uploads_store(attachments,
                                                                                                    folder)})
-    from ..tasks import web_submission_file_task  # tasks import this module
-
-    transaction.on_commit(lambda: web_submission_file_task.delay(submission_id=submission.id))
+    queue.enqueue_on_commit(queue.WEB_SUBMISSION_FILE, submission_id=submission.id)
     return submission
 
 
@@ -364,10 +363,7 @@ def claim_verify(*, token: str) -> Claim:
 def _claim_received(claim: Claim) -> None:
     """Received: matching runs after commit; it merges a repeated claim into the first, else
     acknowledges the claim and matches it (claims/matching.py), so filing a claim stays short."""
-    from ..tasks import claim_match_task  # tasks import this module
-
-    claim_id = claim.id
-    transaction.on_commit(lambda: claim_match_task.delay(claim_id=claim_id))
+    queue.enqueue_on_commit(queue.CLAIM_MATCH, claim_id=claim.id)
 
 
 def claim_merge_if_repeated(claim: Claim, others: list[Claim], *, actor: str) -> Claim | None:
@@ -409,8 +405,6 @@ def tasks_requeue(*, older_than: timedelta) -> tuple[list[int], list[int], list[
     `received` (their matching task was lost: the process stopped between commit and publish, or
     the broker lost it), messages never tried and web submissions never handled. Harmless for
     one that is only late: each task is idempotent. Returns (claim, notification, submission) ids."""
-    from ..tasks import claim_match_task, notification_send_task, web_submission_file_task  # tasks import this
-
     cutoff = timezone.now() - older_than
     claim_ids = list(Claim.objects.filter(status=Claim.Status.RECEIVED, updated_at__lt=cutoff)
                      .order_by("id").values_list("id", flat=True))
@@ -420,11 +414,11 @@ def tasks_requeue(*, older_than: timedelta) -> tuple[list[int], list[int], list[
     submission_ids = list(ClaimSubmission.objects.filter(status=ClaimSubmission.Status.PENDING, created_at__lt=cutoff)
                           .order_by("id").values_list("id", flat=True))
     for claim_id in claim_ids:
-        claim_match_task.delay(claim_id=claim_id)
+        queue.enqueue(queue.CLAIM_MATCH, claim_id=claim_id)
     for notification_id in notification_ids:
-        notification_send_task.delay(notification_id=notification_id)
+        queue.enqueue(queue.NOTIFICATION_SEND, notification_id=notification_id)
     for submission_id in submission_ids:
-        web_submission_file_task.delay(submission_id=submission_id)
+        queue.enqueue(queue.WEB_SUBMISSION_FILE, submission_id=submission_id)
     return claim_ids, notification_ids, submission_ids
 
 

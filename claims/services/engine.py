@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal, localcontext
 from pathlib import Path
 
-from celery import group
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Q
@@ -18,6 +17,7 @@ from django.utils import timezone
 from exchange import selectors as ledger
 
 from .. import detectors as d
+from .. import queue
 from ..models import (
     DETECTION_SETTINGS,
     LIMIT_SETTINGS,
@@ -181,8 +181,6 @@ def _limits_propose(incident: Incident, before: dict, proposed_by: str) -> Appro
 def detection_start(*, incident: Incident, user_ids: Iterable[int] | None, requested_by: str, reason: str = "",
                     chunk_size: int = DEFAULT_CHUNK_SIZE) -> DetectionRun:
     """Split the users into chunks and enqueue one task per chunk, once this transaction commits."""
-    from ..tasks import detection_chunk_run_task  # tasks import this module
-
     ids = sorted(set(user_ids)) if user_ids is not None else ledger.account_ids()
     run = DetectionRun.objects.create(incident=incident, requested_by=requested_by, reason=reason,
                                       settings_version=incident.settings_version, total_users=len(ids))
@@ -195,20 +193,18 @@ def detection_start(*, incident: Incident, user_ids: Iterable[int] | None, reque
         run.refresh_from_db()
         return run
     chunk_ids = [chunk.id for chunk in chunks]
-    transaction.on_commit(lambda: _enqueue_chunks(detection_chunk_run_task, chunk_ids))
+    transaction.on_commit(lambda: _enqueue_chunks(chunk_ids))
     return run
 
 
-def _enqueue_chunks(task, chunk_ids: list[int]) -> None:
-    group(task.si(chunk_id=chunk_id) for chunk_id in chunk_ids).apply_async()
+def _enqueue_chunks(chunk_ids: list[int]) -> None:
+    queue.enqueue_group(queue.DETECTION_CHUNK_RUN, "chunk_id", chunk_ids)
 
 
 def detection_chunks_requeue(*, older_than: timedelta) -> list[int]:
     """Enqueue again the chunks still pending of runs that have not progressed for `older_than`:
     their task was lost (e.g. a worker killed between taking it from Redis and recording it as
     unacknowledged). Harmless for a chunk that is only late: a done chunk is not done twice."""
-    from ..tasks import detection_chunk_run_task  # tasks import this module
-
     # A run whose workers are busy progresses every few seconds: its pending chunks are queued, not
     # lost. One that has not moved for `older_than` lost the tasks of the chunks still pending.
     stalled = Q(run__progressed_at__lt=timezone.now() - older_than) | Q(
@@ -217,7 +213,7 @@ def detection_chunks_requeue(*, older_than: timedelta) -> list[int]:
                                                    run__status=DetectionRun.Status.RUNNING)
                      .order_by("id").values_list("id", flat=True))
     if chunk_ids:
-        _enqueue_chunks(detection_chunk_run_task, chunk_ids)
+        _enqueue_chunks(chunk_ids)
     return chunk_ids
 
 
