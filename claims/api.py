@@ -12,7 +12,6 @@ import io
 import re
 
 from django.conf import settings
-from django.db.models import Prefetch
 from django.http import Http404, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from django.utils.cache import add_never_cache_headers
@@ -155,21 +154,20 @@ class ClaimViewSet(WindowThrottled, mixins.CreateModelMixin, mixins.RetrieveMode
     lookup_value_regex = "[^/]+"  # a malformed id is a JSON 404 from the view, not Django's HTML page
 
     def get_queryset(self):
-        claims = Claim.objects.select_related("incident", "merged_into").prefetch_related(
-            Prefetch("items", queryset=Item.objects.order_by("kind", "reference"))).order_by("-id")
-        user_id = acting_user_id(self.request)
-        if user_id is not None:
-            claims = claims.filter(user_id=user_id)
-        if self.action == "list":
-            params = self.request.query_params
-            for name, lookup, allowed in (("status", "status", Claim.Status.values),
-                                          ("kind", "kind", ClaimKind.values), ("incident", "incident__slug", None)):
-                value = params.get(name)
-                if value:
-                    if (allowed is not None and value not in allowed) or (allowed is None and not SLUG.match(value)):
-                        raise ValidationError({name: [f"unknown {name}"]})
-                    claims = claims.filter(**{lookup: value})
-        return claims
+        filters = self._list_filters() if self.action == "list" else {}
+        return selectors.claim_list(user_id=acting_user_id(self.request), **filters)
+
+    def _list_filters(self) -> dict:
+        """The list's query parameters, checked: an unknown value is a 400 naming its parameter."""
+        filters, params = {}, self.request.query_params
+        for name, key, allowed in (("status", "status", Claim.Status.values), ("kind", "kind", ClaimKind.values),
+                                   ("incident", "incident_slug", None)):
+            value = params.get(name)
+            if value:
+                if (allowed is not None and value not in allowed) or (allowed is None and not SLUG.match(value)):
+                    raise ValidationError({name: [f"unknown {name}"]})
+                filters[key] = value
+        return filters
 
     def finalize_response(self, request, response, *args, **kwargs):
         add_never_cache_headers(response)  # claims are personal: never kept by a browser or a proxy
@@ -266,17 +264,17 @@ class IncidentViewSet(WindowThrottled, viewsets.ReadOnlyModelViewSet):
     @action(detail=True, methods=["get"])
     def items(self, request, slug=None):
         incident = self.get_object()
-        items = selectors.item_list(incident=incident).order_by("user_id", "kind", "reference", "asset")
-        params = request.query_params
+        params, filters = request.query_params, {}
         for name, allowed in (("status", Item.Status.values), ("kind", ItemKind.values)):
             if params.get(name):
                 if params[name] not in allowed:
                     raise ValidationError({name: [f"unknown {name}"]})
-                items = items.filter(**{name: params[name]})
+                filters[name] = params[name]
         if params.get("user_id"):
             if not is_user_id(params["user_id"]):
                 raise ValidationError({"user_id": ["must be a whole number"]})
-            items = items.filter(user_id=int(params["user_id"]))
+            filters["user_id"] = int(params["user_id"])
+        items = selectors.item_list(incident=incident, **filters).order_by("user_id", "kind", "reference", "asset")
         page = self.paginate_queryset(items)
         return self.get_paginated_response(StaffItemSerializer(page, many=True).data)
 

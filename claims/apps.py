@@ -8,7 +8,10 @@ class ClaimsConfig(AppConfig):
     def ready(self):
         from django.contrib.auth import get_user_model
 
-        from . import api_auth  # noqa: F401  connects forget_api_clients to ApiClient's saves
+        from . import (
+            api_auth,  # noqa: F401  connects forget_api_clients to ApiClient's saves
+            tasks,  # noqa: F401  registers the tasks that claims/queue.py enqueues by name
+        )
         from .roles import roles_guard, roles_sync
 
         # A test database's flush empties the groups the data migration made; make them again.

@@ -18,8 +18,29 @@ def incident_get(*, slug: str) -> Incident | None:
     return Incident.objects.filter(slug=slug).first()
 
 
-def item_list(*, incident: Incident) -> QuerySet[Item]:
-    return Item.objects.filter(incident=incident)
+def incidents_open_for_claims(*, now) -> QuerySet[Incident]:
+    return Incident.objects.filter(claims_close__gte=now).order_by("-window_start")
+
+
+def item_list(*, incident: Incident, status: str | None = None, kind: str | None = None,
+              user_id: int | None = None) -> QuerySet[Item]:
+    items = Item.objects.filter(incident=incident)
+    for name, value in (("status", status), ("kind", kind), ("user_id", user_id)):
+        if value is not None:
+            items = items.filter(**{name: value})
+    return items
+
+
+def claim_list(*, user_id: int | None = None, status: str | None = None, kind: str | None = None,
+               incident_slug: str | None = None) -> QuerySet[Claim]:
+    """Claims newest first, with their incident, the claim they were merged into and their items;
+    a front-end call sees only its user's (user_id), staff every claim."""
+    claims = Claim.objects.select_related("incident", "merged_into").prefetch_related(
+        Prefetch("items", queryset=Item.objects.order_by("kind", "reference"))).order_by("-id")
+    for lookup, value in (("user_id", user_id), ("status", status), ("kind", kind), ("incident__slug", incident_slug)):
+        if value is not None:
+            claims = claims.filter(**{lookup: value})
+    return claims
 
 
 EXPORT_HEADER = ["incident", "userId", "kind", "reference", "asset", "amount", "status"]

@@ -28,14 +28,14 @@ def too_many(request, scope: str, message: str) -> HttpResponse | None:
 
 
 def start_page(request):
-    incidents = Incident.objects.filter(claims_close__gte=timezone.now()).order_by("-window_start")
+    incidents = selectors.incidents_open_for_claims(now=timezone.now())
     return render(request, "start.html", {"incidents": incidents})
 
 
 @require_http_methods(["GET", "POST"])
 def claim_new(request, slug: str):
     incident = get_object_or_404(Incident, slug=slug)
-    closed = timezone.now() > incident.claims_close
+    closed = not incident.is_open_for_claims(timezone.now())  # shown as such; the service refuses too
     form = ClaimForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and not closed:
         if refused := too_many(request, "claim", _("Too many claims from your address; please try again later.")):

@@ -65,6 +65,9 @@ class Incident(models.Model):
     def __str__(self):
         return self.slug
 
+    def is_open_for_claims(self, now) -> bool:
+        return now <= self.claims_close
+
     def settings_dict(self) -> dict[str, str]:
         """The settings as JSON-ready text, for the audit trail and item inputs."""
         return {name: _as_text(getattr(self, name)) for name in SETTING_FIELDS}

@@ -139,7 +139,7 @@ def claim_record(*, claim: Claim, actor: str, action: str, reason: str = "", to:
 
 
 def _refuse_if_closed(incident: Incident, now) -> None:
-    if now > incident.claims_close:
+    if not incident.is_open_for_claims(now):
         closed = {"title": incident.title, "close": f"{incident.claims_close:%Y-%m-%d %H:%M}"}
         raise ClaimRefused(_("Claims for %(title)s closed on %(close)s UTC.") % closed, field="incident")
 
