@@ -43,6 +43,7 @@ INSTALLED_APPS = [
     "anymail",
     "exchange",
     "claims",
+    "simulator",  # simulate_incident: bundles for the demo and benchmarks
 ]
 
 MIDDLEWARE = [
