@@ -371,10 +371,10 @@ class Terminal(io.StringIO):
 
 
 def test_a_terminal_sees_a_progress_bar_for_long_files(small_bundle, monkeypatch):
-    from exchange import importers
+    from exchange.importers import importer
 
-    monkeypatch.setattr(importers, "PROGRESS_MIN_BYTES", 0)
-    monkeypatch.setattr(importers, "PROGRESS_EVERY_LINES", 10)
+    monkeypatch.setattr(importer, "PROGRESS_MIN_BYTES", 0)
+    monkeypatch.setattr(importer, "PROGRESS_EVERY_LINES", 10)
     terminal = Terminal()
 
     call_command("import_bundle", str(small_bundle), stdout=terminal)
