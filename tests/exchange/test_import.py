@@ -8,11 +8,12 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
-from django.core.management import CommandError, call_command
+from django.core.management import call_command
 from django.db import connection
 
 from exchange import models as m
-from exchange.importers import SPECS
+
+from .importing import append_line, failing_import, first_line, import_bundle, ledger_state, row_counts
 
 pytestmark = pytest.mark.django_db
 
@@ -20,38 +21,6 @@ JULY3_COUNTS = {
     "accounts": 12, "assets": 5, "markets": 7, "fills": 112, "withdrawals": 9, "deposits": 4,
     "ledger": 74, "balance_snapshots": 46, "position_snapshots": 48, "mark_prices": 22217,
 }
-
-
-def import_bundle(path, *args):
-    out, err = io.StringIO(), io.StringIO()
-    call_command("import_bundle", str(path), *args, stdout=out, stderr=err)
-    return out.getvalue()
-
-
-def failing_import(path):
-    err = io.StringIO()
-    with pytest.raises(CommandError) as raised:
-        call_command("import_bundle", str(path), stdout=io.StringIO(), stderr=err)
-    return err.getvalue() + str(raised.value)
-
-
-def row_counts():
-    return {spec.name: spec.model.objects.count() for spec in SPECS}
-
-
-def ledger_state():
-    """Every stored ledger row, so a test can show that a failed import changed nothing."""
-    return {spec.name: sorted(map(repr, spec.model.objects.values_list())) for spec in SPECS}
-
-
-def append_line(bundle, filename, obj):
-    with open(bundle / filename, "a") as f:
-        f.write((obj if isinstance(obj, str) else json.dumps(obj)) + "\n")
-
-
-def first_line(bundle, filename):
-    with open(bundle / filename) as f:
-        return json.loads(f.readline())
 
 
 def test_importing_the_sample_stores_every_line(july3_bundle):
