@@ -2,11 +2,17 @@
 
 An archive (or a folder) holds the files at its root or in one folder; any file
 may be gzipped (`fills.jsonl.gz`), but not present in both forms.
+
+Bundles come from outside, so reading one is bounded: a compressed file expands to at
+most `ExpansionLimit.allowance` bytes (a compression bomb stops there), and no single
+read asks for more than MAX_READ bytes; past them MemberUnreadable names the file.
 """
 
+import bz2
 import gzip
 import hashlib
 import io
+import lzma
 import tarfile
 import zipfile
 from collections.abc import Callable, Iterator
@@ -15,8 +21,95 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
+from .errors import BundleError
+
 CHUNK = 1 << 20
+MAX_READ = 16 << 20  # tarfile reads a pax or long-name header whole: its declared size must not decide memory
 ANCHOR = "accounts.jsonl"
+
+
+class BundleLayoutError(Exception):
+    """The bundle as a whole cannot be read (not found, not an archive, both forms of a file)."""
+
+    def error(self, path) -> BundleError:
+        return BundleError(str(path), None, None, str(self))
+
+
+class MemberUnreadable(BundleLayoutError):
+    """One file of the bundle cannot be read, or not safely; `where` names it."""
+
+    def __init__(self, where: str, problem: str):
+        self.where, self.problem = where, problem
+        super().__init__(f"{where}: {problem}")
+
+    def error(self, path=None) -> BundleError:
+        return BundleError(self.where, None, None, self.problem)
+
+
+@dataclass(frozen=True)
+class ExpansionLimit:
+    """How far a compressed file may expand: `ratio` times its compressed size, or `minimum` bytes."""
+
+    ratio: int
+    minimum: int
+
+    def allowance(self, compressed_size: int) -> int:
+        return max(self.ratio * compressed_size, self.minimum)
+
+    def refusal(self, compressed_size: int) -> str:
+        return (f"expands to more than {self.ratio} times its compressed size ({compressed_size:,} bytes, "
+                f"stopped after {self.allowance(compressed_size):,}); see IMPORT_MAX_EXPANSION_RATIO")
+
+
+UNLIMITED = ExpansionLimit(ratio=1 << 40, minimum=0)
+
+
+class CappedStream(io.RawIOBase):
+    """The bytes of `source` up to `allowance`, past which it refuses to read (a MemberUnreadable
+    naming `where`). Seekable when `source` is (tarfile seeks)."""
+
+    def __init__(self, source: BinaryIO, *, where: str, allowance: int, refusal: str, also_close=()):
+        super().__init__()
+        self._source, self._where, self._allowance, self._refusal = source, where, allowance, refusal
+        self._also_close = also_close
+        self._position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return self._source.seekable()
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0 or size > MAX_READ:
+            raise MemberUnreadable(self._where, f"holds a header or block of {size:,} bytes, more than the "
+                                                f"{MAX_READ:,} read at once; refused as damaged or hostile")
+        return super().read(size)
+
+    def readinto(self, buffer) -> int:
+        room = self._allowance + 1 - self._position  # one byte past the allowance proves it exceeded
+        if room <= 0:
+            raise MemberUnreadable(self._where, self._refusal)
+        count = self._source.readinto(memoryview(buffer)[:room])
+        self._position += count
+        if self._position > self._allowance:
+            raise MemberUnreadable(self._where, self._refusal)
+        return count
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence == io.SEEK_SET and offset > self._allowance:
+            raise MemberUnreadable(self._where, self._refusal)  # seeking forward decompresses everything skipped
+        self._position = self._source.seek(offset, whence)
+        return self._position
+
+    def tell(self) -> int:
+        return self._position
+
+    def close(self) -> None:
+        if not self.closed:
+            for stream in (self._source, *self._also_close):
+                stream.close()
+        super().close()
 
 
 @dataclass
@@ -24,12 +117,17 @@ class Member:
     name: str  # the canonical file name, e.g. "fills.jsonl"
     where: str  # where it was found, for messages and the audit record
     open_raw: Callable[[], BinaryIO]
+    compressed_size: int = 0  # what the expansion allowance is reckoned from
+    limit: ExpansionLimit = UNLIMITED
 
     def open(self) -> BinaryIO:
-        raw = self.open_raw()
+        """The uncompressed content, bounded (see the module docstring), buffered for readline."""
+        allowance = self.limit.allowance(self.compressed_size)
+        capped = dict(where=self.where, allowance=allowance, refusal=self.limit.refusal(self.compressed_size))
+        stream = CappedStream(self.open_raw(), **capped)
         if self.where.endswith(".gz"):
-            return gzip.GzipFile(fileobj=raw, mode="rb")
-        return raw
+            stream = CappedStream(gzip.GzipFile(fileobj=stream, mode="rb"), **capped, also_close=(stream,))
+        return io.BufferedReader(stream, CHUNK)
 
     def digest(self) -> tuple[str, int]:
         """SHA-256 and size of the uncompressed content, read in chunks."""
@@ -42,8 +140,13 @@ class Member:
         return sha.hexdigest(), size
 
 
-class BundleLayoutError(Exception):
-    """The bundle as a whole cannot be read (not found, not an archive, both forms of a file)."""
+@dataclass
+class Entry:
+    """One file found in the bundle."""
+
+    path: PurePosixPath
+    open_raw: Callable[[], BinaryIO]
+    compressed_size: int = 0
 
 
 def _canonical(filename: str) -> str | None:
@@ -71,60 +174,108 @@ def _pick_root(paths: list[PurePosixPath], description: str) -> PurePosixPath | 
     return folders.pop()
 
 
-def _collect(entries: list[tuple[PurePosixPath, Callable[[], BinaryIO]]], description: str) -> dict[str, Member]:
-    root = _pick_root([p for p, _ in entries], description)
+def _collect(entries: list[Entry], description: str, limit: ExpansionLimit) -> dict[str, Member]:
+    root = _pick_root([e.path for e in entries], description)
     members: dict[str, Member] = {}
     if root is None:
         return members
-    for path, opener in sorted(entries, key=lambda e: str(e[0])):
-        name = _canonical(path.name)
-        if name is None or path.parent != root:
+    for entry in sorted(entries, key=lambda e: str(e.path)):
+        name = _canonical(entry.path.name)
+        if name is None or entry.path.parent != root:
             continue
         if name in members:
-            raise BundleLayoutError(f"{description}: both {members[name].where} and {path} are present; keep one")
-        members[name] = Member(name=name, where=str(path), open_raw=opener)
+            raise BundleLayoutError(f"{description}: both {members[name].where} and {entry.path} are present; keep one")
+        members[name] = Member(name=name, where=str(entry.path), open_raw=entry.open_raw,
+                               compressed_size=entry.compressed_size, limit=limit)
     return members
 
 
 @contextmanager
-def open_bundle(path: str | Path) -> Iterator[dict[str, Member]]:
+def open_bundle(path: str | Path, limit: ExpansionLimit = UNLIMITED) -> Iterator[dict[str, Member]]:
     """Yield the bundle's files by canonical name, each opened lazily and streamed."""
     path = Path(path)
     if path.is_dir():
-        entries = []
-        for child in path.iterdir():
-            if child.is_file():
-                entries.append((PurePosixPath(child.name), lambda c=child: open(c, "rb")))
-            elif child.is_dir():
-                for grandchild in child.iterdir():
-                    if grandchild.is_file():
-                        rel = PurePosixPath(child.name, grandchild.name)
-                        entries.append((rel, lambda c=grandchild: open(c, "rb")))
-        yield _collect(entries, str(path))
+        yield _collect(_folder_entries(path), str(path), limit)
     elif not path.exists():
         raise BundleLayoutError(f"{path}: no such file or folder")
     elif zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as archive:
-            entries = [
-                (PurePosixPath(info.filename), lambda i=info: archive.open(i))
-                for info in archive.infolist()
-                if not info.is_dir()
-            ]
-            yield _collect(entries, str(path))
+            yield _collect(_zip_entries(archive), str(path), limit)
     elif path.name.endswith((".tar.gz", ".tgz", ".tar")):
-        try:
-            archive = tarfile.open(path, "r:*")
-        except (tarfile.TarError, OSError) as exc:
-            raise BundleLayoutError(f"{path}: not a readable tar archive ({exc})") from exc
-        with archive:
-            entries = []
-            for info in archive.getmembers():
-                if info.isfile():
-                    name = PurePosixPath(info.name.removeprefix("./"))
-                    entries.append((name, lambda i=info: _tar_member(archive, i)))
-            yield _collect(entries, str(path))
+        with _open_tar(path, limit) as archive:
+            yield _collect(_tar_entries(archive, path, limit), str(path), limit)
     else:
         raise BundleLayoutError(f"{path}: not a folder, a .zip or a .tar.gz")
+
+
+# --- folders ---
+
+
+def _folder_entries(root: Path) -> list[Entry]:
+    entries = []
+    for child in root.iterdir():
+        if child.is_file():
+            entries.append(Entry(PurePosixPath(child.name), lambda c=child: open(c, "rb"), child.stat().st_size))
+        elif child.is_dir():
+            for grandchild in child.iterdir():
+                if grandchild.is_file():
+                    entries.append(Entry(PurePosixPath(child.name, grandchild.name),
+                                         lambda c=grandchild: open(c, "rb"), grandchild.stat().st_size))
+    return entries
+
+
+# --- archives ---
+
+
+def _zip_entries(archive: zipfile.ZipFile) -> list[Entry]:
+    entries = []
+    for info in archive.infolist():
+        if not info.is_dir():
+            entries.append(Entry(PurePosixPath(info.filename), lambda i=info: archive.open(i), info.compress_size))
+    return entries
+
+
+TAR_COMPRESSIONS = (  # by magic number, as tarfile's "r:*" would; each reads from a file object
+    (b"\x1f\x8b", lambda raw: gzip.GzipFile(fileobj=raw, mode="rb")),
+    (b"BZh", bz2.BZ2File),
+    (b"\xfd7zXZ\x00", lzma.LZMAFile),
+)
+
+
+@contextmanager
+def _open_tar(path: Path, limit: ExpansionLimit):
+    """The tar read through a CappedStream: skipping a member, or reading a header, never
+    decompresses more than the allowance of the whole archive."""
+    size = path.stat().st_size
+    with open(path, "rb") as raw:
+        magic = raw.read(6)
+        raw.seek(0)
+        decompress = next((opener for prefix, opener in TAR_COMPRESSIONS if magic.startswith(prefix)), None)
+        source = decompress(raw) if decompress else raw
+        capped = CappedStream(source, where=str(path), allowance=limit.allowance(size), refusal=limit.refusal(size))
+        with capped:
+            try:
+                archive = tarfile.open(fileobj=capped, mode="r:")
+            except (tarfile.TarError, OSError) as exc:
+                raise BundleLayoutError(f"{path}: not a readable tar archive ({exc})") from exc
+            with archive:
+                yield archive
+
+
+def _tar_entries(archive: tarfile.TarFile, path: Path, limit: ExpansionLimit) -> list[Entry]:
+    entries = []
+    allowance = limit.allowance(path.stat().st_size)
+    try:
+        for info in archive:  # header by header: each is checked before the next is sought
+            name = PurePosixPath(info.name.removeprefix("./"))
+            if info.offset_data + info.size > allowance:
+                raise MemberUnreadable(str(name), limit.refusal(path.stat().st_size))
+            if info.isfile():
+                # A member's own compressed size is unknown: the whole archive's is what it may expand from.
+                entries.append(Entry(name, lambda i=info: _tar_member(archive, i), path.stat().st_size))
+    except tarfile.TarError as exc:
+        raise BundleLayoutError(f"{path}: not a readable tar archive ({exc})") from exc
+    return entries
 
 
 def _tar_member(archive: tarfile.TarFile, info: tarfile.TarInfo) -> BinaryIO:

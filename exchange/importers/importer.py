@@ -17,12 +17,13 @@ successful run is not read again: the ledger is append-only, so its lines are
 all present. `--recheck` reads it anyway.
 """
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import TextIO
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -34,9 +35,9 @@ except ImportError:  # pragma: no cover - psycopg is in requirements.txt; SQLite
 
 from exchange import models as m
 
-from .archives import BundleLayoutError, Member, open_bundle
+from .archives import BundleLayoutError, ExpansionLimit, Member, MemberUnreadable, open_bundle
 from .errors import MAX_REPORTED_ERRORS, BundleError, BundleInvalid, ErrorLog
-from .lines import LineParser
+from .lines import LineParser, LineTooLong, numbered_lines
 from .specs import SPECS, SPECS_BY_FILENAME, FileSpec, KnownValues
 from .staging import BatchStage, CopyStage, create_stage, find_conflicts, insert_staged, stage_table
 from .values import SIGNIFICANT_DIGITS_SQLITE
@@ -111,6 +112,22 @@ class BundleImport:
         self.errors = ErrorLog()
         self.staged: list[tuple[FileSpec, FileResult]] = []
 
+    def take(self, spec: FileSpec, member: Member, *, recheck: bool) -> FileResult:
+        """Read one file of the bundle, unless an earlier import stored this exact content."""
+        result = FileResult(name=spec.filename, member=member.where)
+        try:
+            result.sha256, size = member.digest()
+        except MemberUnreadable as exc:
+            self.errors.add(exc.error())
+            return result
+        earlier = None if recheck else _unchanged_before(spec.filename, result.sha256)
+        if earlier is not None:
+            result.lines_read = earlier.lines_read
+            result.skipped_as_unchanged = True
+            return result
+        self.read(spec, member, size, result)
+        return result
+
     def read(self, spec: FileSpec, member: Member, size: int, result: FileResult) -> None:
         """Validate every line; stage them, or COPY them straight into an empty table."""
         if connection.vendor == "postgresql" and not spec.model.objects.exists():
@@ -146,7 +163,7 @@ class BundleImport:
         line_errors: list[tuple[int, str | None, str]] = []
         read = done_bytes = 0
         with member.open() as stream:
-            for line_no, raw in enumerate(stream, 1):
+            for line_no, raw in self._lines(spec, stream):
                 done_bytes += len(raw)
                 if raw.isspace():
                     continue  # blank lines are allowed and skipped
@@ -170,6 +187,15 @@ class BundleImport:
         if read == 0 and spec.required:
             self.errors.add(BundleError(spec.filename, None, None, "the file is empty, but it is required"))
 
+    def _lines(self, spec: FileSpec, stream) -> Iterator[tuple[int, bytes]]:
+        """The file's lines; a line too long, or a member found damaged, is an error that ends the file."""
+        try:
+            yield from numbered_lines(stream, settings.IMPORT_MAX_LINE_BYTES)
+        except LineTooLong as exc:
+            self.errors.add(BundleError(spec.filename, exc.line_no, None, exc.problem()))
+        except MemberUnreadable as exc:
+            self.errors.add(exc.error())
+
     def insert_staged(self) -> None:
         """Move staged rows into the ledger; an identity stored with other values is a conflict."""
         for spec, result in self.staged:
@@ -192,7 +218,7 @@ def bundle_import(*, path: str | Path, imported_by: str, recheck: bool = False,
         _record_failure(path, imported_by, started_at, exc.errors, exc.total)
         raise
     except BundleLayoutError as exc:
-        error = BundleError(str(path), None, None, str(exc))
+        error = exc.error(path)
         _record_failure(path, imported_by, started_at, [error], 1)
         raise BundleInvalid([error], 1) from exc
 
@@ -216,7 +242,8 @@ def _import(*, path, imported_by: str, recheck: bool, out: TextIO | None, starte
         status=m.ImportRun.Status.SUCCEEDED,
     )
     result = ImportResult(run=run)
-    with open_bundle(path) as members, connection.cursor() as cursor:
+    limit = ExpansionLimit(ratio=settings.IMPORT_MAX_EXPANSION_RATIO, minimum=settings.IMPORT_MIN_EXPANSION_BYTES)
+    with open_bundle(path, limit) as members, connection.cursor() as cursor:
         work = BundleImport(run=run, cursor=cursor, out=out)
         for name in sorted(set(members) - set(SPECS_BY_FILENAME)):
             if out is not None:
@@ -227,15 +254,7 @@ def _import(*, path, imported_by: str, recheck: bool, out: TextIO | None, starte
                 if spec.required:
                     work.errors.add(BundleError(spec.filename, None, None, "the file is missing, but it is required"))
                 continue
-            file_result = FileResult(name=spec.filename, member=member.where)
-            result.files.append(file_result)
-            file_result.sha256, size = member.digest()
-            earlier = None if recheck else _unchanged_before(spec.filename, file_result.sha256)
-            if earlier is not None:
-                file_result.lines_read = earlier.lines_read
-                file_result.skipped_as_unchanged = True
-                continue
-            work.read(spec, member, size, file_result)
+            result.files.append(work.take(spec, member, recheck=recheck))
         work.errors.raise_if_any()
         work.insert_staged()
         work.errors.raise_if_any()

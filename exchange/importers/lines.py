@@ -2,10 +2,10 @@
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, BinaryIO
 
 from .specs import REF_DESCRIPTIONS, Column, FileSpec, KnownValues
 from .values import (
@@ -21,6 +21,28 @@ from .values import (
 )
 
 MISSING = object()
+
+
+class LineTooLong(Exception):
+    def __init__(self, line_no: int, max_bytes: int):
+        self.line_no, self.max_bytes = line_no, max_bytes
+        super().__init__(f"line {line_no}: longer than {max_bytes} bytes")
+
+    def problem(self) -> str:
+        return f"longer than {self.max_bytes} bytes (IMPORT_MAX_LINE_BYTES); the file was not read further"
+
+
+def numbered_lines(stream: BinaryIO, max_bytes: int) -> Iterator[tuple[int, bytes]]:
+    """Each line with its number, newline included. A bounded readline: a line of any length
+    costs at most max_bytes of memory before it is refused."""
+    limit = max_bytes + 1  # the newline does not count
+    readline = stream.readline
+    line_no = 0
+    while raw := readline(limit):
+        line_no += 1
+        if len(raw) == limit and raw[-1] != 0x0A:
+            raise LineTooLong(line_no, max_bytes)
+        yield line_no, raw
 
 
 class LineParser:
