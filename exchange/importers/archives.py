@@ -4,8 +4,10 @@ An archive (or a folder) holds the files at its root or in one folder; any file
 may be gzipped (`fills.jsonl.gz`), but not present in both forms.
 
 Bundles come from outside, so reading one is bounded: a compressed file expands to at
-most `ExpansionLimit.allowance` bytes (a compression bomb stops there), and no single
-read asks for more than MAX_READ bytes; past them MemberUnreadable names the file.
+most `ExpansionLimit.allowance` bytes (a compression bomb stops there), no single read
+asks for more than MAX_READ bytes, and only regular files inside the bundle are read
+(no links, devices or names that climb out with `..`). A file that cannot be read
+raises MemberUnreadable, which names it.
 """
 
 import bz2
@@ -13,8 +15,11 @@ import gzip
 import hashlib
 import io
 import lzma
+import os
+import stat
 import tarfile
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,6 +31,10 @@ from .errors import BundleError
 CHUNK = 1 << 20
 MAX_READ = 16 << 20  # tarfile reads a pax or long-name header whole: its declared size must not decide memory
 ANCHOR = "accounts.jsonl"
+
+# What reading a damaged file raises, from gzip, zlib, zipfile, tarfile, bz2, lzma or the OS.
+READ_ERRORS = (OSError, EOFError, zlib.error, zipfile.BadZipFile, tarfile.TarError, lzma.LZMAError,
+               NotImplementedError, RuntimeError)
 
 
 class BundleLayoutError(Exception):
@@ -64,9 +73,17 @@ class ExpansionLimit:
 UNLIMITED = ExpansionLimit(ratio=1 << 40, minimum=0)
 
 
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, EOFError):
+        return "is truncated (its compressed data ends early)"
+    if isinstance(exc, (zlib.error, gzip.BadGzipFile, zipfile.BadZipFile, lzma.LZMAError)):
+        return f"is damaged ({exc})"
+    return f"cannot be read ({type(exc).__name__}: {exc})"
+
+
 class CappedStream(io.RawIOBase):
-    """The bytes of `source` up to `allowance`, past which it refuses to read (a MemberUnreadable
-    naming `where`). Seekable when `source` is (tarfile seeks)."""
+    """The bytes of `source` up to `allowance`, past which it refuses to read; any failure to
+    read is a MemberUnreadable naming `where`. Seekable when `source` is (tarfile seeks)."""
 
     def __init__(self, source: BinaryIO, *, where: str, allowance: int, refusal: str, also_close=()):
         super().__init__()
@@ -90,7 +107,7 @@ class CappedStream(io.RawIOBase):
         room = self._allowance + 1 - self._position  # one byte past the allowance proves it exceeded
         if room <= 0:
             raise MemberUnreadable(self._where, self._refusal)
-        count = self._source.readinto(memoryview(buffer)[:room])
+        count = self._guarded(self._source.readinto, memoryview(buffer)[:room])
         self._position += count
         if self._position > self._allowance:
             raise MemberUnreadable(self._where, self._refusal)
@@ -99,7 +116,7 @@ class CappedStream(io.RawIOBase):
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
         if whence == io.SEEK_SET and offset > self._allowance:
             raise MemberUnreadable(self._where, self._refusal)  # seeking forward decompresses everything skipped
-        self._position = self._source.seek(offset, whence)
+        self._position = self._guarded(self._source.seek, offset, whence)
         return self._position
 
     def tell(self) -> int:
@@ -110,6 +127,12 @@ class CappedStream(io.RawIOBase):
             for stream in (self._source, *self._also_close):
                 stream.close()
         super().close()
+
+    def _guarded(self, method, *args):
+        try:
+            return method(*args)
+        except READ_ERRORS as exc:
+            raise MemberUnreadable(self._where, _describe(exc)) from exc
 
 
 @dataclass
@@ -124,7 +147,11 @@ class Member:
         """The uncompressed content, bounded (see the module docstring), buffered for readline."""
         allowance = self.limit.allowance(self.compressed_size)
         capped = dict(where=self.where, allowance=allowance, refusal=self.limit.refusal(self.compressed_size))
-        stream = CappedStream(self.open_raw(), **capped)
+        try:
+            raw = self.open_raw()
+        except READ_ERRORS as exc:
+            raise MemberUnreadable(self.where, _describe(exc)) from exc
+        stream = CappedStream(raw, **capped)
         if self.where.endswith(".gz"):
             stream = CappedStream(gzip.GzipFile(fileobj=stream, mode="rb"), **capped, also_close=(stream,))
         return io.BufferedReader(stream, CHUNK)
@@ -142,11 +169,12 @@ class Member:
 
 @dataclass
 class Entry:
-    """One file found in the bundle."""
+    """One thing found in the bundle: a regular file (with its opener) or something else, named."""
 
     path: PurePosixPath
-    open_raw: Callable[[], BinaryIO]
+    open_raw: Callable[[], BinaryIO] | None  # None: not a regular file
     compressed_size: int = 0
+    kind: str = "regular file"
 
 
 def _canonical(filename: str) -> str | None:
@@ -174,7 +202,18 @@ def _pick_root(paths: list[PurePosixPath], description: str) -> PurePosixPath | 
     return folders.pop()
 
 
+def _refuse_unsafe(entries: list[Entry]) -> None:
+    """Only regular files inside the bundle are read; a link or device posing as a bundle file is an error."""
+    for entry in entries:
+        if entry.path.is_absolute() or ".." in entry.path.parts:
+            raise MemberUnreadable(str(entry.path), "is outside the bundle (an absolute name, or one with '..')")
+        if entry.open_raw is None and (_canonical(entry.path.name) or entry.kind == "symbolic link to a folder"):
+            raise MemberUnreadable(str(entry.path), f"is a {entry.kind}, not a regular file; it was not read")
+
+
 def _collect(entries: list[Entry], description: str, limit: ExpansionLimit) -> dict[str, Member]:
+    _refuse_unsafe(entries)
+    entries = [e for e in entries if e.open_raw is not None]
     root = _pick_root([e.path for e in entries], description)
     members: dict[str, Member] = {}
     if root is None:
@@ -199,7 +238,7 @@ def open_bundle(path: str | Path, limit: ExpansionLimit = UNLIMITED) -> Iterator
     elif not path.exists():
         raise BundleLayoutError(f"{path}: no such file or folder")
     elif zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as archive:
+        with _open_archive(zipfile.ZipFile, path, "zip") as archive:
             yield _collect(_zip_entries(archive), str(path), limit)
     elif path.name.endswith((".tar.gz", ".tgz", ".tar")):
         with _open_tar(path, limit) as archive:
@@ -212,29 +251,75 @@ def open_bundle(path: str | Path, limit: ExpansionLimit = UNLIMITED) -> Iterator
 
 
 def _folder_entries(root: Path) -> list[Entry]:
+    """The files of the folder and of its subfolders, without following symbolic links."""
     entries = []
-    for child in root.iterdir():
-        if child.is_file():
-            entries.append(Entry(PurePosixPath(child.name), lambda c=child: open(c, "rb"), child.stat().st_size))
-        elif child.is_dir():
-            for grandchild in child.iterdir():
-                if grandchild.is_file():
-                    entries.append(Entry(PurePosixPath(child.name, grandchild.name),
-                                         lambda c=grandchild: open(c, "rb"), grandchild.stat().st_size))
+    for child in _listing(root):
+        if child.is_dir(follow_symlinks=False):
+            entries.extend(_folder_entry(grandchild, PurePosixPath(child.name)) for grandchild in _listing(child))
+        else:
+            entries.append(_folder_entry(child, PurePosixPath()))
     return entries
+
+
+def _listing(folder) -> list[os.DirEntry]:
+    with os.scandir(folder) as found:
+        return list(found)
+
+
+def _folder_entry(found: os.DirEntry, parent: PurePosixPath) -> Entry:
+    rel = parent / found.name
+    if found.is_symlink():  # never followed: it could lead anywhere (/etc/passwd)
+        return Entry(rel, None, kind="symbolic link to a folder" if os.path.isdir(found.path) else "symbolic link")
+    status = found.stat(follow_symlinks=False)
+    if not stat.S_ISREG(status.st_mode):
+        return Entry(rel, None, kind="folder" if stat.S_ISDIR(status.st_mode) else _kind(status.st_mode))
+    return Entry(rel, lambda p=found.path: _open_regular(p, str(rel)), status.st_size)
+
+
+def _open_regular(path: str, where: str) -> BinaryIO:
+    # O_NOFOLLOW: a file swapped for a link after the listing is still not followed.
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise MemberUnreadable(where, "is not a regular file; it was not read")
+    return os.fdopen(fd, "rb")
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "named pipe"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    return "device"
 
 
 # --- archives ---
 
 
+@contextmanager
+def _open_archive(opener, path: Path, kind: str):
+    try:
+        archive = opener(path)
+    except READ_ERRORS as exc:
+        raise BundleLayoutError(f"{path}: not a readable {kind} archive ({exc})") from exc
+    with archive:
+        yield archive
+
+
 def _zip_entries(archive: zipfile.ZipFile) -> list[Entry]:
     entries = []
     for info in archive.infolist():
-        if not info.is_dir():
+        if info.is_dir():
+            continue
+        if stat.S_ISLNK(info.external_attr >> 16):  # a link made by Unix zip: its content is the target's name
+            entries.append(Entry(PurePosixPath(info.filename), None, kind="symbolic link"))
+        else:
             entries.append(Entry(PurePosixPath(info.filename), lambda i=info: archive.open(i), info.compress_size))
     return entries
 
 
+TAR_KINDS = {tarfile.SYMTYPE: "symbolic link", tarfile.LNKTYPE: "hard link", tarfile.CHRTYPE: "device",
+             tarfile.BLKTYPE: "device", tarfile.FIFOTYPE: "named pipe"}
 TAR_COMPRESSIONS = (  # by magic number, as tarfile's "r:*" would; each reads from a file object
     (b"\x1f\x8b", lambda raw: gzip.GzipFile(fileobj=raw, mode="rb")),
     (b"BZh", bz2.BZ2File),
@@ -256,7 +341,7 @@ def _open_tar(path: Path, limit: ExpansionLimit):
         with capped:
             try:
                 archive = tarfile.open(fileobj=capped, mode="r:")
-            except (tarfile.TarError, OSError) as exc:
+            except READ_ERRORS as exc:
                 raise BundleLayoutError(f"{path}: not a readable tar archive ({exc})") from exc
             with archive:
                 yield archive
@@ -273,6 +358,8 @@ def _tar_entries(archive: tarfile.TarFile, path: Path, limit: ExpansionLimit) ->
             if info.isfile():
                 # A member's own compressed size is unknown: the whole archive's is what it may expand from.
                 entries.append(Entry(name, lambda i=info: _tar_member(archive, i), path.stat().st_size))
+            elif not info.isdir():
+                entries.append(Entry(name, None, kind=TAR_KINDS.get(info.type, "special member")))
     except tarfile.TarError as exc:
         raise BundleLayoutError(f"{path}: not a readable tar archive ({exc})") from exc
     return entries

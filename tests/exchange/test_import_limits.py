@@ -10,11 +10,7 @@ process of its own whose peak memory is measured.
 import gzip
 import io
 import json
-import os
 import shutil
-import sqlite3
-import subprocess
-import sys
 import tarfile
 import zipfile
 from pathlib import Path
@@ -24,11 +20,18 @@ import pytest
 from exchange import models as m
 
 from ..conftest import JULY3
-from .importing import append_line, failing_import, first_line, import_bundle, ledger_state
+from .importing import (
+    append_line,
+    failing_import,
+    first_line,
+    import_bundle,
+    import_in_a_process,
+    last_run,
+    ledger_state,
+)
 
 pytestmark = pytest.mark.django_db
 
-ROOT = Path(__file__).resolve().parent.parent.parent
 MB = 1 << 20
 PEAK_LIMIT_MB = 300  # whatever the input
 GROWTH_LIMIT_MB = 50  # over the peak of importing the small bundle itself
@@ -133,14 +136,6 @@ def test_a_small_file_may_expand_up_to_the_minimum_allowance_whatever_its_ratio(
 
 
 @pytest.fixture(scope="module")
-def migrated_sqlite(tmp_path_factory) -> Path:
-    """A migrated SQLite database file the import processes share (the test database is not theirs)."""
-    path = tmp_path_factory.mktemp("db") / "db.sqlite3"
-    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=child_env(path), check=True)
-    return path
-
-
-@pytest.fixture(scope="module")
 def small_bundle_peak_mb(tmp_path_factory, migrated_sqlite) -> int:
     """The peak memory of importing the (harmless) small bundle, in a database of its own."""
     folder = tmp_path_factory.mktemp("baseline")
@@ -149,42 +144,6 @@ def small_bundle_peak_mb(tmp_path_factory, migrated_sqlite) -> int:
     status, peak_mb, output = import_in_a_process(bundle, folder / "db.sqlite3")
     assert status == 0, output
     return peak_mb
-
-
-def child_env(db: Path, **overrides: str) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("IMPORT_")}  # the defaults are under test
-    return env | {"DATABASE_URL": f"sqlite:///{db}", "SECRET_KEY": "test", **overrides}
-
-
-# A child's peak memory counts what it shared with its parent when forked (here, all of pytest's):
-# so a small process of its own forks the import and reports the import's peak alone.
-PEAK_PROBE = """
-import os, sys
-pid = os.fork()
-if pid == 0:
-    os.execv(sys.executable, [sys.executable, *sys.argv[1:]])
-_, status, usage = os.wait4(pid, 0)
-print(f"peak-kb={usage.ru_maxrss}")
-sys.exit(os.waitstatus_to_exitcode(status))
-"""
-
-
-def import_in_a_process(bundle: Path, db: Path, **env: str) -> tuple[int, int, str]:
-    """Exit status, peak resident memory in MB and output of `manage.py import_bundle`."""
-    done = subprocess.run(
-        [sys.executable, "-c", PEAK_PROBE, "manage.py", "import_bundle", str(bundle), "--by", "bomb-test"],
-        cwd=ROOT, env=child_env(db, **env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    output, _, peak_kb = done.stdout.rpartition("peak-kb=")
-    return done.returncode, int(peak_kb) // 1024, output
-
-
-def last_run(db: Path) -> tuple[str, str, int]:
-    with sqlite3.connect(db) as conn:
-        status, errors = conn.execute("SELECT status, errors FROM exchange_importrun ORDER BY id DESC").fetchone()
-        stored = sum(conn.execute(f"SELECT count(*) FROM exchange_{table}").fetchone()[0]
-                     for table in ("account", "asset", "market", "fill"))
-    return status, errors, stored
 
 
 def write_repeated(stream, chunk: bytes, total: int) -> None:
