@@ -39,7 +39,7 @@ from .archives import BundleLayoutError, ExpansionLimit, Member, MemberUnreadabl
 from .errors import MAX_REPORTED_ERRORS, BundleError, BundleInvalid, ErrorLog
 from .lines import LineParser, LineTooLong, numbered_lines
 from .specs import SPECS, SPECS_BY_FILENAME, FileSpec, KnownValues
-from .staging import BatchStage, CopyStage, create_stage, find_conflicts, insert_staged, stage_table
+from .staging import create_stage, find_conflicts, insert_staged, open_stage, stage_table
 from .values import SIGNIFICANT_DIGITS_SQLITE
 
 PROGRESS_MIN_BYTES = 4 << 20  # smaller files are done before a bar would help
@@ -138,7 +138,7 @@ class BundleImport:
             errors_before = self.errors.total
             savepoint = transaction.savepoint()
             try:
-                self._read_into(CopyStage(self.cursor, spec, run_id=self.run.id), spec, member, size, result)
+                self._read_into(spec, member, size, result, run_id=self.run.id)
             except UniqueViolation:
                 transaction.savepoint_rollback(savepoint)
                 if self.errors.total > errors_before:
@@ -148,11 +148,11 @@ class BundleImport:
                 result.inserted = result.lines_read
                 return
         create_stage(self.cursor, spec)
-        stage = (CopyStage if connection.vendor == "postgresql" else BatchStage)(self.cursor, spec)
-        self._read_into(stage, spec, member, size, result)
+        self._read_into(spec, member, size, result)
         self.staged.append((spec, result))
 
-    def _read_into(self, stage, spec: FileSpec, member: Member, size: int, result: FileResult) -> None:
+    def _read_into(self, spec: FileSpec, member: Member, size: int, result: FileResult, *,
+                   run_id: int | None = None) -> None:
         parser = LineParser(
             spec, self.known,
             max_significant_digits=SIGNIFICANT_DIGITS_SQLITE if connection.vendor == "sqlite" else None,
@@ -162,7 +162,7 @@ class BundleImport:
         progress = Progress(self.out, spec.filename, size)
         line_errors: list[tuple[int, str | None, str]] = []
         read = done_bytes = 0
-        with member.open() as stream:
+        with member.open() as stream, open_stage(self.cursor, spec, run_id=run_id) as stage:
             for line_no, raw in self._lines(spec, stream):
                 done_bytes += len(raw)
                 if raw.isspace():
@@ -180,7 +180,6 @@ class BundleImport:
                     stage.add(line_no, row)
                 if not read % PROGRESS_EVERY_LINES:
                     progress.update(done_bytes)
-        stage.close()
         progress.update(done_bytes)
         progress.finish()
         result.lines_read = read

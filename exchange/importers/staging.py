@@ -1,6 +1,8 @@
 """Staging: where parsed rows wait until the whole bundle is known to be valid, and how
 they then move into the ledger (COPY on PostgreSQL, batched INSERTs elsewhere)."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -51,25 +53,44 @@ def _copy_text(value: Any) -> str:
     return str(value)
 
 
-class CopyStage:
-    """PostgreSQL: rows are streamed with COPY, a batch of lines at a time.
+@contextmanager
+def open_stage(cursor, spec: FileSpec, *, run_id: int | None = None) -> Iterator["CopyStage | BatchStage"]:
+    """Where a file's rows go while it is read: its stage table (create_stage first), or, with
+    `run_id` (PostgreSQL), straight into its ledger table, stamped with the import run.
 
-    Into the stage table (with line numbers), or, when `run_id` is given, straight into
-    the ledger table, stamped with the import run.
+    A COPY lasts as long as the block. An error inside it ends the COPY with that error, so
+    the server drops the rows and the connection leaves COPY mode: left in it, the rollback
+    that follows would wait for COPY data for ever.
     """
+    if connection.vendor != "postgresql":
+        stage = BatchStage(cursor, spec)
+        yield stage
+        stage.flush()
+        return
+    table, columns = _copy_target(spec, run_id)
+    with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN WITH (NULL '')") as copy:
+        stage = CopyStage(copy, spec, run_id=run_id)
+        yield stage
+        stage.flush()
 
-    def __init__(self, cursor, spec: FileSpec, *, run_id: int | None = None):
-        qn = connection.ops.quote_name
-        columns = [qn(_column(spec, c.name)) for c in spec.columns]
+
+def _copy_target(spec: FileSpec, run_id: int | None) -> tuple[str, list[str]]:
+    qn = connection.ops.quote_name
+    columns = [qn(_column(spec, c.name)) for c in spec.columns]
+    if run_id is None:
+        return stage_table(spec), ["line", *columns]
+    return qn(_table(spec)), [*columns, qn(spec.model._meta.get_field("import_run").column)]
+
+
+class CopyStage:
+    """PostgreSQL: rows are streamed with COPY, a batch of lines at a time (see open_stage)."""
+
+    def __init__(self, copy, spec: FileSpec, *, run_id: int | None):
+        self._copy = copy
         if run_id is None:
-            table, columns = stage_table(spec), ["line", *columns]
-            self._prefix, self._suffix = True, "\n"
+            self._prefix, self._suffix = True, "\n"  # the stage table's first column is the line number
         else:
-            table = qn(_table(spec))
-            columns.append(qn(spec.model._meta.get_field("import_run").column))
             self._prefix, self._suffix = False, f"\t{run_id}\n"
-        self._copy_cm = cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN WITH (NULL '')")
-        self._copy = self._copy_cm.__enter__()
         self._buffer: list[str] = []
         self._nullable = [i for i, c in enumerate(spec.columns) if not c.required]
         self._tabs = len(spec.columns) - 1
@@ -86,16 +107,12 @@ class CopyStage:
             body = "\t".join(map(_copy_text, row))
         self._buffer.append(f"{line_no}\t{body}{self._suffix}" if self._prefix else body + self._suffix)
         if len(self._buffer) >= STAGE_BATCH:
-            self._flush()
+            self.flush()
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
         if self._buffer:
             self._copy.write("".join(self._buffer))
             self._buffer.clear()
-
-    def close(self) -> None:
-        self._flush()
-        self._copy_cm.__exit__(None, None, None)
 
 
 class BatchStage:
@@ -116,15 +133,12 @@ class BatchStage:
             prepared.append(None if value is None else model_field.get_db_prep_save(value, connection))
         self._buffer.append(prepared)
         if len(self._buffer) >= STAGE_BATCH:
-            self._flush()
+            self.flush()
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
         if self._buffer:
             self._cursor.executemany(self._sql, self._buffer)
             self._buffer.clear()
-
-    def close(self) -> None:
-        self._flush()
 
 
 # --- moving staged rows into the ledger ---

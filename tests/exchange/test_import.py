@@ -361,3 +361,30 @@ def test_a_last_line_without_newline_is_read_and_trailing_garbage_is_an_error(sm
     append_line(small_bundle, "withdrawals.jsonl", first + " trailing")
 
     assert "withdrawals.jsonl, line 10: malformed JSON: Extra data" in failing_import(small_bundle)
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="COPY is PostgreSQL's")
+@pytest.mark.parametrize("stored_before", [False, True], ids=["copy into the table", "copy into the stage"])
+def test_an_error_in_the_middle_of_a_copy_ends_the_copy_and_the_connection_stays_usable(
+    small_bundle, july3_bundle, monkeypatch, stored_before
+):
+    from exchange.importers.lines import LineParser
+
+    if stored_before:
+        import_bundle(july3_bundle)
+    append_line(small_bundle, "fills.jsonl", first_line(small_bundle, "fills.jsonl") | {"tradeId": 42})
+    parse = LineParser.parse
+
+    def parse_failing_mid_file(self, raw, line_no, errors):
+        if self.spec.name == "fills" and line_no == 50:
+            raise RuntimeError("a bug, in the middle of a COPY")
+        return parse(self, raw, line_no, errors)
+
+    monkeypatch.setattr(LineParser, "parse", parse_failing_mid_file)
+    with pytest.raises(RuntimeError, match="a bug"):
+        import_bundle(small_bundle)
+    monkeypatch.undo()
+
+    import_bundle(small_bundle)
+
+    assert m.Fill.objects.filter(trade_id=42).count() == 1
