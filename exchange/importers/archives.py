@@ -17,6 +17,7 @@ import io
 import lzma
 import os
 import stat
+import struct
 import tarfile
 import zipfile
 import zlib
@@ -32,9 +33,10 @@ CHUNK = 1 << 20
 MAX_READ = 16 << 20  # tarfile reads a pax or long-name header whole: its declared size must not decide memory
 ANCHOR = "accounts.jsonl"
 
-# What reading a damaged file raises, from gzip, zlib, zipfile, tarfile, bz2, lzma or the OS.
+# What reading a damaged file raises, from gzip, zlib, zipfile, tarfile, bz2, lzma or the OS
+# (zipfile lets struct.error, and ValueError for a name that is not UTF-8, through).
 READ_ERRORS = (OSError, EOFError, zlib.error, zipfile.BadZipFile, tarfile.TarError, lzma.LZMAError,
-               NotImplementedError, RuntimeError)
+               NotImplementedError, RuntimeError, struct.error, ValueError)
 
 
 class BundleLayoutError(Exception):
@@ -309,7 +311,7 @@ def _open_archive(opener, path: Path, kind: str):
 def _zip_entries(archive: zipfile.ZipFile) -> list[Entry]:
     entries = []
     for info in archive.infolist():
-        if info.is_dir():
+        if info.filename.endswith("/"):  # a folder (is_dir() fails on an empty name)
             continue
         if stat.S_ISLNK(info.external_attr >> 16):  # a link made by Unix zip: its content is the target's name
             entries.append(Entry(PurePosixPath(info.filename), None, kind="symbolic link"))

@@ -2,6 +2,7 @@
 
 import json
 import re
+import sys
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from decimal import Decimal
@@ -10,6 +11,7 @@ from typing import Any, BinaryIO
 from .specs import REF_DESCRIPTIONS, Column, FileSpec, KnownValues
 from .values import (
     PLAIN_DECIMAL,
+    is_utf8,
     parse_bool,
     parse_decimal,
     parse_instant,
@@ -17,6 +19,7 @@ from .values import (
     parse_positive_decimal,
     parse_str,
     parse_str_or_int,
+    shortened,
     significant_digits,
 )
 
@@ -89,7 +92,7 @@ class LineParser:
                         break
                 else:
                     return values
-            except (ValueError, TypeError, AttributeError, StopIteration):
+            except (ValueError, TypeError, AttributeError, StopIteration, RecursionError):
                 pass  # the careful path says what is wrong
         return self.parse_carefully(raw, line_no, errors)
 
@@ -101,6 +104,13 @@ class LineParser:
             return None
         except json.JSONDecodeError as exc:
             errors.append((line_no, None, f"malformed JSON: {exc.msg} at column {exc.colno}"))
+            return None
+        except ValueError:  # int() of the decoder reads at most sys.get_int_max_str_digits() digits
+            errors.append((line_no, None, f"malformed JSON: a number with more than {sys.get_int_max_str_digits()} "
+                                          "digits"))
+            return None
+        except RecursionError:
+            errors.append((line_no, None, "malformed JSON: nested too deeply"))
             return None
         if type(obj) is not dict:
             errors.append((line_no, None, "expected a JSON object"))
@@ -119,9 +129,10 @@ class LineParser:
             try:
                 value = column.parse(value)
                 if column.choices is not None and value not in column.choices:
-                    raise ValueError(f"unknown value {value!r}; expected one of {', '.join(sorted(column.choices))}")
+                    raise ValueError(f"unknown value {shortened(repr(value))}; "
+                                     f"expected one of {', '.join(sorted(column.choices))}")
                 if ref is not None and value not in ref:
-                    raise ValueError(f"unknown {REF_DESCRIPTIONS[column.ref]}: {value!r}")
+                    raise ValueError(f"unknown {REF_DESCRIPTIONS[column.ref]}: {shortened(repr(value))}")
                 if max_length is not None and len(value) > max_length:
                     raise ValueError(f"longer than {max_length} characters")
                 if is_decimal and self.max_significant_digits and (
@@ -176,7 +187,7 @@ def _fast_check(column: Column, max_length: int | None, ref: set | None) -> Call
     elif column.parse in (parse_str, parse_str_or_int) and (column.choices is not None or ref is not None):
         check = (column.choices or ref).__contains__  # members are non-empty, short strings
     elif column.parse in (parse_str, parse_str_or_int) and max_length is not None:
-        check = lambda v: type(v) is str and 0 < len(v) <= max_length and "\x00" not in v  # noqa: E731
+        check = lambda v: type(v) is str and 0 < len(v) <= max_length and "\x00" not in v and is_utf8(v)  # noqa: E731
     else:
         return None
     if not column.required:

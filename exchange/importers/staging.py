@@ -11,6 +11,7 @@ from django.db import connection
 
 from .errors import BundleError
 from .specs import FileSpec
+from .values import shortened
 
 STAGE_BATCH = 2000
 
@@ -195,4 +196,4 @@ def find_conflicts(cursor, spec: FileSpec, run_id: int, limit: int) -> list[Bund
 def _shown(value: Any) -> str:
     if isinstance(value, Decimal):
         return format(value.normalize(), "f")
-    return str(value)
+    return shortened(str(value))

@@ -8,12 +8,25 @@ from typing import Any
 
 PLAIN_DECIMAL = re.compile(r"-?[0-9]{1,20}(?:\.[0-9]{1,18})?\Z")
 PLAIN_DECIMAL_ANY_SIZE = re.compile(r"-?([0-9]+)(?:\.([0-9]+))?\Z")
+INT64_MIN, INT64_END = -(2**63), 2**63  # the ids' columns are bigint
+SHOWN_CHARACTERS = 60
+
+
+def shortened(text: str) -> str:
+    """Text an error quotes, cut short: a line may hold a megabyte of it, and 100 errors are kept."""
+    return text if len(text) <= SHOWN_CHARACTERS else f"{text[:SHOWN_CHARACTERS]}... ({len(text)} characters)"
+
+
+def shown(value: Any) -> str:
+    return shortened(json.dumps(value, default=str))
 
 
 def parse_int(value: Any) -> int:
     if type(value) is int:
-        return value
-    raise ValueError(f"expected an integer, got {json.dumps(value, default=str)}")
+        if INT64_MIN <= value < INT64_END:
+            return value
+        raise ValueError(f"{shortened(str(value))} is out of range (a 64-bit integer)")
+    raise ValueError(f"expected an integer, got {shown(value)}")
 
 
 def parse_asset_decimals(value: Any) -> int:
@@ -31,17 +44,18 @@ def parse_decimal(value: Any) -> str:
     elif type(value) is int:
         text = str(value)
     elif type(value) is Decimal:  # a JSON number, read from its own text by parse_float=Decimal
-        text = format(value, "f")
+        # Format "f" writes out every digit: 1e999999999 would be a gigabyte of zeros.
+        text = format(value, "f") if value.as_tuple().exponent >= -60 and value.adjusted() <= 60 else str(value)
     else:
-        raise ValueError(f"expected a decimal such as \"12.5\", got {json.dumps(value, default=str)}")
+        raise ValueError(f"expected a decimal such as \"12.5\", got {shown(value)}")
     if PLAIN_DECIMAL.match(text):
         return text
     parts = PLAIN_DECIMAL_ANY_SIZE.match(text)
     if not parts:
-        raise ValueError(f"{json.dumps(value, default=str)} is not a plain decimal such as \"12.5\"")
+        raise ValueError(f"{shown(value)} is not a plain decimal such as \"12.5\"")
     if len(parts.group(1)) > 20:
-        raise ValueError(f"{text} has more than 20 digits before the point")
-    raise ValueError(f"{text} has more than 18 digits after the point")
+        raise ValueError(f"{shortened(text)} has more than 20 digits before the point")
+    raise ValueError(f"{shortened(text)} has more than 18 digits after the point")
 
 
 def parse_positive_decimal(value: Any) -> str:
@@ -59,22 +73,42 @@ def parse_instant(value: Any) -> datetime:
         except ValueError:
             pass
         else:
-            return instant.replace(tzinfo=UTC) if instant.tzinfo is None else instant.astimezone(UTC)
-    raise ValueError(f"{json.dumps(value, default=str)} is not an ISO-8601 timestamp such as 2025-07-03T12:04:31.512")
+            return instant.replace(tzinfo=UTC) if instant.tzinfo is None else _in_utc(instant)
+    raise ValueError(f"{shown(value)} is not an ISO-8601 timestamp such as 2025-07-03T12:04:31.512")
+
+
+def _in_utc(instant: datetime) -> datetime:
+    try:
+        return instant.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00:00+01:00 is a year before the first datetime
+        raise ValueError(f"{instant.isoformat()} is out of range once converted to UTC") from None
 
 
 def parse_bool(value: Any) -> bool:
     if type(value) is bool:
         return value
-    raise ValueError(f"expected true or false, got {json.dumps(value, default=str)}")
+    raise ValueError(f"expected true or false, got {shown(value)}")
 
 
 def parse_str(value: Any) -> str:
     if type(value) is str and value:
         if "\x00" in value:  # PostgreSQL's text cannot hold it
             raise ValueError("contains a NUL character")
+        if not is_utf8(value):
+            raise ValueError("contains a lone surrogate (\\ud800 to \\udfff), which is not valid Unicode")
         return value
-    raise ValueError(f"expected a non-empty string, got {json.dumps(value, default=str)}")
+    raise ValueError(f"expected a non-empty string, got {shown(value)}")
+
+
+def is_utf8(value: str) -> bool:
+    """False for a string with a lone surrogate, which JSON's \\u escapes allow and no database stores."""
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def parse_str_or_int(value: Any) -> str:

@@ -164,6 +164,16 @@ BAD_LINES = {
                         "reference"),
     "asset precision": ("assets.jsonl", {"set": {"symbol": "XYZ", "decimals": 40000}}, "between 0 and 18",
                         "decimals"),
+    # Found by the fuzz test (test_import_fuzz.py): each ended in an exception of its own.
+    "lone surrogate": ("ledger.jsonl", {"set": {"reference": "a\ud800"}}, "not valid Unicode", "reference"),
+    "beyond 64 bits": ("deposits.jsonl", {"set": {"withdrawalId": 2**70}}, "out of range", "withdrawalId"),
+    "instant out of range": ("ledger.jsonl", {"set": {"timestamp": "0001-01-01T00:00:00+01:00"}},
+                             "out of range", "timestamp"),
+    "huge exponent": ("ledger.jsonl", '{"id": 5000000, "userId": 100007, "symbol": "USDC", "quantity": 1e99999999, '
+                      '"kind": "adjustment", "timestamp": "2025-07-03T12:00:00"}', "not a plain decimal", "quantity"),
+    "deep nesting": ("fills.jsonl", "[" * 5000, "malformed JSON: nested too deeply", None),
+    "5000-digit number": ("fills.jsonl", '{"tradeId": ' + "1" * 5000 + "}", "malformed JSON: a number with more",
+                          None),
 }
 
 
@@ -203,6 +213,16 @@ def test_a_bad_line_is_reported_with_file_line_and_key_and_nothing_is_written(sm
     assert "nothing was imported" in message
     assert ledger_state() == before
     assert m.ImportRun.objects.filter(status="failed").count() == 1
+
+
+def test_a_long_bad_value_is_shown_shortened_in_the_error(small_bundle):
+    append_line(small_bundle, "fills.jsonl", first_line(small_bundle, "fills.jsonl") | {"price": "9" * 100_000})
+
+    message = failing_import(small_bundle)
+
+    assert "fills.jsonl, line 113, key 'price': 99999" in message
+    assert "(100000 characters) has more than 20 digits before the point" in message
+    assert len(message) < 500
 
 
 def test_every_bad_line_is_reported_not_only_the_first(small_bundle):

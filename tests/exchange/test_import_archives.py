@@ -181,3 +181,19 @@ def test_a_named_pipe_in_a_folder_bundle_is_an_error_and_is_not_opened(spoilable
     os.mkfifo(spoilable / "fills.jsonl")  # opening it to read would wait for a writer forever
 
     assert_refused_naming(spoilable, "fills.jsonl", "is a named pipe, not a regular file")
+
+
+def test_a_zip_whose_member_name_is_not_the_utf8_it_claims_is_an_error(spoilable, tmp_path):
+    archive = tmp_path / "bundle.zip"
+    with zipfile.ZipFile(archive, "w") as z:  # found by the fuzz test: zipfile let UnicodeDecodeError through
+        for path in sorted(spoilable.iterdir()):
+            z.write(path, path.name)
+        z.writestr("café.txt", b"")  # a non-ASCII name: zipfile flags the member's name as UTF-8
+    archive.write_bytes(archive.read_bytes().replace("é".encode(), b"\x80\x80"))
+
+    before = ledger_state()
+
+    message, run = refused(archive)
+
+    assert f"{archive}: not a readable zip archive" in message and "can't decode" in run.errors
+    assert ledger_state() == before

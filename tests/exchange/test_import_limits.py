@@ -181,6 +181,16 @@ def one_long_line(bundle: Path, target: Path) -> Path:
     return target
 
 
+def many_long_bad_values(bundle: Path, target: Path) -> Path:
+    """The bundle with 150 more fills, each with a price of a million digits: an error each."""
+    shutil.copytree(bundle, target)
+    fill = json.loads((bundle / "fills.jsonl").read_text().splitlines()[0])
+    with open(target / "fills.jsonl", "a") as fills:
+        for trade_id in range(150):
+            fills.write(json.dumps(fill | {"tradeId": trade_id, "price": "9" * 1_000_000}) + "\n")
+    return target
+
+
 def tar_with_a_huge_header(bundle: Path, target: Path) -> Path:
     """The bundle as a .tar.gz whose first header, a pax extended header, is 100 MB long."""
     size = 100 * MB
@@ -201,6 +211,8 @@ BOMBS = {
     "zip of zeros": (zip_of_zeros, {}, "fills.jsonl: expands to more than 200 times its compressed size"),
     "gz of digits": (gz_of_digits, {}, "fills.jsonl.gz: expands to more than 200 times its compressed size"),
     "50 MB line": (one_long_line, {}, "fills.jsonl, line 1: longer than 1048576 bytes"),
+    # Each error quotes its value shortened: 100 errors kept, each quoting a megabyte, did not fit.
+    "150 long bad values": (many_long_bad_values, {}, "(1000000 characters) has more than 20 digits"),
     "tar.gz with a 100 MB header": (tar_with_a_huge_header, {}, "more than the 16,777,216 read at once"),
     # With the ratio cap lifted, the line cap alone still bounds memory.
     "gz of digits, line cap only": (gz_of_digits, {"IMPORT_MAX_EXPANSION_RATIO": "100000"},
