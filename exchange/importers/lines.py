@@ -187,7 +187,8 @@ def _fast_check(column: Column, max_length: int | None, ref: set | None) -> Call
     elif column.parse in (parse_str, parse_str_or_int) and (column.choices is not None or ref is not None):
         check = (column.choices or ref).__contains__  # members are non-empty, short strings
     elif column.parse in (parse_str, parse_str_or_int) and max_length is not None:
-        check = lambda v: type(v) is str and 0 < len(v) <= max_length and "\x00" not in v and is_utf8(v)  # noqa: E731
+        check = lambda v: (type(v) is str and 0 < len(v) <= max_length and "\x00" not in v  # noqa: E731
+                           and (v.isascii() or is_utf8(v)))
     else:
         return None
     if not column.required:
