@@ -351,15 +351,14 @@ def _open_tar(path: Path, limit: ExpansionLimit):
 
 def _tar_entries(archive: tarfile.TarFile, path: Path, limit: ExpansionLimit) -> list[Entry]:
     entries = []
-    allowance = limit.allowance(path.stat().st_size)
+    size = path.stat().st_size  # a member's own compressed size is unknown: it may expand from the archive's
     try:
         for info in archive:  # header by header: each is checked before the next is sought
             name = PurePosixPath(info.name.removeprefix("./"))
-            if info.offset_data + info.size > allowance:
-                raise MemberUnreadable(str(name), limit.refusal(path.stat().st_size))
+            if info.offset_data + info.size > limit.allowance(size):
+                raise MemberUnreadable(str(name), limit.refusal(size))
             if info.isfile():
-                # A member's own compressed size is unknown: the whole archive's is what it may expand from.
-                entries.append(Entry(name, lambda i=info: _tar_member(archive, i), path.stat().st_size))
+                entries.append(Entry(name, lambda i=info: _tar_member(archive, i), size))
             elif not info.isdir():
                 entries.append(Entry(name, None, kind=TAR_KINDS.get(info.type, "special member")))
     except tarfile.TarError as exc:

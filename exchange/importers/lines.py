@@ -97,20 +97,8 @@ class LineParser:
         return self.parse_carefully(raw, line_no, errors)
 
     def parse_carefully(self, raw: bytes, line_no: int, errors: list[tuple[int, str | None, str]]) -> tuple | None:
-        try:
-            obj = self.decoder.decode(raw.decode("utf-8"))
-        except UnicodeDecodeError as exc:
-            errors.append((line_no, None, f"not valid UTF-8 ({exc.reason} at byte {exc.start})"))
-            return None
-        except json.JSONDecodeError as exc:
-            errors.append((line_no, None, f"malformed JSON: {exc.msg} at column {exc.colno}"))
-            return None
-        except ValueError:  # int() of the decoder reads at most sys.get_int_max_str_digits() digits
-            errors.append((line_no, None, f"malformed JSON: a number with more than {sys.get_int_max_str_digits()} "
-                                          "digits"))
-            return None
-        except RecursionError:
-            errors.append((line_no, None, "malformed JSON: nested too deeply"))
+        obj = self._decode(raw, line_no, errors)
+        if obj is MISSING:
             return None
         if type(obj) is not dict:
             errors.append((line_no, None, "expected a JSON object"))
@@ -149,6 +137,21 @@ class LineParser:
                 continue
             values.append(value)
         return None if failed else tuple(values)
+
+    def _decode(self, raw: bytes, line_no: int, errors: list[tuple[int, str | None, str]]) -> Any:
+        """The line's JSON value; or MISSING, its problem added to `errors`."""
+        try:
+            return self.decoder.decode(raw.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            problem = f"not valid UTF-8 ({exc.reason} at byte {exc.start})"
+        except json.JSONDecodeError as exc:
+            problem = f"malformed JSON: {exc.msg} at column {exc.colno}"
+        except ValueError:  # the decoder's int() reads at most sys.get_int_max_str_digits() digits
+            problem = f"malformed JSON: a number with more than {sys.get_int_max_str_digits()} digits"
+        except RecursionError:
+            problem = "malformed JSON: nested too deeply"
+        errors.append((line_no, None, problem))
+        return MISSING
 
 
 CANONICAL_INSTANT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?\Z")
