@@ -70,7 +70,6 @@ class ImportResult:
         return sum(f.inserted for f in self.files)
 
 
-
 class Progress:
     """A progress bar on a terminal; silent otherwise."""
 
@@ -100,7 +99,6 @@ def _unchanged_before(name: str, sha256: str) -> m.ImportFile | None:
         .order_by("run_id")
         .first()
     )
-
 
 
 class BundleImport:
