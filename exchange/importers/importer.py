@@ -17,7 +17,7 @@ successful run is not read again: the ledger is append-only, so its lines are
 all present. `--recheck` reads it anyway.
 """
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -37,7 +37,7 @@ from exchange import models as m
 
 from .archives import BundleLayoutError, ExpansionLimit, Member, MemberUnreadable, open_bundle
 from .errors import MAX_REPORTED_ERRORS, BundleError, BundleInvalid, ErrorLog
-from .lines import LineParser, LineTooLong, numbered_lines
+from .lines import LineParser, line_too_long, numbered_lines
 from .specs import SPECS, SPECS_BY_FILENAME, FileSpec, KnownValues
 from .staging import create_stage, find_conflicts, insert_staged, open_stage, stage_table
 from .values import SIGNIFICANT_DIGITS_SQLITE
@@ -151,18 +151,32 @@ class BundleImport:
 
     def _read_into(self, spec: FileSpec, member: Member, size: int, result: FileResult, *,
                    run_id: int | None = None) -> None:
+        progress = Progress(self.out, spec.filename, size)
+        with member.open() as stream, open_stage(self.cursor, spec, run_id=run_id) as stage:
+            result.lines_read = self._stage_lines(spec, stream, stage, progress)
+        progress.finish()
+        if result.lines_read == 0 and spec.required:
+            self.errors.add(BundleError(spec.filename, None, None, "the file is empty, but it is required"))
+
+    def _stage_lines(self, spec: FileSpec, stream, stage, progress: Progress) -> int:
+        """Validate each line, and stage it while the bundle is still valid; the lines read (not
+        counting blank ones). A line too long, or a member found damaged, ends the file."""
         parser = LineParser(
             spec, self.known,
             max_significant_digits=SIGNIFICANT_DIGITS_SQLITE if connection.vendor == "sqlite" else None,
         )
         learns = spec.name in ("accounts", "assets", "markets")
         names = [c.name for c in spec.columns]
-        progress = Progress(self.out, spec.filename, size)
         line_errors: list[tuple[int, str | None, str]] = []
+        max_bytes = settings.IMPORT_MAX_LINE_BYTES
         read = done_bytes = 0
-        with member.open() as stream, open_stage(self.cursor, spec, run_id=run_id) as stage:
-            for line_no, raw in self._lines(spec, stream):
+        try:
+            for line_no, raw in numbered_lines(stream, max_bytes):
                 done_bytes += len(raw)
+                if len(raw) > max_bytes and raw[-1] != 0x0A:  # cut short by numbered_lines: too long
+                    read += 1
+                    self.errors.add(BundleError(spec.filename, line_no, None, line_too_long(max_bytes)))
+                    break
                 if raw.isspace():
                     continue  # blank lines are allowed and skipped
                 read += 1
@@ -178,20 +192,10 @@ class BundleImport:
                     stage.add(line_no, row)
                 if not read % PROGRESS_EVERY_LINES:
                     progress.update(done_bytes)
-        progress.update(done_bytes)
-        progress.finish()
-        result.lines_read = read
-        if read == 0 and spec.required:
-            self.errors.add(BundleError(spec.filename, None, None, "the file is empty, but it is required"))
-
-    def _lines(self, spec: FileSpec, stream) -> Iterator[tuple[int, bytes]]:
-        """The file's lines; a line too long, or a member found damaged, is an error that ends the file."""
-        try:
-            yield from numbered_lines(stream, settings.IMPORT_MAX_LINE_BYTES)
-        except LineTooLong as exc:
-            self.errors.add(BundleError(spec.filename, exc.line_no, None, exc.problem()))
         except MemberUnreadable as exc:
             self.errors.add(exc.error())
+        progress.update(done_bytes)
+        return read
 
     def insert_staged(self) -> None:
         """Move staged rows into the ledger; an identity stored with other values is a conflict."""

@@ -60,6 +60,24 @@ def test_a_line_longer_than_the_limit_is_an_error_naming_file_and_line(small_bun
     assert "fills.jsonl, line 113: longer than 4096 bytes" in run.errors
 
 
+def test_a_required_file_whose_first_line_is_too_long_is_not_called_empty(small_bundle, settings):
+    settings.IMPORT_MAX_LINE_BYTES = 4096
+    accounts = (small_bundle / "accounts.jsonl").read_text()
+    (small_bundle / "accounts.jsonl").write_text(json.dumps({"userId": 1, "note": "x" * 5000}) + "\n" + accounts)
+
+    message = failing_import(small_bundle)
+
+    assert "accounts.jsonl, line 1: longer than 4096 bytes" in message
+    assert "empty" not in message
+
+
+def test_a_long_line_that_starts_blank_is_still_too_long(small_bundle, settings):
+    settings.IMPORT_MAX_LINE_BYTES = 4096
+    append_line(small_bundle, "fills.jsonl", " " * 5000 + long_fill(small_bundle, 100))
+
+    assert "fills.jsonl, line 113: longer than 4096 bytes" in failing_import(small_bundle)
+
+
 def test_a_line_of_exactly_the_limit_is_read(small_bundle, settings):
     settings.IMPORT_MAX_LINE_BYTES = 4096
     append_line(small_bundle, "fills.jsonl", long_fill(small_bundle, 4096))
