@@ -1,9 +1,11 @@
 """Import speed on PostgreSQL against the physical baseline of COPYing the same fills.
 
-    DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres .venv/bin/python bench/import_speed.py [--fills 1000000]
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres .venv/bin/python bench/import_speed.py \
+        [--fills 1000000] [--database claimdesk_bench]
 
 1. simulate_incident writes a bundle with --fills fills (users = fills / 10), cached in bench/out/.
-2. A fresh database `claimdesk_bench` is created on the server of DATABASE_URL and migrated.
+2. A fresh database (--database, default `claimdesk_bench`: dropped first, so give each person
+   sharing a server a name of their own) is created on the server of DATABASE_URL and migrated.
 3. The bundle without fills.jsonl is imported; then the whole bundle, whose only new file is
    fills.jsonl: that second run is the whole import path for the fills (read, parse,
    validate, stage, insert), timed from the command's start to its end.
@@ -45,11 +47,17 @@ def run(args: list[str], env: dict) -> tuple[float, int, str]:
     return seconds, usage.ru_maxrss // 1024, output
 
 
-def fresh_database(url: str) -> str:
-    admin_url, bench_url = database_urls(url, BENCH_DB)
+def database_name(name: str) -> str:
+    if not name.isidentifier():  # it goes into DROP DATABASE unquoted
+        raise argparse.ArgumentTypeError(f"{name!r} is not a plain name such as {BENCH_DB}")
+    return name
+
+
+def fresh_database(url: str, name: str) -> str:
+    admin_url, bench_url = database_urls(url, name)
     with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {BENCH_DB}")
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {name}")
     return bench_url
 
 
@@ -90,10 +98,12 @@ def export_csv(dsn: str, csv_path: Path) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--fills", type=int, default=1_000_000)
+    parser.add_argument("--database", default=BENCH_DB, type=database_name,
+                        help=f"the database to drop, create and fill (default {BENCH_DB})")
     options = parser.parse_args()
     if not os.environ.get("DATABASE_URL", "").startswith("postgres"):
         sys.exit("set DATABASE_URL to a PostgreSQL server (any database; the bench creates its own)")
-    url = fresh_database(os.environ["DATABASE_URL"])
+    url = fresh_database(os.environ["DATABASE_URL"], options.database)
     env = {**os.environ, "DATABASE_URL": url, "SECRET_KEY": os.environ.get("SECRET_KEY", "bench")}
     env.pop("CELERY_BROKER_URL", None)
     bundle = bundle_for(options.fills, env)

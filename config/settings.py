@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     "anymail",
     "exchange",
     "claims",
+    "simulator",  # simulate_incident: bundles for the demo and benchmarks
 ]
 
 MIDDLEWARE = [
@@ -254,6 +255,15 @@ CONTENT_SECURITY_POLICY = {
         "object-src": ["'none'"], "base-uri": ["'self'"], "form-action": ["'self'"], "frame-ancestors": ["'none'"],
     },
 }
+
+# Ledger import: limits that keep a hostile bundle from making memory grow with its size. A line
+# longer than IMPORT_MAX_LINE_BYTES is an error. A compressed file (a .gz, a zip member, a tar.gz's
+# members) may expand to IMPORT_MAX_EXPANSION_RATIO times its compressed size, or to
+# IMPORT_MIN_EXPANSION_BYTES whatever its ratio: real JSON Lines compress 5 to 20 times, and a tiny
+# file of repeated text could pass 200 times without being a threat.
+IMPORT_MAX_LINE_BYTES = int(os.environ.get("IMPORT_MAX_LINE_BYTES", str(1 << 20)))
+IMPORT_MAX_EXPANSION_RATIO = int(os.environ.get("IMPORT_MAX_EXPANSION_RATIO", "200"))
+IMPORT_MIN_EXPANSION_BYTES = int(os.environ.get("IMPORT_MIN_EXPANSION_BYTES", str(16 << 20)))
 
 # How long a process may keep using an API client it has looked up: revoking a token takes up to
 # this long to reach every process (0: look it up on every call).

@@ -8,11 +8,12 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
-from django.core.management import CommandError, call_command
+from django.core.management import call_command
 from django.db import connection
 
 from exchange import models as m
-from exchange.importers import SPECS
+
+from .importing import append_line, failing_import, first_line, import_bundle, ledger_state, row_counts
 
 pytestmark = pytest.mark.django_db
 
@@ -20,38 +21,6 @@ JULY3_COUNTS = {
     "accounts": 12, "assets": 5, "markets": 7, "fills": 112, "withdrawals": 9, "deposits": 4,
     "ledger": 74, "balance_snapshots": 46, "position_snapshots": 48, "mark_prices": 22217,
 }
-
-
-def import_bundle(path, *args):
-    out, err = io.StringIO(), io.StringIO()
-    call_command("import_bundle", str(path), *args, stdout=out, stderr=err)
-    return out.getvalue()
-
-
-def failing_import(path):
-    err = io.StringIO()
-    with pytest.raises(CommandError) as raised:
-        call_command("import_bundle", str(path), stdout=io.StringIO(), stderr=err)
-    return err.getvalue() + str(raised.value)
-
-
-def row_counts():
-    return {spec.name: spec.model.objects.count() for spec in SPECS}
-
-
-def ledger_state():
-    """Every stored ledger row, so a test can show that a failed import changed nothing."""
-    return {spec.name: sorted(map(repr, spec.model.objects.values_list())) for spec in SPECS}
-
-
-def append_line(bundle, filename, obj):
-    with open(bundle / filename, "a") as f:
-        f.write((obj if isinstance(obj, str) else json.dumps(obj)) + "\n")
-
-
-def first_line(bundle, filename):
-    with open(bundle / filename) as f:
-        return json.loads(f.readline())
 
 
 def test_importing_the_sample_stores_every_line(july3_bundle):
@@ -195,6 +164,16 @@ BAD_LINES = {
                         "reference"),
     "asset precision": ("assets.jsonl", {"set": {"symbol": "XYZ", "decimals": 40000}}, "between 0 and 18",
                         "decimals"),
+    # Found by the fuzz test (test_import_fuzz.py): each ended in an exception of its own.
+    "lone surrogate": ("ledger.jsonl", {"set": {"reference": "a\ud800"}}, "not valid Unicode", "reference"),
+    "beyond 64 bits": ("deposits.jsonl", {"set": {"withdrawalId": 2**70}}, "out of range", "withdrawalId"),
+    "instant out of range": ("ledger.jsonl", {"set": {"timestamp": "0001-01-01T00:00:00+01:00"}},
+                             "out of range", "timestamp"),
+    "huge exponent": ("ledger.jsonl", '{"id": 5000000, "userId": 100007, "symbol": "USDC", "quantity": 1e99999999, '
+                      '"kind": "adjustment", "timestamp": "2025-07-03T12:00:00"}', "not a plain decimal", "quantity"),
+    "deep nesting": ("fills.jsonl", "[" * 5000, "malformed JSON: nested too deeply", None),
+    "5000-digit number": ("fills.jsonl", '{"tradeId": ' + "1" * 5000 + "}", "malformed JSON: a number with more",
+                          None),
 }
 
 
@@ -234,6 +213,16 @@ def test_a_bad_line_is_reported_with_file_line_and_key_and_nothing_is_written(sm
     assert "nothing was imported" in message
     assert ledger_state() == before
     assert m.ImportRun.objects.filter(status="failed").count() == 1
+
+
+def test_a_long_bad_value_is_shown_shortened_in_the_error(small_bundle):
+    append_line(small_bundle, "fills.jsonl", first_line(small_bundle, "fills.jsonl") | {"price": "9" * 100_000})
+
+    message = failing_import(small_bundle)
+
+    assert "fills.jsonl, line 113, key 'price': 99999" in message
+    assert "(100000 characters) has more than 20 digits before the point" in message
+    assert len(message) < 500
 
 
 def test_every_bad_line_is_reported_not_only_the_first(small_bundle):
@@ -371,10 +360,10 @@ class Terminal(io.StringIO):
 
 
 def test_a_terminal_sees_a_progress_bar_for_long_files(small_bundle, monkeypatch):
-    from exchange import importers
+    from exchange.importers import importer
 
-    monkeypatch.setattr(importers, "PROGRESS_MIN_BYTES", 0)
-    monkeypatch.setattr(importers, "PROGRESS_EVERY_LINES", 10)
+    monkeypatch.setattr(importer, "PROGRESS_MIN_BYTES", 0)
+    monkeypatch.setattr(importer, "PROGRESS_EVERY_LINES", 10)
     terminal = Terminal()
 
     call_command("import_bundle", str(small_bundle), stdout=terminal)
@@ -392,3 +381,30 @@ def test_a_last_line_without_newline_is_read_and_trailing_garbage_is_an_error(sm
     append_line(small_bundle, "withdrawals.jsonl", first + " trailing")
 
     assert "withdrawals.jsonl, line 10: malformed JSON: Extra data" in failing_import(small_bundle)
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="COPY is PostgreSQL's")
+@pytest.mark.parametrize("stored_before", [False, True], ids=["copy into the table", "copy into the stage"])
+def test_an_error_in_the_middle_of_a_copy_ends_the_copy_and_the_connection_stays_usable(
+    small_bundle, july3_bundle, monkeypatch, stored_before
+):
+    from exchange.importers.lines import LineParser
+
+    if stored_before:
+        import_bundle(july3_bundle)
+    append_line(small_bundle, "fills.jsonl", first_line(small_bundle, "fills.jsonl") | {"tradeId": 42})
+    parse = LineParser.parse
+
+    def parse_failing_mid_file(self, raw, line_no, errors):
+        if self.spec.name == "fills" and line_no == 50:
+            raise RuntimeError("a bug, in the middle of a COPY")
+        return parse(self, raw, line_no, errors)
+
+    monkeypatch.setattr(LineParser, "parse", parse_failing_mid_file)
+    with pytest.raises(RuntimeError, match="a bug"):
+        import_bundle(small_bundle)
+    monkeypatch.undo()
+
+    import_bundle(small_bundle)
+
+    assert m.Fill.objects.filter(trade_id=42).count() == 1

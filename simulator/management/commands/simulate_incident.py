@@ -4,7 +4,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from exchange.simulation import simulate
+from simulator.simulation import simulate
 
 
 def parse_start(value: str) -> datetime:
