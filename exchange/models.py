@@ -23,16 +23,18 @@ class AppendOnlyError(Exception):
 
 class AppendOnlyQuerySet(models.QuerySet):
     def update(self, **kwargs):
-        raise AppendOnlyError(f"{self.model.__name__} rows are imported history and cannot be edited")
+        raise AppendOnlyError(f"{self.model.__name__} rows are {self.model.append_only_what} and cannot be edited")
 
     def delete(self):
-        raise AppendOnlyError(f"{self.model.__name__} rows are imported history and cannot be deleted")
+        raise AppendOnlyError(f"{self.model.__name__} rows are {self.model.append_only_what} and cannot be deleted")
 
 
-class LedgerRow(models.Model):
-    import_run = models.ForeignKey(
-        "ImportRun", on_delete=models.DO_NOTHING, db_constraint=False, related_name="+", editable=False
-    )
+class AppendOnly(models.Model):
+    """Rows that are only ever inserted: the querysets refuse update() and delete(), save() refuses
+    to change a row, and on PostgreSQL a trigger refuses both too (the ledger's migration 0002,
+    the audit trail's claims/migrations/0006)."""
+
+    append_only_what = "append-only"
 
     objects = AppendOnlyQuerySet.as_manager()
 
@@ -41,11 +43,22 @@ class LedgerRow(models.Model):
 
     def save(self, *args, **kwargs):
         if not self._state.adding:
-            raise AppendOnlyError(f"{type(self).__name__} rows are imported history and cannot be edited")
+            raise AppendOnlyError(f"{type(self).__name__} rows are {self.append_only_what} and cannot be edited")
         super().save(*args, **kwargs)
 
     def delete(self, *args, **kwargs):
-        raise AppendOnlyError(f"{type(self).__name__} rows are imported history and cannot be deleted")
+        raise AppendOnlyError(f"{type(self).__name__} rows are {self.append_only_what} and cannot be deleted")
+
+
+class LedgerRow(AppendOnly):
+    append_only_what = "imported history"
+
+    import_run = models.ForeignKey(
+        "ImportRun", on_delete=models.DO_NOTHING, db_constraint=False, related_name="+", editable=False
+    )
+
+    class Meta:
+        abstract = True
 
 
 class ImportRun(models.Model):

@@ -22,3 +22,20 @@ class StaffFactory(factory.django.DjangoModelFactory):
     def roles(self, create, extracted, **kwargs):
         for name in extracted or []:
             self.groups.add(Group.objects.get(name=name))
+
+
+def api_client_for(name: str, *roles: str, scopes=("staff",), bound: bool = True, user_id: int | None = None):
+    """A DRF test client holding the token of an API client `name`: a staff client bound to a
+    new staff member with `roles` (bound=False: bound to nobody), or with `scopes=("claims",)` the
+    exchange's front end acting for `user_id`."""
+    from rest_framework.test import APIClient
+
+    from claims.api_auth import token_digest
+    from claims.models import ApiClient
+
+    person = StaffFactory(username=name, roles=list(roles)) if bound and "staff" in scopes else None
+    ApiClient.objects.create(name=name, token_hash=token_digest(f"token-{name}"), scopes=list(scopes), user=person)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token token-{name}",
+                       **({"HTTP_X_CLAIMDESK_USER": str(user_id)} if user_id else {}))
+    return client

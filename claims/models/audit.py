@@ -8,37 +8,18 @@ record or a hash: the querysets and save() refuse, and on PostgreSQL a trigger d
 from django.db import models
 from django.utils import timezone
 
+from exchange.models import AppendOnly, AppendOnlyError
 
-class AppendOnlyError(Exception):
-    pass
+__all__ = ["AppendOnlyError", "AuditHash", "AuditRecord", "AuditSeal"]
 
-
-class AppendOnlyQuerySet(models.QuerySet):
-    def update(self, **kwargs):
-        raise AppendOnlyError(f"{self.model.__name__} is append-only: records are never changed")
-
-    def delete(self):
-        raise AppendOnlyError(f"{self.model.__name__} is append-only: records are never deleted")
-
-
-class AppendOnly(models.Model):
-    objects = AppendOnlyQuerySet.as_manager()
-
-    class Meta:
-        abstract = True
-
-    def save(self, *args, **kwargs):
-        if not self._state.adding:
-            raise AppendOnlyError(f"{type(self).__name__} is append-only: records are never changed")
-        super().save(*args, **kwargs)
-
-    def delete(self, *args, **kwargs):
-        raise AppendOnlyError(f"{type(self).__name__} is append-only: records are never deleted")
+TRAIL = "the audit trail"
 
 
 class AuditRecord(AppendOnly):
     """One state change: who (`policy`, `detection`, `matching`, `claimant 100056`, a staff
     username, `command-line alice`), when, of what, the values before and after, and why."""
+
+    append_only_what = TRAIL
 
     at = models.DateTimeField(default=timezone.now)
     actor = models.CharField(max_length=150)
@@ -70,6 +51,8 @@ class AuditHash(AppendOnly):
     """A record's place in the chain and its hash, written by the sealer. Keyed by the record's id
     without a foreign key: a record removed behind the database's back leaves its hash behind."""
 
+    append_only_what = TRAIL
+
     record_id = models.BigIntegerField(primary_key=True)
     position = models.BigIntegerField(unique=True, help_text="1 for the first record sealed, then one more each.")
     hash = models.CharField(max_length=64)
@@ -77,6 +60,8 @@ class AuditHash(AppendOnly):
 
 class AuditSeal(AppendOnly):
     """One run of the sealer: the records it chained and the last one's hash."""
+
+    append_only_what = TRAIL
 
     sealed_at = models.DateTimeField(default=timezone.now)
     first_record_id = models.BigIntegerField()

@@ -4,12 +4,10 @@ import io
 
 import pytest
 from django.core.management import call_command
-from rest_framework.test import APIClient
 
-from claims.api_auth import token_digest
 from claims.models import ApiClient, ApprovalLimitChange, Claim, ClaimItem, Item
 
-from ..factories import StaffFactory
+from ..factories import StaffFactory, api_client_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 SLUG = "sample-2025-07-03"
@@ -21,17 +19,8 @@ def one(open_sample_incident) -> Item:
     return Item.objects.get(user_id=100007, reference="fill:982009:Ask")  # one approval
 
 
-def client_for(name: str, *roles: str, scopes=("staff",), bound=True) -> APIClient:
-    person = StaffFactory(username=name, roles=list(roles)) if bound else None
-    token = f"token-{name}"
-    ApiClient.objects.create(name=name, token_hash=token_digest(token), scopes=list(scopes), user=person)
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
-    return client
-
-
 def test_a_client_bound_to_support_approves_an_item_once(one):
-    ann = client_for("ann", "support")
+    ann = api_client_for("ann", "support")
 
     first = ann.post(f"/api/items/{one.id}/approve/", {}, format="json")
     again = ann.post(f"/api/items/{one.id}/approve/", {}, format="json")
@@ -43,7 +32,7 @@ def test_a_client_bound_to_support_approves_an_item_once(one):
 
 
 def test_a_client_bound_to_nobody_only_reads(one):
-    tool = client_for("tool", bound=False)
+    tool = api_client_for("tool", bound=False)
 
     read = tool.get(f"/api/items/{one.id}/")
     write = tool.post(f"/api/items/{one.id}/approve/", {}, format="json")
@@ -53,8 +42,8 @@ def test_a_client_bound_to_nobody_only_reads(one):
 
 
 def test_finance_may_not_approve_and_the_front_end_may_not_call_staff_operations(one):
-    fin = client_for("fin", "finance")
-    front = client_for("front", scopes=("claims",), bound=False)
+    fin = api_client_for("fin", "finance")
+    front = api_client_for("front", scopes=("claims",), bound=False)
 
     refused = fin.post(f"/api/items/{one.id}/approve/", {}, format="json")
     front_end = front.post(f"/api/items/{one.id}/approve/", {}, format="json")
@@ -67,16 +56,16 @@ def test_finance_may_not_approve_and_the_front_end_may_not_call_staff_operations
 
 
 def test_a_rejection_without_a_reason_is_a_400_naming_it(one):
-    response = client_for("ann", "support").post(f"/api/items/{one.id}/reject/", {}, format="json")
+    response = api_client_for("ann", "support").post(f"/api/items/{one.id}/reject/", {}, format="json")
 
     assert response.status_code == 400 and "reason" in response.json()
 
 
 def test_a_stale_version_is_refused(one):
-    carl = client_for("carl", "approver")
+    carl = api_client_for("carl", "approver")
     carl.post(f"/api/items/{one.id}/amount/", {"amount": "4500", "reason": "treasury"}, format="json")
 
-    stale = client_for("ann", "support").post(f"/api/items/{one.id}/approve/", {"version": 1}, format="json")
+    stale = api_client_for("ann", "support").post(f"/api/items/{one.id}/approve/", {"version": 1}, format="json")
 
     assert stale.status_code == 409
     assert stale.json()["detail"] == "version 1 is no longer current: the item is at version 2"
@@ -85,7 +74,7 @@ def test_a_stale_version_is_refused(one):
 def test_a_claim_is_rejected_and_given_an_amount_through_the_api(one):
     claim = Claim.objects.create(incident=one.incident, user_id=100007, channel="staff", kind="other",
                                  status="unmatched")
-    carl = client_for("carl", "approver")
+    carl = api_client_for("carl", "approver")
 
     amount = carl.post(f"/api/claims/{claim.public_id}/amount/", {"asset": "USDC", "amount": "150",
                                                                   "reason": "goodwill"}, format="json")
@@ -102,8 +91,8 @@ def test_new_limits_are_confirmed_by_a_second_approver_through_the_api(one):
     change = ApprovalLimitChange.objects.create(incident=one.incident, auto_approve_limit=50, dual_approval_limit=500,
                                                 proposed_by="carl")
 
-    own = client_for("carl", "approver").post(f"/api/limit-changes/{change.id}/confirm/")
-    done = client_for("dora", "approver").post(f"/api/limit-changes/{change.id}/confirm/")
+    own = api_client_for("carl", "approver").post(f"/api/limit-changes/{change.id}/confirm/")
+    done = api_client_for("dora", "approver").post(f"/api/limit-changes/{change.id}/confirm/")
 
     assert own.status_code == 409 and own.json()["rule"] == "four eyes"
     assert done.status_code == 200 and done.json()["status"] == "confirmed"

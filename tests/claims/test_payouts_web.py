@@ -6,15 +6,13 @@ import pytest
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
-from rest_framework.test import APIClient
 
-from claims.api_auth import token_digest
 from claims.detectors import quantize
-from claims.models import ApiClient, PayoutBatch, PayoutLine
+from claims.models import PayoutBatch, PayoutLine
 from claims.services import payout_files_render
 from exchange.selectors import asset_decimals
 
-from ..factories import StaffFactory
+from ..factories import StaffFactory, api_client_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 SLUG = "sample-2025-07-03"
@@ -104,16 +102,8 @@ def test_the_reconciliation_report_downloads_from_the_admin(client, incident):
 # --- the API ---
 
 
-def api_for(name: str, *roles: str) -> APIClient:
-    ApiClient.objects.create(name=name, token_hash=token_digest(f"t-{name}"), scopes=["staff"],
-                             user=StaffFactory(username=name, roles=list(roles)))
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token t-{name}")
-    return client
-
-
 def test_finance_pays_through_the_api(incident):
-    fin = api_for("fin", "finance")
+    fin = api_client_for("fin", "finance")
 
     created = fin.post(f"/api/incidents/{SLUG}/payout-batches/", {}, format="json")
     again = fin.post(f"/api/incidents/{SLUG}/payout-batches/", {}, format="json")
@@ -135,7 +125,7 @@ def test_finance_pays_through_the_api(incident):
 
 
 def test_only_finance_pays_through_the_api(incident):
-    carl = api_for("carl", "approver")
+    carl = api_client_for("carl", "approver")
 
     refused = carl.post(f"/api/incidents/{SLUG}/payout-batches/", {}, format="json")
     report = carl.get(f"/api/incidents/{SLUG}/reconciliation/")
@@ -146,7 +136,7 @@ def test_only_finance_pays_through_the_api(incident):
 
 
 def test_simulated_credits_reconcile_every_paid_line_but_the_one_left_out(incident, tmp_path):
-    fin = api_for("fin", "finance")
+    fin = api_client_for("fin", "finance")
     fin.post(f"/api/incidents/{SLUG}/payout-batches/", {}, format="json")
     lines = list(PayoutLine.objects.order_by("id"))
     fin.post("/api/payout-confirmations/", {"file": SimpleUploadedFile("t.csv", confirmation(lines))},
