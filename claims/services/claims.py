@@ -31,7 +31,7 @@ from ..models import (
 )
 from ..models.claims import EXTENSIONS
 from ..notifications import absolute, language_for, notify, notify_many
-from ..roles import Actor
+from ..roles import APPROVING_ROLES, Actor, Refused, roles_of
 from .audit import audit_entry, audit_record, audit_write
 
 # --- claims ---
@@ -441,6 +441,33 @@ def status_link_send(*, claim: Claim) -> None:
     names the day). The e-mail's own rendering signs the link anew."""
     notify(key=f"claim:{claim.id}:status-link:{timezone.now():%Y-%m-%d}", kind="status_link",
            user_id=claim.user_id, claim=claim)
+
+
+@transaction.atomic
+def claims_assign(*, claim_ids, actor: Actor, to=None) -> list:
+    """Assign claims to a staff member (`to`; None: unassigned), each change recorded. Anyone with
+    an approving role may take a claim or hand it on; the person it goes to must hold one too."""
+    from .approvals import Outcome  # approvals imports this module
+
+    actor.require(APPROVING_ROLES, "assign claims")
+    if to is not None and not roles_of(to) & APPROVING_ROLES:
+        raise Refused(f"{to.get_username()} holds no role that reviews claims", rule="role")
+    claims = list(Claim.objects.select_for_update().filter(id__in=list(claim_ids)).order_by("id"))
+    names = dict(type(to or actor.user).objects.filter(id__in={c.assigned_to_id for c in claims} - {None})
+                 .values_list("id", "username"))
+    outcomes, records = [], []
+    for claim in claims:
+        if claim.assigned_to_id == (to.pk if to else None):
+            outcomes.append(Outcome(claim.id, False, f"already assigned to {to.get_username() if to else 'nobody'}"))
+            continue
+        records.append(audit_entry(actor=actor.name, object_type="claim", object_id=claim.id, action="assigned",
+                                   before={"status": claim.status, "assigned_to": names.get(claim.assigned_to_id)},
+                                   after={"status": claim.status, "assigned_to": to.get_username() if to else None}))
+        outcomes.append(Outcome(claim.id, True, "assigned"))
+    changed = [o.item_id for o in outcomes if o.changed]
+    Claim.objects.filter(id__in=changed).update(assigned_to=to, updated_at=timezone.now())
+    audit_write(records)
+    return outcomes
 
 
 def claimant_actor(user_id: int) -> str:
