@@ -14,6 +14,7 @@ class ClaimdeskAdminSite(admin.AdminSite):
     site_header = site_title = "Claimdesk staff"
     index_title = "Dashboard"
     index_template = "admin/claims/dashboard.html"
+    enable_nav_sidebar = False  # the header's links and the dashboard lead everywhere; lists get the width
 
     def index(self, request, extra_context=None):
         incident = selectors.incident_for_dashboard(slug=request.GET.get("incident"))

@@ -9,11 +9,13 @@ LABEL_WIDTH, BAR_WIDTH, ROW_HEIGHT = 110, 260, 24
 
 
 def _legend(series: list[str], y: int) -> list[str]:
-    parts, x = [], LABEL_WIDTH
+    parts, x = [], 10
     for n, name in enumerate(series):
+        if x + 24 + 6 * len(name) > LABEL_WIDTH + BAR_WIDTH:
+            x, y = 10, y + 14
         parts.append(f'<rect x="{x}" y="{y}" width="10" height="10" fill="{COLORS[n % len(COLORS)]}"/>'
                      f'<text x="{x + 14}" y="{y + 9}" font-size="11">{escape(name)}</text>')
-        x += 24 + 7 * len(name)
+        x += 24 + 6 * len(name)
     return parts
 
 
@@ -21,8 +23,9 @@ def stacked_bars(title: str, rows: list[tuple[str, list[float]]], series: list[s
                  normalize: bool = False) -> str:
     """One horizontal bar per row, its segments stacked in `series` order. `normalize`: every bar
     is its own 100% (rows in different units, e.g. assets)."""
+    rows = [(label, [float(v) for v in values]) for label, values in rows]
     top = max((sum(values) for _, values in rows), default=0) or 1
-    height = ROW_HEIGHT * len(rows) + 30
+    height = ROW_HEIGHT * len(rows) + 44
     parts = [f'<svg role="img" aria-label="{escape(title)}" viewBox="0 0 {LABEL_WIDTH + BAR_WIDTH + 10} {height}" '
              f'width="{LABEL_WIDTH + BAR_WIDTH + 10}" height="{height}" xmlns="http://www.w3.org/2000/svg">',
              f"<title>{escape(title)}</title>"]
@@ -33,7 +36,7 @@ def stacked_bars(title: str, rows: list[tuple[str, list[float]]], series: list[s
                      "</text>")
         parts.append(f'<rect x="{LABEL_WIDTH}" y="{y}" width="{BAR_WIDTH}" height="16" fill="#eef1f5"/>')
         for k, value in enumerate(values):
-            width = float(value) * scale
+            width = value * scale
             if width > 0:
                 parts.append(f'<rect x="{x:.1f}" y="{y}" width="{width:.1f}" height="16" '
                              f'fill="{COLORS[k % len(COLORS)]}"/>')
@@ -46,17 +49,18 @@ def stacked_bars(title: str, rows: list[tuple[str, list[float]]], series: list[s
 def stacked_columns(title: str, columns: list[tuple[str, list[float]]], series: list[str]) -> str:
     """One vertical column per entry (e.g. a day), its segments stacked in `series` order."""
     width, plot = LABEL_WIDTH + BAR_WIDTH + 10, 120
+    columns = [(label, [float(v) for v in values]) for label, values in columns]
     top = max((sum(values) for _, values in columns), default=0) or 1
     step = BAR_WIDTH / max(len(columns), 1)
-    parts = [f'<svg role="img" aria-label="{escape(title)}" viewBox="0 0 {width} {plot + 50}" width="{width}" '
-             f'height="{plot + 50}" xmlns="http://www.w3.org/2000/svg"><title>{escape(title)}</title>',
+    parts = [f'<svg role="img" aria-label="{escape(title)}" viewBox="0 0 {width} {plot + 62}" width="{width}" '
+             f'height="{plot + 62}" xmlns="http://www.w3.org/2000/svg"><title>{escape(title)}</title>',
              f'<text x="{LABEL_WIDTH - 6}" y="12" font-size="11" text-anchor="end">{top:g}</text>',
              f'<text x="{LABEL_WIDTH - 6}" y="{plot}" font-size="11" text-anchor="end">0</text>',
              f'<line x1="{LABEL_WIDTH}" y1="{plot}" x2="{LABEL_WIDTH + BAR_WIDTH}" y2="{plot}" stroke="#999"/>']
     for n, (label, values) in enumerate(columns):
         x, y = LABEL_WIDTH + n * step + step * 0.15, plot
         for k, value in enumerate(values):
-            h = float(value) / top * (plot - 8)
+            h = value / top * (plot - 8)
             if h > 0:
                 y -= h
                 parts.append(f'<rect x="{x:.1f}" y="{y:.1f}" width="{step * 0.7:.1f}" height="{h:.1f}" '

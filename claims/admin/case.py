@@ -35,6 +35,7 @@ class ItemRow:
     approvals: list
     missing: int
     live_key: str | None
+    usdc: str
     actions: set = field(default_factory=set)
 
 
@@ -83,9 +84,10 @@ def case_context(request, incident: Incident, user_id: int) -> dict:
             explanation=explain(kind=item.kind, inputs=item.inputs, amount=item.amount, asset=item.asset,
                                 review_reason=item.review_reason),
             approvals=list(item.approvals.all()),
-            missing=0 if item.is_decided else max(item.approvals_required - len(given), 0)
-            if item.approval != Item.Approval.POLICY else 0,
-            live_key=live_key, actions=item_actions(item, request.user, given, live_key)))
+            missing=max(item.approvals_required - len(given), 0) if item.status == Item.Status.COMPUTED
+            and item.approval != Item.Approval.POLICY else 0,
+            live_key=live_key, usdc=amount_text(item.usdc_value, 2),
+            actions=item_actions(item, request.user, given, live_key)))
     found: dict[int, dict[str, object]] = {}
     for row in rows:
         for claim in row.item.claims.all():

@@ -117,8 +117,7 @@ class ApprovalInline(ReadOnlyInline):
 @admin.register(Item)
 class ItemAdmin(QueueSearch, CsvExport, QueueRows, DetectedAdmin):
     audit_object_type = "item"
-    list_display = ["id", "account", "kind_shown", "reference_shown", "found", "claimed", "usdc", "status_shown",
-                    "tier", "age", "assignee"]
+    list_display = ["id", "account", "event", "found", "claimed", "usdc", "status_shown", "age", "assignee"]
     list_filter = ["incident", "kind", "status", "approval", NeedsReviewFilter, FlaggedFilter, WaitingForMeFilter,
                    ChannelFilter, LanguageFilter, AgeFilter, AmountFilter]
     queue_search = staticmethod(item_search)
@@ -149,13 +148,10 @@ class ItemAdmin(QueueSearch, CsvExport, QueueRows, DetectedAdmin):
     def account(self, item):
         return case_link(item.incident_id, item.user_id)
 
-    @admin.display(description="kind", ordering="kind")
-    def kind_shown(self, item):
-        return item.kind.replace("_", " ")
-
-    @admin.display(description="reference", ordering="reference")
-    def reference_shown(self, item):
-        return format_html('<span title="{}">{}</span>', item.reference, item.reference)
+    @admin.display(description="kind · reference", ordering="kind")
+    def event(self, item):
+        return format_html('{}<br><span class="cd-muted" title="{}">{}</span>', item.kind.replace("_", " "),
+                           item.reference, item.reference)
 
     @admin.display(description="found", ordering="amount")
     def found(self, item):
@@ -177,17 +173,15 @@ class ItemAdmin(QueueSearch, CsvExport, QueueRows, DetectedAdmin):
     def usdc(self, item):
         return "?" if item.usdc_value is None else amount_text(item.usdc_value, 2)
 
-    @admin.display(description="status", ordering="status")
+    @admin.display(description="status · tier", ordering="status")
     def status_shown(self, item):
         tone = {"approved": "ok", "paid": "ok", "rejected": "bad", "needs_review": "warn"}.get(item.status, "info")
         flagged = format_html(' <span class="cd-badge warn">flagged</span>') if item.flagged_at else ""
-        return format_html('<span class="cd-badge {}">{}</span>{}', tone, item.status.replace("_", " "), flagged)
-
-    @admin.display(description="tier · missing", ordering="approval")
-    def tier(self, item):
         missing = missing_approvals(item)
-        return format_html("{}{}", item.approval, format_html(' · <strong>{} missing</strong>', missing)
-                           if missing else "")
+        tier = {"policy": "policy", "one": "one approval", "two": "two approvals"}[item.approval]
+        return format_html('<span class="cd-badge {}">{}</span>{}<br><span class="cd-muted">{}</span>{}', tone,
+                           item.status.replace("_", " "), flagged, tier,
+                           format_html(' · <strong>{} missing</strong>', missing) if missing else "")
 
     @admin.display(description="age", ordering="created_at")
     def age(self, item):
