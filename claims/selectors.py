@@ -233,3 +233,9 @@ CLAIMS_OPEN = (Claim.Status.RECEIVED, Claim.Status.MATCHED, Claim.Status.UNMATCH
 
 def incident_list() -> list[Incident]:
     return list(Incident.objects.order_by("-window_start", "-id"))
+
+
+def payout_lines_paid(*, item_ids) -> list[PayoutLine]:
+    """The paid payout lines holding any of these items, oldest first."""
+    return list(PayoutLine.objects.filter(status=PayoutLine.Status.PAID, entries__item_id__in=list(item_ids))
+                .distinct().order_by("confirmed_at", "id"))
