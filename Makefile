@@ -5,8 +5,10 @@ BIN := $(VENV)/bin
 DEMO_DIR := demo-data
 DEMO_USERS ?= 200
 DEMO_SEED ?= 7
-# The demo runs with DEBUG on (no SECRET_KEY needed); tests get a throwaway key.
-DEMO_ENV := DEBUG=1
+# The demo runs with DEBUG on (no SECRET_KEY needed) and its e-mail links to the address it serves;
+# tests get a throwaway key.
+DEMO_ADDRESS := 127.0.0.1:8000
+DEMO_ENV := DEBUG=1 SITE_URL=http://$(DEMO_ADDRESS)
 TEST_ENV := SECRET_KEY=$${SECRET_KEY:-test-only-not-a-secret}
 
 .PHONY: install demo test bench lint clean
@@ -33,7 +35,7 @@ demo: install
 	@echo "  Staff admin:     http://127.0.0.1:8000/admin/   (logins support, approver, finance, demo;"
 	@echo "                   password demo; the README walks from approval to payout)"
 	@echo
-	$(DEMO_ENV) $(BIN)/python manage.py runserver 127.0.0.1:8000
+	$(DEMO_ENV) $(BIN)/python manage.py runserver $(DEMO_ADDRESS)
 
 test: install
 	$(TEST_ENV) $(BIN)/python -m pytest --create-db $(PYTEST_ARGS)
