@@ -73,6 +73,16 @@ def claim_actions(claim: Claim, user, has_items: bool) -> set[str]:
     return actions
 
 
+def explanation(item: Item, decimals: dict[str, int]) -> str:
+    """The claimant's own explanation; an item whose stored inputs lack what it names (rows made by
+    hand, not by detection) says so rather than breaking the page."""
+    try:
+        return explain(kind=item.kind, inputs=item.inputs, amount=item.amount, asset=item.asset,
+                       review_reason=item.review_reason, decimals=decimals)
+    except (KeyError, TypeError, ArithmeticError):
+        return f"{item.formula} (its inputs do not say more)"
+
+
 def case_context(request, incident: Incident, user_id: int) -> dict:
     case = selectors.case_get(incident=incident, user_id=user_id)
     rows = []
@@ -81,8 +91,7 @@ def case_context(request, incident: Incident, user_id: int) -> dict:
         live_key = case.live_lines.get(item.id)
         rows.append(ItemRow(
             item=item, amount=amount_text(item.amount, case.decimals.get(item.asset)),
-            explanation=explain(kind=item.kind, inputs=item.inputs, amount=item.amount, asset=item.asset,
-                                review_reason=item.review_reason),
+            explanation=explanation(item, case.decimals),
             approvals=list(item.approvals.all()),
             missing=max(item.approvals_required - len(given), 0) if item.status == Item.Status.COMPUTED
             and item.approval != Item.Approval.POLICY else 0,

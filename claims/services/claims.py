@@ -8,6 +8,7 @@ from collections import defaultdict
 from datetime import datetime, timedelta
 from decimal import Decimal
 
+from django.contrib.auth import get_user_model
 from django.core.files.storage import default_storage
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
@@ -477,7 +478,7 @@ def claims_assign(*, claim_ids, actor: Actor, to=None) -> list:
     if to is not None and not roles_of(to) & APPROVING_ROLES:
         raise Refused(f"{to.get_username()} holds no role that reviews claims", rule="role")
     claims = list(Claim.objects.select_for_update().filter(id__in=list(claim_ids)).order_by("id"))
-    names = dict(type(to or actor.user).objects.filter(id__in={c.assigned_to_id for c in claims} - {None})
+    names = dict(get_user_model().objects.filter(id__in={c.assigned_to_id for c in claims} - {None})
                  .values_list("id", "username"))
     outcomes, records = [], []
     for claim in claims:
