@@ -29,6 +29,7 @@ from .queue import (
     QueueRows,
     QueueSearch,
     age_text,
+    amount_column,
     case_link,
     claim_search,
     plain,
@@ -88,7 +89,9 @@ class ClaimAdmin(QueueSearch, CsvExport, QueueRows, DetectedAdmin):
     queue_search = staticmethod(claim_search)
     list_per_page = 50
     show_full_result_count = False
-    readonly_fields = ["case", *[f.name for f in Claim._meta.fields]]
+    readonly_fields = ["case", *[f.name if f.name != "claimed_amount" else "claimed_amount_shown"
+                                 for f in Claim._meta.fields]]
+    claimed_amount_shown = amount_column("claimed_amount", "claimed_asset", "claimed amount")
     inlines = [ClaimItemInline, ClaimAttachmentInline]
     change_list_template = "admin/claims/queue_change_list.html"
     actions = ["take_into_review", "approve", "reject", "set_amount", "assign_to_me"]

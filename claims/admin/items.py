@@ -25,12 +25,15 @@ from .queue import (
     QueueSearch,
     WaitingForMeFilter,
     age_text,
+    amount_column,
     approvals_given,
     case_link,
     first_claim,
     item_search,
     plain,
 )
+
+SHOWN = {"amount": "amount_shown", "usdc_value": "usdc_shown", "flagged_amount": "flagged_amount_shown"}
 
 
 def missing_approvals(item) -> int:
@@ -122,7 +125,10 @@ class ItemAdmin(QueueSearch, CsvExport, QueueRows, DetectedAdmin):
                    ChannelFilter, LanguageFilter, AgeFilter, AmountFilter]
     queue_search = staticmethod(item_search)
     list_per_page = 50
-    readonly_fields = ["case", "explanation", *[f.name for f in Item._meta.fields]]
+    readonly_fields = ["case", "explanation", *[SHOWN.get(f.name, f.name) for f in Item._meta.fields]]
+    amount_shown = amount_column("amount", "asset", "amount")
+    usdc_shown = amount_column("usdc_value", "", "USDC value")
+    flagged_amount_shown = amount_column("flagged_amount", "asset", "flagged amount")
     inlines = [ApprovalInline]
     show_full_result_count = False
     change_list_template = "admin/claims/queue_change_list.html"
