@@ -5,9 +5,11 @@ BIN := $(VENV)/bin
 DEMO_DIR := demo-data
 DEMO_USERS ?= 200
 DEMO_SEED ?= 7
-# The demo runs with DEBUG on (no SECRET_KEY needed, plain HTTP) and without the staff's second
-# factor, so that every demo login works at once; tests get a throwaway key.
-DEMO_ENV := DEBUG=1 STAFF_2FA=0
+# The demo runs with DEBUG on (no SECRET_KEY needed, plain HTTP), its e-mail links to the address
+# it serves, and without the staff's second factor, so that every demo login works at once; tests
+# get a throwaway key.
+DEMO_ADDRESS := 127.0.0.1:8000
+DEMO_ENV := DEBUG=1 STAFF_2FA=0 SITE_URL=http://$(DEMO_ADDRESS)
 TEST_ENV := SECRET_KEY=$${SECRET_KEY:-test-only-not-a-secret}
 
 .PHONY: install demo test bench lint clean
@@ -34,7 +36,7 @@ demo: install
 	@echo "  Staff admin:     http://127.0.0.1:8000/admin/   (logins support, approver, finance, demo;"
 	@echo "                   password demo; the README walks from approval to payout)"
 	@echo
-	$(DEMO_ENV) $(BIN)/python manage.py runserver 127.0.0.1:8000
+	$(DEMO_ENV) $(BIN)/python manage.py runserver $(DEMO_ADDRESS)
 
 test: install
 	$(TEST_ENV) $(BIN)/python -m pytest --create-db $(PYTEST_ARGS)
@@ -46,6 +48,7 @@ bench: install
 	$(TEST_ENV) $(BIN)/python bench/intake_speed.py
 	$(TEST_ENV) $(BIN)/python bench/match_speed.py
 	$(TEST_ENV) $(BIN)/python bench/payout_speed.py
+	$(TEST_ENV) $(BIN)/python bench/queue_speed.py
 
 lint: install
 	$(BIN)/ruff check .

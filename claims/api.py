@@ -147,6 +147,9 @@ CLAIM_FILTERS = [
 )
 class ClaimViewSet(WindowThrottled, mixins.CreateModelMixin, mixins.RetrieveModelMixin, mixins.ListModelMixin,
                    viewsets.GenericViewSet):
+    """Claims: the exchange's front end files and reads them for the user it has logged in (named in
+    `X-Claimdesk-User`); staff read every claim."""
+
     serializer_class = ClaimSerializer
     permission_classes = [CanFileClaims]
     throttle_classes = [CallerThrottle, ClaimantThrottle]

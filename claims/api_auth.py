@@ -170,7 +170,8 @@ def throttle_waits(request, view, throttles: list[FixedWindowThrottle]) -> list[
 
 
 class WindowThrottled:
-    """A view mixin: the call is counted in every throttle's window in one round trip."""
+    # A view mixin: the call is counted in every throttle's window in one round trip. (A comment,
+    # not a docstring: the OpenAPI schema would show it as the description of views without one.)
 
     def check_throttles(self, request):
         waits = throttle_waits(request, self, self.get_throttles())

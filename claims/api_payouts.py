@@ -89,6 +89,8 @@ class PayoutBatchesView(WindowThrottled, APIView):
 
 
 class PayoutBatchView(WindowThrottled, APIView):
+    """Finance: one payout batch of an incident, with its lines."""
+
     permission_classes = [IsStaffCaller]
     throttle_classes = [CallerThrottle]
 

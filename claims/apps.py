@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.contrib.admin import apps as admin_apps
 from django.db.models.signals import m2m_changed, post_migrate
 
 
@@ -19,3 +20,11 @@ class ClaimsConfig(AppConfig):
         # The last guard of "finance excludes support and approver", whoever edits the groups
         # (the admin's user form, a shell); PostgreSQL has a trigger for raw SQL too.
         m2m_changed.connect(roles_guard, sender=get_user_model().groups.through, dispatch_uid="claims.roles_guard")
+
+
+class ClaimdeskAdminConfig(admin_apps.AdminConfig):
+    """The admin, with the staff site whose front page is the incident's dashboard."""
+
+    default = False  # claims.apps' own config stays ClaimsConfig
+
+    default_site = "claims.admin_site.ClaimdeskAdminSite"

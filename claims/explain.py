@@ -4,6 +4,8 @@ from decimal import Decimal
 
 from django.utils.translation import gettext as _
 
+from .money import amount_text
+
 
 def number_text(value) -> str:
     """A decimal as people write it: every digit it has, no exponent, at least the cents."""
@@ -21,19 +23,23 @@ def _market(symbol: str) -> str:
     return symbol.replace("_USDC_PERP", "-PERP").replace("_", "/")
 
 
-def explain(*, kind: str, inputs: dict, amount, asset: str, review_reason: str = "") -> str:
+def explain(*, kind: str, inputs: dict, amount, asset: str, review_reason: str = "",
+            decimals: dict[str, int] | None = None) -> str:
+    """`decimals` (the assets'): amounts in the item's asset are written with exactly its decimals."""
     if amount is None:
         return _("We could not compute this automatically (%(reason)s); our staff will review it.") % {
             "reason": review_reason}
     explainer = EXPLAINERS.get(kind)
-    return explainer(inputs, _n(amount), asset) if explainer else ""
+    places = (decimals or {}).get(asset)
+    in_asset = (lambda value: amount_text(value, places, grouped=False)) if places is not None else _n
+    return explainer(inputs, in_asset(amount), asset, in_asset) if explainer else ""
 
 
-def _liquidation(inputs: dict, amount: str, asset: str) -> str:
+def _liquidation(inputs: dict, amount: str, asset: str, in_asset=_n) -> str:
     if "reference_price" not in inputs:  # the fee item of a fee paid in another asset
         return _("the liquidation fee you paid: %(amount)s %(asset)s") % {"amount": amount, "asset": asset}
     values = {"market": _market(inputs["symbol"]), "quantity": _n(inputs["quantity"]), "price": _n(inputs["price"]),
-              "pf": _n(inputs["reference_price"]["price"]), "fee": _n(inputs["fee_added"]), "amount": amount,
+              "pf": _n(inputs["reference_price"]["price"]), "fee": in_asset(inputs["fee_added"]), "amount": amount,
               "asset": asset}
     if inputs["side"] == "Ask":  # the exchange sold: the position was long
         return _("your %(market)s long of %(quantity)s was liquidated at %(price)s while the reference price was "
@@ -42,7 +48,7 @@ def _liquidation(inputs: dict, amount: str, asset: str) -> str:
              "%(pf)s: (%(price)s − %(pf)s) × %(quantity)s + fee %(fee)s = %(amount)s %(asset)s") % values
 
 
-def _bad_fill(inputs: dict, amount: str, asset: str) -> str:
+def _bad_fill(inputs: dict, amount: str, asset: str, in_asset=_n) -> str:
     values = {"market": _market(inputs["symbol"]), "quantity": _n(inputs["quantity"]), "price": _n(inputs["price"]),
               "pf": _n(inputs["reference_price"]["price"]),
               "deviation": _n((Decimal(inputs["deviation"]) * 100).quantize(Decimal("0.01"))),
@@ -56,9 +62,9 @@ def _bad_fill(inputs: dict, amount: str, asset: str) -> str:
              "(%(price)s − %(pf)s) × %(quantity)s = %(amount)s %(asset)s") % values
 
 
-def _wrong_withdrawal(inputs: dict, amount: str, asset: str) -> str:
-    values = {"quantity": _n(inputs["quantity"]), "fee": _n(inputs["fee"]), "symbol": inputs["symbol"],
-              "returned": _n(inputs.get("returned", "0")), "amount": amount, "asset": asset}
+def _wrong_withdrawal(inputs: dict, amount: str, asset: str, in_asset=_n) -> str:
+    values = {"quantity": in_asset(inputs["quantity"]), "fee": in_asset(inputs["fee"]), "symbol": inputs["symbol"],
+              "returned": in_asset(inputs.get("returned", "0")), "amount": amount, "asset": asset}
     if not inputs["return_credits"]:
         return _("your withdrawal of %(quantity)s %(symbol)s (fee %(fee)s) did not arrive and nothing came back: "
                  "%(quantity)s + %(fee)s = %(amount)s %(asset)s") % values
@@ -68,7 +74,7 @@ def _wrong_withdrawal(inputs: dict, amount: str, asset: str) -> str:
              "worth %(returned)s %(symbol)s: %(quantity)s + %(fee)s − %(returned)s = %(amount)s %(asset)s") % values
 
 
-def _position_error(inputs: dict, amount: str, asset: str) -> str:
+def _position_error(inputs: dict, amount: str, asset: str, in_asset=_n) -> str:
     delta = Decimal(inputs["delta"])
     values = {"market": _market(inputs["symbol"]), "expected": _n(inputs["expected"]),
               "after": _n(inputs["after"]["net_quantity"]), "p0": _n(inputs["P0"]["price"]),
@@ -79,11 +85,11 @@ def _position_error(inputs: dict, amount: str, asset: str) -> str:
              "%(amount)s %(asset)s") % values
 
 
-def _missing_funds(inputs: dict, amount: str, asset: str) -> str:
+def _missing_funds(inputs: dict, amount: str, asset: str, in_asset=_n) -> str:
     before = Decimal(inputs["before"]["total"]) if inputs["before"] else Decimal(0)
     journal = Decimal(inputs["journal"])
-    values = {"asset": asset, "before": _n(before), "journal": _n(journal), "expected": _n(before + journal),
-              "after": _n(inputs["after"]["total"]), "amount": amount}
+    values = {"asset": asset, "before": in_asset(before), "journal": in_asset(journal),
+              "expected": in_asset(before + journal), "after": in_asset(inputs["after"]["total"]), "amount": amount}
     return _("your %(asset)s balance should have been %(before)s + %(journal)s = %(expected)s after the incident, "
              "but it was %(after)s: %(amount)s %(asset)s is missing") % values
 

@@ -1,7 +1,7 @@
 """Amounts as people and files write them: plain ASCII decimals, nothing else."""
 
 import re
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 PLAIN_DECIMAL = re.compile(r"[0-9]+(\.[0-9]+)?")
 MAX_INTEGER_DIGITS = 20  # DecimalField(max_digits=38, decimal_places=18)
@@ -26,3 +26,18 @@ def amount_from(value) -> Decimal | None:
     if isinstance(value, Decimal) and value.is_finite() and not value.is_signed():
         return value if value.adjusted() < MAX_INTEGER_DIGITS else None
     return None
+
+
+def amount_text(amount, decimals: int | None, *, grouped: bool = True) -> str:
+    """An amount as people read it: to its asset's decimals (every one of them, no more), digits
+    grouped by thousands; every digit stored when the asset is unknown."""
+    if amount is None:
+        return ""
+    value = Decimal(amount)
+    if decimals is None:
+        value = value.normalize()
+        if value == value.to_integral():
+            value = value.quantize(Decimal(1))
+    else:
+        value = value.quantize(Decimal(1).scaleb(-decimals), rounding=ROUND_HALF_UP)
+    return f"{value:,f}" if grouped else f"{value:f}"

@@ -2,16 +2,31 @@
 
 from collections import Counter, defaultdict
 from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
 from decimal import Decimal
 
 from django.db import connection
-from django.db.models import F, Prefetch, QuerySet
-from django.db.models.functions import Collate
+from django.db.models import Case as SqlCase
+from django.db.models import CharField, Count, F, Prefetch, Q, QuerySet, Sum, Value, When
+from django.db.models.functions import Collate, TruncDate
 
 from exchange import selectors as ledger
 
 from .detectors import quantize
-from .models import AuditRecord, Claim, DetectionRun, Incident, Item, PayoutBatch, PayoutLine, PayoutLineItem
+from .models import (
+    AuditRecord,
+    Claim,
+    DetectionRun,
+    Finding,
+    Incident,
+    Item,
+    ItemApproval,
+    Notification,
+    PayoutBatch,
+    PayoutLine,
+    PayoutLineItem,
+)
 
 
 def incident_get(*, slug: str) -> Incident | None:
@@ -144,3 +159,104 @@ def payout_line_list_with_items(*, batch: PayoutBatch) -> QuerySet[PayoutLine]:
     """A batch's lines in key order, each with its entries and their items (for the treasury files)."""
     entries = PayoutLineItem.objects.select_related("item").order_by("id")
     return payout_line_list(batch=batch).prefetch_related(Prefetch("entries", queryset=entries))
+
+
+# --- the staff workspace: the case page and the dashboard ---
+
+CASE_EVENTS_BEFORE = timedelta(hours=24)  # withdrawals qualify from a day before the window (the policy)
+
+
+@dataclass
+class Case:
+    """Everything about one claimant in one incident, for the case page."""
+
+    incident: Incident
+    user_id: int
+    account: object | None
+    claims: list[Claim]
+    items: list[Item]
+    findings: list[Finding]
+    events: list[dict]
+    records: list[AuditRecord]
+    live_lines: dict[int, str]  # item id -> key of the live or held payout line holding it
+    decimals: dict[str, int]
+
+
+def case_get(*, incident: Incident, user_id: int) -> Case:
+    """One claimant's case in a fixed number of queries, however many claims, items and records."""
+    claims = list(Claim.objects.filter(incident=incident, user_id=user_id).select_related("assigned_to")
+                  .prefetch_related("attachments", Prefetch("notifications", queryset=Notification.objects
+                                                            .order_by("id"))).order_by("id"))
+    items = list(Item.objects.filter(incident=incident, user_id=user_id)
+                 .prefetch_related(Prefetch("approvals", queryset=ItemApproval.objects.order_by("version", "slot")),
+                                   Prefetch("claims", queryset=Claim.objects.only("id", "incident_id")))
+                 .order_by("kind", "reference", "asset"))
+    approval_ids = [a.id for item in items for a in item.approvals.all()]
+    records = list(AuditRecord.objects.filter(
+        Q(object_type="claim", object_id__in=[c.id for c in claims])
+        | Q(object_type="item", object_id__in=[i.id for i in items])
+        | Q(object_type="approval", object_id__in=approval_ids)).order_by("-id")[:500])
+    lines = dict(PayoutLineItem.objects.filter(item__in=items, is_holding=True).values_list("item_id", "line__key"))
+    return Case(incident=incident, user_id=user_id, account=ledger.account_get(user_id), claims=claims, items=items,
+                findings=list(Finding.objects.filter(incident=incident, user_id=user_id).order_by("kind", "reference")),
+                events=ledger.user_events_between(user_id, incident.window_start - CASE_EVENTS_BEFORE,
+                                                  max(incident.evaluation_end, incident.window_end)),
+                records=records, live_lines=lines, decimals=ledger.asset_decimals())
+
+
+def incident_for_dashboard(*, slug: str | None) -> Incident | None:
+    """The incident asked for, or the latest one."""
+    incidents = Incident.objects.order_by("-window_start", "-id")
+    return (incidents.filter(slug=slug).first() if slug else None) or incidents.first()
+
+
+AGE_BUCKETS = (("under 1 day", 0, 1), ("1–3 days", 1, 3), ("3–7 days", 3, 7), ("over 7 days", 7, None))
+
+
+def dashboard_get(*, incident: Incident, now) -> dict:
+    """The incident's figures, each aggregated by the database (a handful of GROUP BYs)."""
+    money: dict[tuple, dict] = {}
+    for asset, kind, status, total in (Item.objects.filter(incident=incident, amount__isnull=False)
+                                       .values_list("asset", "kind", "status").annotate(total=Sum("amount"))
+                                       .order_by()):
+        row = money.setdefault((asset, kind), {"owed": Decimal(0), "approved": Decimal(0), "paid": Decimal(0)})
+        if status != Item.Status.REJECTED:
+            row["owed"] += total
+        if status == Item.Status.APPROVED:
+            row["approved"] += total
+        if status == Item.Status.PAID:
+            row["paid"] += total
+    for row in money.values():
+        row["outstanding"] = row["owed"] - row["paid"]
+    age = SqlCase(*[When(created_at__gt=now - timedelta(days=high), then=Value(label))
+                  for label, _, high in AGE_BUCKETS if high is not None], default=Value(AGE_BUCKETS[-1][0]),
+                output_field=CharField())
+    queue = Counter({(bucket, tier): n for bucket, tier, n in (
+        Item.objects.filter(incident=incident, status__in=Item.UNDECIDED).annotate(bucket=age)
+        .values_list("bucket", "approval").annotate(n=Count("id")).order_by())})
+    per_day = Counter({(day, channel): n for day, channel, n in (
+        Claim.objects.filter(incident=incident).annotate(day=TruncDate("created_at"))
+        .values_list("day", "channel").annotate(n=Count("id")).order_by())})
+    counts = Item.objects.filter(incident=incident).aggregate(
+        needs_review=Count("id", filter=Q(status=Item.Status.NEEDS_REVIEW)),
+        flagged=Count("id", filter=Q(flagged_at__isnull=False)),
+        undecided=Count("id", filter=Q(status__in=Item.UNDECIDED)))
+    return {"money": dict(sorted(money.items())), "queue": queue, "per_day": per_day, **counts,
+            "claims_unassigned": Claim.objects.filter(incident=incident, assigned_to__isnull=True,
+                                                      status__in=CLAIMS_OPEN).count(),
+            "runs": list(incident.detection_runs.filter(status=DetectionRun.Status.RUNNING).order_by("-id")),
+            "imports": ledger.import_runs_recent(), "decimals": ledger.asset_decimals()}
+
+
+CLAIMS_OPEN = (Claim.Status.RECEIVED, Claim.Status.MATCHED, Claim.Status.UNMATCHED, Claim.Status.NO_LOSS,
+               Claim.Status.IN_REVIEW)
+
+
+def incident_list() -> list[Incident]:
+    return list(Incident.objects.order_by("-window_start", "-id"))
+
+
+def payout_lines_paid(*, item_ids) -> list[PayoutLine]:
+    """The paid payout lines holding any of these items, oldest first."""
+    return list(PayoutLine.objects.filter(status=PayoutLine.Status.PAID, entries__item_id__in=list(item_ids))
+                .distinct().order_by("confirmed_at", "id"))

@@ -115,3 +115,43 @@ def journal_id_max() -> int:
 def _naive(t: datetime) -> str:
     """The export's timestamps: naive UTC ISO-8601 with milliseconds."""
     return t.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="milliseconds")
+
+
+# --- for staff: finding a claimant, and one user's events ---
+
+
+def ledger_search(term: str) -> dict[str, list]:
+    """What staff may type to find a claimant: user ids with that e-mail address, trades of that
+    order id and withdrawals with that transaction hash."""
+    term = term.strip()
+    found = {"user_ids": [], "trade_ids": [], "withdrawal_ids": []}
+    if "@" in term:
+        found["user_ids"] = list(m.Account.objects.filter(email__iexact=term).values_list("user_id", flat=True))
+        return found
+    found["trade_ids"] = list(m.Fill.objects.filter(order_id=term).values_list("trade_id", flat=True)[:100])
+    found["withdrawal_ids"] = list(m.Withdrawal.objects.filter(transaction_hash=term).values_list("id", flat=True)
+                                   [:100])
+    return found
+
+
+def user_events_between(user_id: int, start: datetime, end: datetime) -> list[dict]:
+    """One user's ledger between two instants, as one timeline (oldest first): fills, withdrawals,
+    deposits, journal entries and balance and position snapshots, each a dict of its fields with
+    `event` (fill, withdrawal, deposit, journal, balance, position) and `at`."""
+    sources = [
+        ("fill", m.Fill.objects, "timestamp", FILL_FIELDS),
+        ("withdrawal", m.Withdrawal.objects, "created_at", WITHDRAWAL_FIELDS),
+        ("deposit", m.Deposit.objects, "created_at", DEPOSIT_FIELDS),
+        ("journal", m.JournalEntry.objects, "timestamp", JOURNAL_FIELDS),
+        ("balance", m.BalanceSnapshot.objects, "snapshot_at", BALANCE_FIELDS),
+        ("position", m.PositionSnapshot.objects, "snapshot_at", POSITION_FIELDS),
+    ]
+    events = []
+    for kind, rows, at, fields in sources:
+        for row in rows.filter(user_id=user_id, **{f"{at}__gte": start, f"{at}__lte": end}).values(*fields):
+            events.append({"event": kind, "at": row[at], **row})
+    return sorted(events, key=lambda e: (e["at"], e["event"]))
+
+
+def import_runs_recent(limit: int = 5) -> list[m.ImportRun]:
+    return list(m.ImportRun.objects.order_by("-id")[:limit])

@@ -5,12 +5,42 @@ from django.db.models import Q
 from django.utils.html import format_html
 
 from .. import selectors, services
-from ..models import ApprovalLimitChange, AuditRecord, DetectionRun, Finding, Incident, Item, ItemApproval
+from ..explain import explain
+from ..models import ApprovalLimitChange, AuditRecord, ClaimItem, DetectionRun, Finding, Incident, Item, ItemApproval
+from ..money import amount_text
 from ..roles import APPROVER, roles_of
 from .actions import AmountForm, ReasonForm, RoleActions, actor_of, ask, each, outcomes_report
 from .base import DetectedAdmin, ReadOnlyInline
 from .history import AuditHistory
 from .payouts import PayoutIncidentActions
+from .queue import (
+    AgeFilter,
+    AmountFilter,
+    ChannelFilter,
+    CsvExport,
+    FlaggedFilter,
+    LanguageFilter,
+    NeedsReviewFilter,
+    QueueRows,
+    QueueSearch,
+    WaitingForMeFilter,
+    age_text,
+    amount_column,
+    approvals_given,
+    case_link,
+    first_claim,
+    item_search,
+    plain,
+)
+
+SHOWN = {"amount": "amount_shown", "usdc_value": "usdc_shown", "flagged_amount": "flagged_amount_shown"}
+
+
+def missing_approvals(item) -> int:
+    """Approvals the current version still needs (`given` is annotated by the queue's query)."""
+    if item.status != Item.Status.COMPUTED or item.approval == Item.Approval.POLICY:
+        return 0
+    return max(item.approvals_required - getattr(item, "given", 0), 0)
 
 
 def progress_bar(run: DetectionRun | None) -> str:
@@ -81,21 +111,6 @@ class ApprovalLimitChangeAdmin(DetectedAdmin):
              lambda change_id: services.incident_limits_confirm(change_id=change_id, actor=actor_of(request)))
 
 
-class FlaggedFilter(admin.SimpleListFilter):
-    title = "flagged for staff"
-    parameter_name = "flagged"
-
-    def lookups(self, request, model_admin):
-        return [("yes", "flagged"), ("no", "not flagged")]
-
-    def queryset(self, request, queryset):
-        if self.value() == "yes":
-            return queryset.filter(flagged_at__isnull=False)
-        if self.value() == "no":
-            return queryset.filter(flagged_at__isnull=True)
-        return queryset
-
-
 class ApprovalInline(ReadOnlyInline):
     model = ItemApproval
     fields = ["version", "slot", "approver_name", "is_approver_role", "at"]
@@ -103,16 +118,99 @@ class ApprovalInline(ReadOnlyInline):
 
 
 @admin.register(Item)
-class ItemAdmin(DetectedAdmin):
+class ItemAdmin(QueueSearch, CsvExport, QueueRows, DetectedAdmin):
     audit_object_type = "item"
-    list_display = ["id", "user_id", "kind", "reference", "asset", "amount", "status", "approval", "version",
-                    "usdc_value", "flagged_at"]
-    list_filter = ["incident", "status", "kind", "approval", FlaggedFilter, "asset"]
-    search_fields = ["=user_id", "reference"]
-    readonly_fields = [f.name for f in Item._meta.fields]
+    list_display = ["id", "account", "event", "found", "claimed", "usdc", "status_shown", "age", "assignee"]
+    list_filter = ["incident", "kind", "status", "approval", NeedsReviewFilter, FlaggedFilter, WaitingForMeFilter,
+                   ChannelFilter, LanguageFilter, AgeFilter, AmountFilter]
+    queue_search = staticmethod(item_search)
+    list_per_page = 50
+    readonly_fields = ["case", "explanation", *[SHOWN.get(f.name, f.name) for f in Item._meta.fields]]
+    amount_shown = amount_column("amount", "asset", "amount")
+    usdc_shown = amount_column("usdc_value", "", "USDC value")
+    flagged_amount_shown = amount_column("flagged_amount", "asset", "flagged amount")
     inlines = [ApprovalInline]
     show_full_result_count = False
-    actions = ["approve", "reject", "send_back", "accept_recomputation", "set_amount"]
+    change_list_template = "admin/claims/queue_change_list.html"
+    actions = ["approve", "reject", "send_back", "accept_recomputation", "set_amount", "assign_to_me"]
+    csv_columns = [
+        ("id", lambda i, d: i.id), ("incident", lambda i, d: i.incident.slug), ("userId", lambda i, d: i.user_id),
+        ("kind", lambda i, d: i.kind), ("reference", lambda i, d: i.reference), ("asset", lambda i, d: i.asset),
+        ("amount", lambda i, d: plain(i.amount, d.get(i.asset))),
+        ("claimed", lambda i, d: plain(i.claimed_amount, d.get(i.claimed_asset))),
+        ("claimedAsset", lambda i, d: i.claimed_asset or ""), ("usdcValue", lambda i, d: plain(i.usdc_value, 2)),
+        ("status", lambda i, d: i.status), ("tier", lambda i, d: i.approval), ("version", lambda i, d: i.version),
+        ("approvalsMissing", lambda i, d: missing_approvals(i)),
+        ("flagged", lambda i, d: "yes" if i.flagged_at else ""),
+        ("createdAt", lambda i, d: i.created_at.isoformat()), ("assignee", lambda i, d: i.assignee or ""),
+    ]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("incident").annotate(
+            given=approvals_given(), claimed_amount=first_claim("claimed_amount"),
+            claimed_asset=first_claim("claimed_asset"), assignee=first_claim("assigned_to__username"))
+
+    @admin.display(description="account", ordering="user_id")
+    def account(self, item):
+        return case_link(item.incident_id, item.user_id)
+
+    @admin.display(description="kind · reference", ordering="kind")
+    def event(self, item):
+        return format_html('{}<br><span class="cd-muted" title="{}">{}</span>', item.kind.replace("_", " "),
+                           item.reference, item.reference)
+
+    @admin.display(description="found", ordering="amount")
+    def found(self, item):
+        if item.amount is None:
+            return format_html('<span class="cd-muted">— {}</span>', item.asset)
+        return f"{amount_text(item.amount, item.decimals.get(item.asset))} {item.asset}"
+
+    @admin.display(description="claimed")
+    def claimed(self, item):
+        if item.claimed_amount is None:
+            return "–"
+        text = f"{amount_text(item.claimed_amount, item.decimals.get(item.claimed_asset))} " \
+               f"{item.claimed_asset}"
+        differs = item.claimed_asset == item.asset and item.amount is not None and item.claimed_amount != item.amount
+        return format_html('<span class="cd-diff" title="differs from what was found">{}</span>', text) if differs \
+            else text
+
+    @admin.display(description="USDC", ordering="usdc_value")
+    def usdc(self, item):
+        return "?" if item.usdc_value is None else amount_text(item.usdc_value, 2)
+
+    @admin.display(description="status · tier", ordering="status")
+    def status_shown(self, item):
+        tone = {"approved": "ok", "paid": "ok", "rejected": "bad", "needs_review": "warn"}.get(item.status, "info")
+        flagged = format_html(' <span class="cd-badge warn">flagged</span>') if item.flagged_at else ""
+        missing = missing_approvals(item)
+        tier = {"policy": "policy", "one": "one approval", "two": "two approvals"}[item.approval]
+        return format_html('<span class="cd-badge {}">{}</span>{}<br><span class="cd-muted">{}</span>{}', tone,
+                           item.status.replace("_", " "), flagged, tier,
+                           format_html(' · <strong>{} missing</strong>', missing) if missing else "")
+
+    @admin.display(description="age", ordering="created_at")
+    def age(self, item):
+        return age_text(item.created_at, item.now)
+
+    @admin.display(description="assignee")
+    def assignee(self, item):
+        return item.assignee or "–"
+
+    @admin.display(description="case")
+    def case(self, item):
+        return case_link(item.incident_id, item.user_id, f"Open the case of {item.user_id}")
+
+    @admin.display(description="in plain words")
+    def explanation(self, item):
+        return explain(kind=item.kind, inputs=item.inputs, amount=item.amount, asset=item.asset,
+                       review_reason=item.review_reason)
+
+    @admin.action(description="Assign their claims to me", permissions=["approve"])
+    def assign_to_me(self, request, queryset):
+        claim_ids = ClaimItem.objects.filter(item__in=queryset).values_list("claim_id", flat=True).distinct()
+        outcomes_report(request, "Assign", services.claims_assign(claim_ids=list(claim_ids), actor=actor_of(request),
+                                                                  to=request.user))
 
     def audit_records(self, item):
         """The item's records and those of the approvals given to it."""

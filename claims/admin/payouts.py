@@ -16,6 +16,7 @@ from ..models import Incident, PayoutBatch, PayoutConfirmation, PayoutLine, Payo
 from ..roles import Refused
 from .actions import ReasonForm, actor_of, ask, each, may_pay
 from .base import DetectedAdmin, ReadOnlyInline
+from .queue import QueueRows, amount_column
 
 
 class LineInline(ReadOnlyInline):
@@ -70,9 +71,10 @@ class ConfirmationForm(forms.Form):
 
 
 @admin.register(PayoutLine)
-class PayoutLineAdmin(DetectedAdmin):
+class PayoutLineAdmin(QueueRows, DetectedAdmin):
     audit_object_type = "payout_line"
-    list_display = ["key", "user_id", "asset", "amount", "status", "transaction_id", "confirmed_at"]
+    list_display = ["key", "user_id", "amount_shown", "status", "transaction_id", "confirmed_at"]
+    amount_shown = amount_column("amount", "asset", "amount")
     list_filter = ["status", "batch__incident", "asset"]
     search_fields = ["=key", "=user_id", "=transaction_id"]
     readonly_fields = [f.name for f in PayoutLine._meta.fields]

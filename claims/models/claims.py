@@ -64,6 +64,8 @@ class Claim(models.Model):
     staff_note = models.TextField(blank=True, help_text="What matching found, for staff.")
     candidate_events = models.JSONField(default=list, blank=True)
     no_loss_details = models.JSONField(default=list, blank=True)
+    assigned_to = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT,
+                                    related_name="+", help_text="The staff member working on it.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -77,7 +79,12 @@ class Claim(models.Model):
         permissions = [("review_claim", "Take claims into review"), ("reject_claim", "Reject claims")]
 
     def __str__(self):
-        return f"claim #{self.pk} of {self.user_id}"
+        return f"claim {self.number} of {self.user_id}"
+
+    @property
+    def number(self) -> str:
+        """What the claimant quotes to support (staff search for it as typed)."""
+        return f"CD-{self.pk}"
 
     def reference_key(self) -> tuple:
         """What the claim points at; a second claim with the same key is merged into the first."""
@@ -92,7 +99,12 @@ class ClaimItem(models.Model):
     item = models.ForeignKey(Item, on_delete=models.PROTECT)
 
     class Meta:
+        verbose_name = "item of the claim"
+        verbose_name_plural = "items of the claim"
         constraints = [models.UniqueConstraint(fields=["claim", "item"], name="claim_item_once")]
+
+    def __str__(self):
+        return f"item #{self.item_id}"
 
 
 # A stored file is named from the type its content was found to be, never from the name the
@@ -113,6 +125,13 @@ class ClaimAttachment(models.Model):
     sha256 = models.CharField(max_length=64)
     uploaded_at = models.DateTimeField(auto_now_add=True)
     note = models.TextField(blank=True, help_text="Information the claimant added with it.")
+
+    def __str__(self):
+        return self.original_name
+
+    @property
+    def is_image(self) -> bool:
+        return self.content_type.startswith("image/")
 
 
 class ClaimSubmission(models.Model):

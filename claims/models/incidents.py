@@ -244,6 +244,9 @@ class Item(models.Model):
             models.Index(fields=["incident", "user_id"], name="item_incident_user"),
             models.Index(fields=["user_id", "reference"], name="item_user_reference"),
             models.Index(fields=["incident", "status"], name="item_incident_status"),
+            # The review queue: undecided items by tier and age (bench/queue_speed.py).
+            models.Index(fields=["incident", "approval", "created_at"], condition=Q(status="computed"),
+                         name="item_queue_undecided"),
         ]
         permissions = [
             ("approve_item", "Approve items"),

@@ -96,6 +96,9 @@ class PayoutLineItem(models.Model):
             models.CheckConstraint(condition=Q(amount__gt=0), name="payout_line_item_amount_positive"),
         ]
 
+    def __str__(self):
+        return f"item #{self.item_id}"
+
 
 class PayoutConfirmation(models.Model):
     """One confirmation file from treasury, as recorded (the lines it changed are in the audit trail)."""

@@ -8,6 +8,7 @@ from collections import defaultdict
 from datetime import datetime, timedelta
 from decimal import Decimal
 
+from django.contrib.auth import get_user_model
 from django.core.files.storage import default_storage
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
@@ -32,7 +33,7 @@ from ..models import (
 )
 from ..models.claims import EXTENSIONS
 from ..notifications import absolute, language_for, notify, notify_many
-from ..roles import Actor
+from ..roles import APPROVING_ROLES, Actor, Refused, roles_of
 from .audit import audit_entry, audit_record, audit_write
 
 # --- claims ---
@@ -80,20 +81,29 @@ def attachment_content_type(head: bytes) -> str | None:
 
 def attachments_check(files: list) -> list[tuple]:
     """Each upload with its content type, or ClaimRefused naming the first bad one."""
+    checked, refused = attachments_split(files)
+    if refused:
+        raise ClaimRefused(refused[0][1], field="attachments")
+    return checked
+
+
+def attachments_split(files: list) -> tuple[list[tuple], list[tuple[str, str]]]:
+    """The uploads we take, each with its content type, and those we refuse: (name, why)."""
     if len(files) > MAX_ATTACHMENTS:
         raise ClaimRefused(_("At most %(count)d files.") % {"count": MAX_ATTACHMENTS}, field="attachments")
-    checked = []
+    checked, refused = [], []
     for upload in files:
         if upload.size > MAX_ATTACHMENT_BYTES:
-            raise ClaimRefused(_("%(name)s is larger than 10 MB") % {"name": upload.name}, field="attachments")
+            refused.append((upload.name, _("%(name)s is larger than 10 MB") % {"name": upload.name}))
+            continue
         head = upload.read(8)
         upload.seek(0)
         content_type = attachment_content_type(head)
         if content_type is None:
-            raise ClaimRefused(_("%(name)s is not a PNG, JPEG or PDF file") % {"name": upload.name},
-                               field="attachments")
+            refused.append((upload.name, _("%(name)s is not a PNG, JPEG or PDF file") % {"name": upload.name}))
+            continue
         checked.append((upload, content_type))
-    return checked
+    return checked, refused
 
 
 def _sha256(upload) -> str:
@@ -104,8 +114,8 @@ def _sha256(upload) -> str:
     return sha.hexdigest()
 
 
-def _attachments_save(claim: Claim, files: list, note: str = "") -> None:
-    for upload, content_type in attachments_check(files):
+def _attachments_save(claim: Claim, files: list, note: str = "", checked: list | None = None) -> None:
+    for upload, content_type in attachments_check(files) if checked is None else checked:
         ClaimAttachment.objects.create(claim=claim, file=upload, original_name=upload.name[:255],
                                        content_type=content_type, size=upload.size, sha256=_sha256(upload),
                                        note=note)
@@ -338,6 +348,14 @@ class VerificationFailed(Exception):
     pass
 
 
+class VerificationUsed(VerificationFailed):
+    """The link was opened before: the claim it confirmed, and when."""
+
+    def __init__(self, claim: Claim, used_at):
+        super().__init__(_("This link was already used: your claim is confirmed."))
+        self.claim, self.used_at = claim, used_at
+
+
 @transaction.atomic
 def claim_verify(*, token: str) -> Claim:
     """Use a verification link: once, before it expires."""
@@ -350,8 +368,10 @@ def claim_verify(*, token: str) -> Claim:
                                             expires_at__gte=timezone.now()).update(used_at=timezone.now())
     claim = Claim.objects.select_for_update().get(id=verification.claim_id)
     if used != 1:
+        if verification.used_at is not None:
+            raise VerificationUsed(claim, verification.used_at)  # says so, and links the status page
         if claim.status != Claim.Status.UNVERIFIED:
-            return claim  # already confirmed: the link just shows the claim again
+            return claim  # confirmed through another of its links
         raise VerificationFailed(_("This link has expired; please file the claim again."))
     if claim.status == Claim.Status.UNVERIFIED:
         claim_transition(claim=claim, to=Claim.Status.RECEIVED, actor=claimant_actor(claim.user_id),
@@ -393,11 +413,16 @@ def claim_merge_if_repeated(claim: Claim, others: list[Claim], *, actor: str) ->
 
 
 @transaction.atomic
-def claim_add_information(*, claim: Claim, text: str, attachments: list, actor: str) -> None:
-    if attachments:
-        _attachments_save(claim, attachments, note=text)
-    claim_record(claim=claim, actor=actor, action="information_added", after={"attachments": len(attachments)},
+def claim_add_information(*, claim: Claim, text: str, attachments: list, actor: str) -> list[tuple[str, str]]:
+    """Keep what the claimant adds: the text and every valid file, even when another file is
+    refused. Returns the refused files, (name, why); nothing is recorded if nothing was kept."""
+    checked, refused = attachments_split(attachments)
+    if not text and not checked:
+        return refused
+    _attachments_save(claim, [], note=text, checked=checked)
+    claim_record(claim=claim, actor=actor, action="information_added", after={"attachments": len(checked)},
                  reason=f"information added: {text}" if text else "attachment added")
+    return refused
 
 
 def tasks_requeue(*, older_than: timedelta) -> tuple[list[int], list[int], list[int]]:
@@ -455,6 +480,33 @@ def status_link_send(*, claim: Claim) -> None:
     names the day). The e-mail's own rendering signs the link anew."""
     notify(key=f"claim:{claim.id}:status-link:{timezone.now():%Y-%m-%d}", kind="status_link",
            user_id=claim.user_id, claim=claim)
+
+
+@transaction.atomic
+def claims_assign(*, claim_ids, actor: Actor, to=None) -> list:
+    """Assign claims to a staff member (`to`; None: unassigned), each change recorded. Anyone with
+    an approving role may take a claim or hand it on; the person it goes to must hold one too."""
+    from .approvals import Outcome  # approvals imports this module
+
+    actor.require(APPROVING_ROLES, "assign claims")
+    if to is not None and not roles_of(to) & APPROVING_ROLES:
+        raise Refused(f"{to.get_username()} holds no role that reviews claims", rule="role")
+    claims = list(Claim.objects.select_for_update().filter(id__in=list(claim_ids)).order_by("id"))
+    names = dict(get_user_model().objects.filter(id__in={c.assigned_to_id for c in claims} - {None})
+                 .values_list("id", "username"))
+    outcomes, records = [], []
+    for claim in claims:
+        if claim.assigned_to_id == (to.pk if to else None):
+            outcomes.append(Outcome(claim.id, False, f"already assigned to {to.get_username() if to else 'nobody'}"))
+            continue
+        records.append(audit_entry(actor=actor.name, object_type="claim", object_id=claim.id, action="assigned",
+                                   before={"status": claim.status, "assigned_to": names.get(claim.assigned_to_id)},
+                                   after={"status": claim.status, "assigned_to": to.get_username() if to else None}))
+        outcomes.append(Outcome(claim.id, True, "assigned"))
+    changed = [o.item_id for o in outcomes if o.changed]
+    Claim.objects.filter(id__in=changed).update(assigned_to=to, updated_at=timezone.now())
+    audit_write(records)
+    return outcomes
 
 
 def claimant_actor(user_id: int) -> str:
