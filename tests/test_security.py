@@ -168,7 +168,12 @@ def test_plain_http_is_sent_to_https_when_debug_is_off(client, settings):
 
 
 def test_the_claimants_pages_run_no_inline_script_and_the_policy_forbids_it(client, open_sample_incident):
-    for url in ("/", f"/claims/new/{open_sample_incident.slug}/", "/claims/sent/"):
+    from claims.models import Claim
+    from claims.notifications import status_path
+
+    claim = Claim.objects.create(incident=open_sample_incident, user_id=100056, channel="api", kind="other",
+                                 status="received", description="<script>alert(1)</script>")
+    for url in ("/", f"/claims/new/{open_sample_incident.slug}/", "/claims/sent/", status_path(claim)):
         page = client.get(url)
         html = page.content.decode()
 
