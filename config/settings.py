@@ -50,6 +50,7 @@ MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
+    "claims.webhooks.InboundBodyMiddleware",  # before anything reads an ESP's post
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -111,6 +112,14 @@ DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Claimdesk <claims@cla
 ANYMAIL = {
     key.removeprefix("ANYMAIL_"): value for key, value in os.environ.items() if key.startswith("ANYMAIL_")
 }
+# E-mail intake (email-intake.md). Claimants write to SUPPORT_EMAIL, and answers to their e-mail
+# come from it. Only the Authentication-Results of the server named INBOUND_AUTHSERV_ID (ours, or
+# the ESP's inbound servers) can verify a sender; unset, no sender is verified.
+SUPPORT_EMAIL = os.environ.get("SUPPORT_EMAIL", "support@claimdesk.example")
+INBOUND_AUTHSERV_ID = os.environ.get("INBOUND_AUTHSERV_ID", "")
+# The largest request an ESP's inbound webhook may post (a whole message, attachments encoded):
+# Django's own limit (DATA_UPLOAD_MAX_MEMORY_SIZE, 2.5 MB) would refuse a message with one photo.
+INBOUND_MAX_BYTES = int(os.environ.get("INBOUND_MAX_BYTES", str(60 * 1024 * 1024)))
 
 # Celery. Without a broker, tasks run in-process and eagerly, so the demo needs no Redis.
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "")
