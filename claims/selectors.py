@@ -1,4 +1,4 @@
-"""Reads of incidents, items and payouts."""
+"""Reads of incidents, items, payouts and e-mail received."""
 
 from collections import Counter, defaultdict
 from collections.abc import Iterator
@@ -11,7 +11,17 @@ from django.db.models.functions import Collate
 from exchange import selectors as ledger
 
 from .detectors import quantize
-from .models import AuditRecord, Claim, DetectionRun, Incident, Item, PayoutBatch, PayoutLine, PayoutLineItem
+from .models import (
+    AuditRecord,
+    Claim,
+    DetectionRun,
+    InboundMessage,
+    Incident,
+    Item,
+    PayoutBatch,
+    PayoutLine,
+    PayoutLineItem,
+)
 
 
 def incident_get(*, slug: str) -> Incident | None:
@@ -123,3 +133,35 @@ def payout_line_list_with_items(*, batch: PayoutBatch) -> QuerySet[PayoutLine]:
     """A batch's lines in key order, each with its entries and their items (for the treasury files)."""
     entries = PayoutLineItem.objects.select_related("item").order_by("id")
     return payout_line_list(batch=batch).prefetch_related(Prefetch("entries", queryset=entries))
+
+
+# --- e-mail received (email-intake.md) ---
+
+EXPORT_LISTS = ("symbols", "tradeIds", "orderIds", "withdrawalIds", "txHashes", "amounts")
+
+
+def inbound_list(*, incident: Incident | None = None) -> QuerySet:
+    """Messages in the order received, without their raw bytes or text (never needed for a list)."""
+    messages = InboundMessage.objects.defer("raw", "text").select_related("claim").order_by("id")
+    return messages if incident is None else messages.filter(incident=incident)
+
+
+def inbound_export_line(message: InboundMessage) -> dict:
+    """One message as `export_inbound` writes it (email-intake.md, "Export"); the admin and the
+    staff API list the same."""
+    extracted = message.extracted or {}
+    return {
+        "messageId": f"<{message.message_id}>" if message.message_id is not None else None,
+        "sha256": message.sha256, "outcome": message.outcome, "userId": message.user_id,
+        "claim": str(message.claim.public_id) if message.claim_id else None, "kind": extracted.get("kind"),
+        **{name: extracted.get(name, []) for name in EXPORT_LISTS},
+        "attachments": [{"filename": a["filename"], "contentType": a["contentType"], "size": a["size"]}
+                        for a in message.attachments],
+        "ignoredReason": message.ignored_reason or None,
+    }
+
+
+def inbound_export_iter(*, incident: Incident | None = None) -> Iterator[dict]:
+    """Every message's export line, streamed in batches: memory does not grow with the mailbox."""
+    for message in inbound_list(incident=incident).iterator(chunk_size=2000):
+        yield inbound_export_line(message)

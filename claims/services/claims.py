@@ -187,16 +187,17 @@ def _references(stored: dict) -> dict:
 @transaction.atomic
 def claim_create(*, incident: Incident, user_id: int, channel: str, kind: str, description: str = "",
                  references: dict | None = None, language: str = "en", attachments: list | None = None,
-                 stored: list[dict] | None = None, actor: str) -> Claim:
+                 stored: list[dict] | None = None, actor: str, verified: bool | None = None) -> Claim:
     """File a claim. From the web it waits, unverified, for the link sent to the address on file;
-    from the API (the exchange has logged the user in) or staff it is received at once."""
+    from the API (the exchange has logged the user in) or staff it is received at once. An
+    e-mail's claim says which (`verified`: whether our server vouched for its sender)."""
     _refuse_if_closed(incident, timezone.now())
     account = ledger.account_get(user_id)
     if account is None:
         raise _no_account(user_id)
     attachments = attachments or []
     attachments_check(attachments)
-    web = channel == Claim.Channel.WEB
+    web = channel == Claim.Channel.WEB if verified is None else not verified
     status = Claim.Status.UNVERIFIED if web else Claim.Status.RECEIVED
     claim = Claim.objects.create(incident=incident, user_id=user_id, channel=channel, kind=kind,
                                  description=description, language=language, status=status,
@@ -204,9 +205,7 @@ def claim_create(*, incident: Incident, user_id: int, channel: str, kind: str, d
     filed = audit_record(actor=actor, object_type="claim", object_id=claim.id, action="filed",
                          after={"status": status}, reason=f"filed through {channel}")
     _attachments_save(claim, attachments)
-    ClaimAttachment.objects.bulk_create(
-        ClaimAttachment(claim=claim, file=f["path"], original_name=f["name"], content_type=f["content_type"],
-                        size=f["size"], sha256=f["sha256"]) for f in stored or [])
+    _stored_attach(claim, stored)
     if web:
         _verification_send(claim, account)
     else:
@@ -376,12 +375,22 @@ def claim_merge_if_repeated(claim: Claim, others: list[Claim], *, actor: str) ->
     return first
 
 
+def _stored_attach(claim: Claim, stored: list[dict] | None, note: str = "") -> None:
+    """Files already written to storage (named from their detected type) become the claim's."""
+    ClaimAttachment.objects.bulk_create(
+        ClaimAttachment(claim=claim, file=f["path"], original_name=f["name"], content_type=f["content_type"],
+                        size=f["size"], sha256=f["sha256"], note=note) for f in stored or [])
+
+
 @transaction.atomic
-def claim_add_information(*, claim: Claim, text: str, attachments: list, actor: str) -> None:
+def claim_add_information(*, claim: Claim, text: str, attachments: list, actor: str,
+                          stored: list[dict] | None = None) -> None:
     if attachments:
         _attachments_save(claim, attachments, note=text)
-    claim_record(claim=claim, actor=actor, action="information_added", after={"attachments": len(attachments)},
-                 reason=f"information added: {text}" if text else "attachment added")
+    _stored_attach(claim, stored, note=text)
+    count = len(attachments) + len(stored or [])
+    claim_record(claim=claim, actor=actor, action="information_added", after={"attachments": count},
+                 reason=f"information added: {text}" if text else "attachment added" if count else "information added")
 
 
 def tasks_requeue(*, older_than: timedelta) -> tuple[list[int], list[int], list[int]]:
