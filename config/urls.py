@@ -10,4 +10,7 @@ urlpatterns = [
     path("i18n/", include("django.conf.urls.i18n")),
     path("api/", include("claims.api_urls")),
     path("admin/", admin.site.urls),
+    # The ESPs' inbound webhooks, e.g. /anymail/mailgun/inbound_mime/, /anymail/postmark/inbound/
+    # (claims/webhooks.py): they authenticate as anymail does, then keep the message.
+    path("anymail/", include("anymail.urls")),
 ]
