@@ -191,6 +191,7 @@ SPECTACULAR_SETTINGS = {
         "ClaimStatusEnum": "claims.models.ClaimStatus", "ItemStatusEnum": "claims.models.ItemStatus",
         "LimitChangeStatusEnum": "claims.models.LimitChangeStatus",
         "PayoutLineStatusEnum": "claims.models.PayoutLineStatus", "ApprovalTierEnum": "claims.models.ItemApprovalTier",
+        "InboundOutcomeEnum": "claims.models.InboundOutcome",
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",

@@ -34,6 +34,8 @@ from ..inbound import DSN, Extracted, Parsed, extract, ignored_reason, parse, pe
 from ..models import Claim, InboundMessage, Incident, Notification
 from ..models.claims import EXTENSIONS
 from ..notifications import Thread, language_for, notify
+from ..roles import APPROVING_ROLES, Actor
+from .audit import audit_record
 from .claims import (
     MAX_ATTACHMENT_BYTES,
     ClaimRefused,
@@ -390,20 +392,20 @@ AGAIN = (Outcome.UNPARSEABLE_KEPT,)
 
 
 @transaction.atomic
-def inbound_parse_again(*, message_ids, actor: str) -> list[int]:
-    """Parse again messages kept as `unparseable_kept` (after a fix of the parser): what was read
-    from them is forgotten and the intake task decides them anew. The raw bytes are untouched;
-    other outcomes have already done what they had to (a claim, an answer) and are left alone.
-    Returns the ids enqueued."""
+def inbound_parse_again(*, message_ids, actor: Actor) -> list[int]:
+    """Parse again messages kept as `unparseable_kept` (after a fix of the parser; support or
+    approver): what was read from them is forgotten and the intake task decides them anew. The
+    raw bytes are untouched; other outcomes have already done what they had to (a claim, an
+    answer) and are left alone. Returns the ids enqueued."""
     from ..tasks import inbound_parse_task  # tasks import this module
-    from .audit import audit_record
 
+    actor.require(APPROVING_ROLES, "parse messages again")
     ids = list(InboundMessage.objects.select_for_update().filter(id__in=list(message_ids), outcome__in=AGAIN)
                .order_by("id").values_list("id", flat=True))
     InboundMessage.objects.filter(id__in=ids).update(
         outcome=None, attempts=0, parsed_at=None, original_key=None, is_verified=None, user_id=None, problems=[])
     for message_id in ids:
-        audit_record(actor=actor, object_type="inbound_message", object_id=message_id, action="parse_again",
+        audit_record(actor=actor.name, object_type="inbound_message", object_id=message_id, action="parse_again",
                      before={"outcome": Outcome.UNPARSEABLE_KEPT}, after={"outcome": None},
                      reason="parsed again by staff")
     transaction.on_commit(lambda: [inbound_parse_task.delay(message_id=i) for i in ids])
