@@ -9,17 +9,31 @@ The raw bytes, per ESP:
   InboundBodyMiddleware, below, not through Django's form parsing, which would replace bytes that
   are not UTF-8);
 - Postmark with "Include raw email content" on: `RawEmail` (a JSON string, so encoded as UTF-8);
-- otherwise (Postmark without it, Mailgun's parsed format, other ESPs): the MIME message anymail
-  builds from the ESP's parsed fields (`AnymailInboundMessage.construct`: the headers the ESP
-  passes on, in their order, the text and HTML bodies and the attachments), serialized.
+- Postmark without it, Mailgun's parsed format: a MIME message built here from the ESP's fields
+  (mime_from_fields: the headers the ESP passes on, in their order, then the bodies and the
+  attachments, base64);
+- other ESPs: the message anymail parsed or built, serialized.
+
+anymail builds its own message from parsed fields before sending the signal, and raises on a
+header it cannot hold (a line break in Postmark's Subject): the webhook would answer 500 and the
+ESP retry until it gave up, losing the message. The views below (routed before anymail.urls) let
+such an event through to the signal, whose receiver builds the raw message itself.
 """
 
+import base64
 import email.policy
+import json
 import re
+from email.message import EmailMessage
 from email.parser import BytesParser
+from email.utils import formataddr
 from io import BytesIO
 from urllib.parse import parse_qsl
 
+from anymail.inbound import AnymailInboundMessage
+from anymail.signals import AnymailInboundEvent, EventType
+from anymail.webhooks.mailgun import MailgunInboundWebhookView
+from anymail.webhooks.postmark import PostmarkInboundWebhookView
 from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.http import HttpResponse, QueryDict
@@ -93,23 +107,160 @@ def _multipart_read(request, body: bytes) -> None:
 def inbound_received(sender, event, esp_name: str, **kwargs) -> None:
     """anymail's `inbound` signal: keep the message exactly as received and enqueue its parsing.
     The incident is the one open for claims (of several, the newest)."""
-    raw = inbound_raw(event, esp_name)
+    raw, envelope_sender = inbound_raw(event, esp_name)
     event_id = event.event_id if isinstance(event.event_id, str) else None
     services.inbound_store(raw=raw, source=InboundMessage.Source.WEBHOOK, esp=esp_name,
-                           place=f"event {event_id}" if event_id else "",
-                           envelope_sender=event.message.envelope_sender,
+                           place=f"event {event_id}" if event_id else "", envelope_sender=envelope_sender,
                            incident=services.incident_open_for_claims())
 
 
-def inbound_raw(event, esp_name: str) -> bytes:
-    """The message's raw bytes: as the ESP sent them where it sends them, else as anymail built
-    the message from the ESP's parsed fields."""
-    fields = getattr(event.esp_event, "inbound_fields", None) or {}
-    if esp_name == "Mailgun" and "body-mime" in fields:
+def inbound_raw(event, esp_name: str) -> tuple[bytes, str | None]:
+    """The message's raw bytes, and the envelope sender the ESP reports (None: not told)."""
+    if esp_name == "Mailgun":
+        return _mailgun_raw(event.esp_event), event.esp_event.POST.get("sender")
+    if esp_name == "Postmark":
+        return _postmark_raw(event.esp_event), _postmark_envelope_sender(event.esp_event)
+    try:  # other ESPs: the message anymail built or parsed
+        return event.message.as_bytes(policy=email.policy.SMTP), event.message.envelope_sender
+    except Exception:
+        return event.message.as_string().encode("utf-8", "surrogateescape"), event.message.envelope_sender
+
+
+def _mailgun_raw(request) -> bytes:
+    fields = getattr(request, "inbound_fields", None) or {}
+    if "body-mime" in fields:
         return fields["body-mime"]
-    if esp_name == "Postmark" and isinstance(event.esp_event, dict) and event.esp_event.get("RawEmail"):
-        return event.esp_event["RawEmail"].encode("utf-8", "surrogateescape")
-    try:
-        return event.message.as_bytes(policy=email.policy.SMTP)
-    except Exception:  # a value the generator will not write: keep the text it holds
-        return event.message.as_string(policy=email.policy.SMTP).encode("utf-8", "surrogateescape")
+    content_ids = {field: cid for cid, field in json.loads(request.POST.get("content-id-map") or "{}").items()}
+    files = [(name, upload) for name, uploads in request.FILES.lists() for upload in uploads]
+    return mime_from_fields(
+        headers=[(name, value) for name, value in json.loads(request.POST.get("message-headers") or "[]")],
+        text=request.POST.get("body-plain"), html=request.POST.get("body-html"),
+        attachments=[(upload.name, upload.content_type, _content(upload), content_ids.get(name))
+                     for name, upload in files])
+
+
+def _content(upload) -> bytes:
+    upload.seek(0)  # anymail has read it already
+    return upload.read()
+
+
+def _postmark_raw(payload: dict) -> bytes:
+    if payload.get("RawEmail"):
+        return payload["RawEmail"].encode("utf-8", "surrogateescape")
+    headers = [(h["Name"], h["Value"]) for h in payload.get("Headers") or []]
+    if headers and headers[0][0].lower() == "return-path":
+        headers = headers[1:]  # Postmark puts the envelope sender first; the message never held it
+    own = [("From", _addresses([payload.get("FromFull")])), ("To", _addresses(payload.get("ToFull"))),
+           ("Cc", _addresses(payload.get("CcFull"))), ("Subject", payload.get("Subject")),
+           ("Date", payload.get("Date")), ("Reply-To", payload.get("ReplyTo"))]
+    attachments = [(a.get("Name"), a.get("ContentType") or "application/octet-stream",
+                    base64.b64decode(a.get("Content") or a.get("Data") or ""), a.get("ContentID"))
+                   for a in payload.get("Attachments") or []]
+    return mime_from_fields(headers=headers + [(name, value) for name, value in own if value],
+                            text=payload.get("TextBody"), html=payload.get("HtmlBody"), attachments=attachments)
+
+
+def _postmark_envelope_sender(payload: dict) -> str | None:
+    headers = payload.get("Headers") or []
+    if headers and headers[0].get("Name", "").lower() == "return-path":
+        return headers[0].get("Value", "").strip().removeprefix("<").removesuffix(">")
+    return None
+
+
+def _addresses(full: list | None) -> str:
+    """Postmark's {Email, Name} objects as an address list (names RFC 2047-encoded, line breaks gone)."""
+    return ", ".join(formataddr((_one_line(a.get("Name") or ""), a.get("Email") or "")) for a in full or [] if a)
+
+
+# --- raw MIME from an ESP's parsed fields ------------------------------------------------------
+
+BODY_HEADERS = {"content-type", "content-transfer-encoding", "mime-version"}
+ADDRESS_HEADERS = {"from", "to", "cc", "bcc", "reply-to", "sender"}
+HEADER_NAME = re.compile(r"[!-9;-~]+\Z")
+CONTROLS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def mime_from_fields(*, headers: list[tuple[str, str]], text: str | None, html: str | None,
+                     attachments: list[tuple[str | None, str, bytes, str | None]]) -> bytes:
+    """A MIME message from an ESP's parsed fields, for ESPs that send no raw message: their
+    headers in their order (an Authentication-Results stays where it was), in UTF-8 as RFC 6532
+    allows, a value with a line break as RFC 2047 encoded words (kept whole; never a header of its
+    own); then the text and HTML bodies and the attachments (base64), as the email package writes
+    them. anymail's own construction writes binary attachments unencoded, so their bytes change."""
+    body = EmailMessage(policy=email.policy.SMTP)
+    if text or not html:
+        body.set_content(_text(text or ""), charset="utf-8")
+        if html:
+            body.add_alternative(_text(html), subtype="html", charset="utf-8")
+    else:
+        body.set_content(_text(html), subtype="html", charset="utf-8")
+    for filename, content_type, content, content_id in attachments:
+        _attach(body, filename, content_type, content, content_id)
+    lines = [_header_line(name, str(value)) for name, value in headers
+             if HEADER_NAME.match(name) and name.lower() not in BODY_HEADERS]
+    return b"".join(lines) + body.as_bytes()
+
+
+def _attach(body: EmailMessage, filename: str | None, content_type: str, content: bytes, content_id: str | None):
+    maintype, _, subtype = content_type.partition(";")[0].strip().lower().partition("/")
+    if not (HEADER_NAME.match(maintype or "-") and HEADER_NAME.match(subtype or "-")) or maintype == "multipart":
+        maintype, subtype = "application", "octet-stream"
+    options = {"filename": _one_line(filename) or None, "disposition": "inline" if content_id else "attachment"}
+    if content_id:
+        options["cid"] = "<" + _one_line(content_id).strip("<>") + ">"
+    if maintype == "message":  # a forwarded message: kept as one, so its text counts
+        body.add_attachment(BytesParser(policy=email.policy.default).parsebytes(content), **options)
+    else:
+        body.add_attachment(content, maintype=maintype, subtype=subtype, **options)
+
+
+def _header_line(name: str, value: str) -> bytes:
+    value = _text(value)
+    if CONTROLS.search(value):
+        if name.lower() in ADDRESS_HEADERS:
+            value = _one_line(value)  # an address list cannot be encoded words; its names lose the break
+        else:
+            return f"{name}: {_encoded_words(value)}\r\n".encode("ascii")
+    return f"{name}: {value}\r\n".encode()
+
+
+def _encoded_words(value: str) -> str:
+    """RFC 2047 `=?utf-8?b?...?=` words of at most 45 bytes each, split between characters."""
+    words, chunk = [], ""
+    for char in value:
+        if len((chunk + char).encode()) > 45:
+            words.append(chunk)
+            chunk = ""
+        chunk += char
+    words.append(chunk)
+    return "\r\n ".join(f"=?utf-8?b?{base64.b64encode(w.encode()).decode()}?=" for w in words)
+
+
+def _one_line(value: str | None) -> str:
+    return re.sub(r"\s+", " ", CONTROLS.sub(" ", _text(value or ""))).strip()
+
+
+def _text(value: str) -> str:
+    """Text the email package can write: a lone surrogate (JSON allows one) becomes U+FFFD."""
+    return value.encode("utf-8", "replace").decode("utf-8")
+
+
+# --- anymail's views, letting through what anymail cannot build ----------------------------------
+
+
+class _KeptWhenAnymailCannotBuild:
+    def esp_to_anymail_event(self, esp_event):
+        try:
+            return super().esp_to_anymail_event(esp_event)
+        except ValueError:  # "Header values may not contain linefeed or carriage return characters"
+            event_id = esp_event.get("MessageID") if isinstance(esp_event, dict) else esp_event.POST.get("token")
+            return AnymailInboundEvent(event_type=EventType.INBOUND, timestamp=None, event_id=event_id,
+                                       esp_event=esp_event, message=AnymailInboundMessage())
+
+
+class MailgunInboundView(_KeptWhenAnymailCannotBuild, MailgunInboundWebhookView):
+    pass
+
+
+class PostmarkInboundView(_KeptWhenAnymailCannotBuild, PostmarkInboundWebhookView):
+    pass

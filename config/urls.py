@@ -1,7 +1,8 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 
 from claims import views as claim_views
+from claims import webhooks
 
 urlpatterns = [
     path("", claim_views.start_page, name="start"),
@@ -11,6 +12,10 @@ urlpatterns = [
     path("api/", include("claims.api_urls")),
     path("admin/", admin.site.urls),
     # The ESPs' inbound webhooks, e.g. /anymail/mailgun/inbound_mime/, /anymail/postmark/inbound/
-    # (claims/webhooks.py): they authenticate as anymail does, then keep the message.
+    # (claims/webhooks.py): they authenticate as anymail does, then keep the message. Mailgun's and
+    # Postmark's are anymail's views, routed first so that a field anymail cannot put in a header
+    # does not lose the message.
+    re_path(r"^anymail/mailgun/inbound(_mime)?/$", webhooks.MailgunInboundView.as_view()),
+    path("anymail/postmark/inbound/", webhooks.PostmarkInboundView.as_view()),
     path("anymail/", include("anymail.urls")),
 ]
