@@ -7,7 +7,7 @@ from unittest import mock
 
 import pytest
 from django.core import mail
-from django.db import OperationalError
+from django.db import DatabaseError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from claims import tasks
@@ -145,11 +145,9 @@ def test_a_message_whose_task_was_lost_is_enqueued_again_and_given_up_after_its_
     with mock.patch.object(tasks.inbound_parse_task, "delay"):
         lost = receive(corpus_bytes("01-en-liquidation-verified.eml"), "01.eml", email_incident)
         killer = receive(corpus_bytes("02-zh-gb2312-label-gbk-bytes.eml"), "02.eml", email_incident)
-    an_hour_ago = timezone.now() - timedelta(hours=1)
-    InboundMessage.objects.filter(id__in=[lost.id, killer.id]).update(received_at=an_hour_ago)
     InboundMessage.objects.filter(id=killer.id).update(attempts=MAX_ATTEMPTS)  # each attempt killed its worker
 
-    requeued = inbound_requeue(older_than=timedelta(minutes=1))
+    requeued = inbound_requeue(older_than=timedelta(0))  # the sweep, once they have waited long enough
 
     assert requeued == [lost.id, killer.id]
     assert (outcome(lost), outcome(killer)) == ("new_claim", "unparseable_kept")
@@ -245,3 +243,19 @@ def test_markup_from_a_message_is_escaped_in_every_e_mail(email_incident):
     assert bodies and all("<script>" not in body and "<b>" not in body for body in bodies)
     assert any("&lt;script&gt;" in body for body in bodies)
     assert all(not getattr(m, "alternatives", None) for m in mail.outbox)  # plain text only
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the database's own guard is PostgreSQL's")
+@pytest.mark.parametrize("change", [
+    lambda messages: messages.update(raw=b"altered"),
+    lambda messages: messages.update(sha256="0" * 64),
+    lambda messages: messages.update(received_at=timezone.now()),
+    lambda messages: messages.delete(),
+], ids=["raw", "sha256", "received_at", "delete"])
+def test_what_was_received_is_never_changed_or_deleted(email_incident, change):
+    message = receive(compose(), "kept", email_incident)
+
+    with pytest.raises(DatabaseError, match="a received message is kept as received"), transaction.atomic():
+        change(InboundMessage.objects.filter(id=message.id))
+
+    assert bytes(InboundMessage.objects.get(id=message.id).raw) == compose()

@@ -9,12 +9,13 @@ at a time (an mbox through its table of contents, never whole), so memory stays 
 
 import hashlib
 import mailbox
+import re
 import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
-from django.conf import settings
+from celery import current_app
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
@@ -54,7 +55,7 @@ class Command(BaseCommand):
 
     def _summarise(self, where: str, first_id: int, *, wait: bool, count: int) -> None:
         run = InboundMessage.objects.filter(mailbox=where, id__gte=first_id)
-        if wait and not settings.CELERY_TASK_ALWAYS_EAGER:
+        if wait and not current_app.conf.task_always_eager:
             bar = Bar(self.stdout, "parsing", count)
             left = run.filter(outcome__isnull=True).count()
             while left:
@@ -82,7 +83,7 @@ def mailbox_items(path: Path) -> tuple[str, int, Iterator[tuple[str, bytes]]]:
     """(what it is, how many messages, (place, raw bytes) one at a time, in mailbox order)."""
     if path.is_dir() and all((path / sub).is_dir() for sub in ("cur", "new", "tmp")):
         box = mailbox.Maildir(path, factory=None, create=False)
-        keys = sorted(box.keys())  # unique names, which begin with the time of delivery
+        keys = sorted(box.keys(), key=_natural)  # unique names, which begin with the time of delivery
         return "Maildir", len(keys), ((key, box.get_bytes(key)) for key in keys)
     if path.is_dir():
         files = sorted((p for p in path.iterdir() if p.is_file() and p.suffix.lower() == ".eml"), key=lambda p: p.name)
@@ -92,6 +93,11 @@ def mailbox_items(path: Path) -> tuple[str, int, Iterator[tuple[str, bytes]]]:
         keys = box.keys()  # a table of contents: each message's start and end in the file
         return "mbox", len(keys), _mbox_items(box, keys)
     raise CommandError(f"{path}: no such mbox file, Maildir or folder")
+
+
+def _natural(name: str) -> list:
+    """Numbers in a name compared as numbers: `1700000000.M99P1` before `1700000000.M100P1`."""
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", name)]
 
 
 def _mbox_items(box: mailbox.mbox, keys: list) -> Iterator[tuple[str, bytes]]:
