@@ -24,8 +24,9 @@ import base64
 import email.policy
 import json
 import re
-from email.message import EmailMessage
-from email.parser import BytesParser
+import time
+from email.message import EmailMessage, Message
+from email.parser import BytesHeaderParser, BytesParser
 from email.utils import formataddr
 from io import BytesIO
 from urllib.parse import parse_qsl
@@ -43,6 +44,7 @@ from . import services
 from .models import InboundMessage
 
 INBOUND_PATH = re.compile(r"/anymail/[a-z_]+/inbound(?:_mime)?/\Z")
+HEADERS = BytesHeaderParser(policy=email.policy.compat32)  # a form part's few headers, read cheaply
 
 
 class InboundBodyMiddleware:
@@ -83,25 +85,44 @@ def _body_read(request) -> HttpResponse | None:
 
 
 def _multipart_read(request, body: bytes) -> None:
-    """multipart/form-data is MIME (RFC 7578): the email package splits it without decoding any
-    field, and without Django's cap on the size of a field."""
-    head = b"Content-Type: " + request.META["CONTENT_TYPE"].encode("latin-1", "replace") + b"\r\n\r\n"
-    form = BytesParser(policy=email.policy.HTTP).parsebytes(head + body)
-    if not form.is_multipart():
-        return  # not a form after all: Django's own parsing will say so
+    """Split multipart/form-data (RFC 7578) at its boundary without decoding any field, and
+    without Django's cap on the size of a field."""
+    parts = _form_parts(body, request.META["CONTENT_TYPE"])
+    if parts is None:
+        return  # not a form we can read: Django's own parsing will say what is wrong
     fields, post, files = {}, QueryDict(mutable=True, encoding=request.encoding), MultiValueDict()
-    for part in form.iter_parts():
-        name = part.get_param("name", header="content-disposition")
-        if not name:
+    for headers, data in parts:
+        name = headers.get_param("name", header="content-disposition")
+        if not isinstance(name, str) or not name:
             continue
-        data = part.get_payload(decode=True) or b""
-        if part.get_filename() is not None:
-            files.appendlist(name, SimpleUploadedFile(part.get_filename(), data, part.get_content_type()))
+        if str(headers.get("Content-Transfer-Encoding", "")).strip().lower() == "base64":
+            data = base64.b64decode(data)
+        filename = headers.get_filename()
+        if filename is not None:
+            files.appendlist(name, SimpleUploadedFile(filename, data, headers.get_content_type()))
         else:
             fields[name] = data
             post.appendlist(name, data.decode(request.encoding or settings.DEFAULT_CHARSET, "replace"))
     post._mutable = False
     request.inbound_fields, request._post, request._files = fields, post, files
+
+
+def _form_parts(body: bytes, content_type: str) -> list[tuple[Message, bytes]] | None:
+    """Each part's headers and its bytes, exactly as sent (the CRLF before a delimiter belongs to it)."""
+    form = Message()
+    form["Content-Type"] = content_type
+    boundary = form.get_param("boundary")
+    if not isinstance(boundary, str) or not boundary:
+        return None
+    chunks = (b"\r\n" + body).split(b"\r\n--" + boundary.encode("latin-1"))
+    parts = []
+    for chunk in chunks[1:]:
+        if chunk.startswith(b"--"):
+            return parts  # the close delimiter
+        chunk = chunk.partition(b"\r\n")[2]  # the rest of the delimiter line (transport padding)
+        head, _, data = chunk.partition(b"\r\n\r\n") if not chunk.startswith(b"\r\n") else (b"", b"", chunk[2:])
+        parts.append((HEADERS.parsebytes(head + b"\r\n\r\n"), data))
+    return None  # no close delimiter: cut short
 
 
 def inbound_received(sender, event, esp_name: str, **kwargs) -> None:
@@ -111,7 +132,25 @@ def inbound_received(sender, event, esp_name: str, **kwargs) -> None:
     event_id = event.event_id if isinstance(event.event_id, str) else None
     services.inbound_store(raw=raw, source=InboundMessage.Source.WEBHOOK, esp=esp_name,
                            place=f"event {event_id}" if event_id else "", envelope_sender=envelope_sender,
-                           incident=services.incident_open_for_claims())
+                           incident=_incident_open())
+
+
+OPEN_INCIDENT_SECONDS = 10.0
+_open_incident: dict = {}
+
+
+def _incident_open():
+    """The incident open for claims, looked up at most every OPEN_INCIDENT_SECONDS by a process:
+    after an incident the webhook is posted hundreds of times a second, and the answer changes
+    once in weeks (a message that comes just after claims close is judged by the intake task)."""
+    now = time.monotonic()
+    if _open_incident.get("until", 0.0) < now:
+        _open_incident.update(incident=services.incident_open_for_claims(), until=now + OPEN_INCIDENT_SECONDS)
+    return _open_incident["incident"]
+
+
+def forget_open_incident() -> None:
+    _open_incident.clear()
 
 
 def inbound_raw(event, esp_name: str) -> tuple[bytes, str | None]:

@@ -24,15 +24,19 @@ def small_bundle(tmp_path) -> Path:
 
 @pytest.fixture(autouse=True)
 def isolated_media_and_cache(settings, tmp_path):
-    """Uploads go to this test's folder; throttle counters (in the cache) and the API clients a
-    process keeps in memory start empty."""
+    """Uploads go to this test's folder; throttle counters (in the cache) and what a process keeps
+    in memory (API clients, the e-mail intake's open incident and markets) start empty."""
     from django.core.cache import cache
 
     from claims.api_auth import forget_api_clients
+    from claims.services.inbound import forget_markets
+    from claims.webhooks import forget_open_incident
 
     settings.MEDIA_ROOT = tmp_path / "media"
     cache.clear()
     forget_api_clients()
+    forget_open_incident()  # what the e-mail intake keeps for a few seconds: each test has its own
+    forget_markets()
 
 
 @pytest.fixture

@@ -183,12 +183,16 @@ class Notification(models.Model):
     sent_at = models.DateTimeField(null=True, blank=True)
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
-    message_id = models.CharField(max_length=255, default=outgoing_message_id, db_index=True,
+    message_id = models.CharField(max_length=255, default=outgoing_message_id,
                                   help_text="Its Message-ID, without brackets.")
     in_reply_to = models.CharField(max_length=998, blank=True, help_text="The Message-ID it answers.")
     references = models.TextField(blank=True, help_text="Message-IDs of the thread, blank-separated.")
     subject_suffix = models.CharField(max_length=255, blank=True)
     from_email = models.CharField(max_length=320, blank=True, help_text="Blank: DEFAULT_FROM_EMAIL.")
+
+    class Meta:
+        # A reply names the message it answers: the intake finds the claim through this index.
+        indexes = [models.Index(fields=["message_id"], name="notification_message_id")]
 
 
 class ApiClient(models.Model):

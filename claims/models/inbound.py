@@ -38,7 +38,7 @@ class InboundMessage(models.Model):
 
     # --- as received: never changed ---
     raw = models.BinaryField(help_text="The message exactly as received.")
-    sha256 = models.CharField(max_length=64, db_index=True)
+    sha256 = models.CharField(max_length=64)
     size = models.PositiveBigIntegerField()
     source = models.CharField(max_length=8, choices=Source.choices)
     esp = models.CharField(max_length=32, blank=True, help_text="The ESP whose webhook posted it.")
@@ -46,7 +46,7 @@ class InboundMessage(models.Model):
     place = models.TextField(blank=True, help_text="Where in the mailbox: a file name, a Maildir key, or an mbox "
                                                    "message's position and SHA-256; the ESP's event id.")
     # SHA-256 of (source, mailbox or ESP, place): importing the same mailbox again receives nothing again.
-    place_key = models.CharField(max_length=64, unique=True, null=True, blank=True)
+    place_key = models.CharField(max_length=64, null=True, blank=True)
     envelope_sender = models.TextField(null=True, blank=True,
                                        help_text="The envelope sender the ESP reported (empty: a bounce); "
                                                  "null when not told.")
@@ -57,7 +57,7 @@ class InboundMessage(models.Model):
     # none: how duplicates and replies find earlier messages. Taken from the header section when the
     # message is stored, so that a message can be looked up before it is parsed. Message-IDs have no
     # length limit, so the index is on this digest, not on the text (a btree entry has a size cap).
-    message_key = models.CharField(max_length=64, db_index=True)
+    message_key = models.CharField(max_length=64)
 
     # --- what parsing found ---
     attempts = models.PositiveSmallIntegerField(default=0, help_text="Times the intake task took it.")
@@ -65,8 +65,9 @@ class InboundMessage(models.Model):
     outcome = models.CharField(max_length=16, choices=Outcome.choices, null=True, blank=True)
     # Set on each message that is not a duplicate: unique, so two copies decided at once cannot
     # both become the original (the second fails, is retried and finds the first).
-    original_key = models.CharField(max_length=64, unique=True, null=True, blank=True)
-    duplicate_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    original_key = models.CharField(max_length=64, null=True, blank=True)
+    duplicate_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+                                     db_index=False)
     message_id = models.TextField(null=True, blank=True, help_text="Normalised: without angle brackets.")
     thread_ids = models.JSONField(default=list, blank=True, help_text="In-Reply-To, then References.")
     from_address = models.TextField(blank=True)
@@ -85,7 +86,14 @@ class InboundMessage(models.Model):
 
     class Meta:
         ordering = ["-id"]
-        indexes = [models.Index(fields=["outcome", "received_at"], name="inbound_outcome_received")]
+        # Declared here rather than with db_index/unique on the fields: on PostgreSQL those add a
+        # second, pattern-matching index to each text column, which digests never need and every
+        # insert would maintain.
+        indexes = [models.Index(fields=["outcome", "received_at"], name="inbound_outcome_received"),
+                   models.Index(fields=["message_key"], name="inbound_message_key"),
+                   models.Index(fields=["sha256"], name="inbound_sha256")]
+        constraints = [models.UniqueConstraint(fields=["place_key"], name="inbound_place_once"),
+                       models.UniqueConstraint(fields=["original_key"], name="inbound_one_original")]
         permissions = [("parse_again_inboundmessage", "Parse an unparseable message again")]
 
     def __str__(self):

@@ -187,12 +187,14 @@ def _references(stored: dict) -> dict:
 @transaction.atomic
 def claim_create(*, incident: Incident, user_id: int, channel: str, kind: str, description: str = "",
                  references: dict | None = None, language: str = "en", attachments: list | None = None,
-                 stored: list[dict] | None = None, actor: str, verified: bool | None = None) -> Claim:
+                 stored: list[dict] | None = None, actor: str, verified: bool | None = None,
+                 account=None) -> Claim:
     """File a claim. From the web it waits, unverified, for the link sent to the address on file;
     from the API (the exchange has logged the user in) or staff it is received at once. An
-    e-mail's claim says which (`verified`: whether our server vouched for its sender)."""
+    e-mail's claim says which (`verified`: whether our server vouched for its sender); a caller
+    that has read the account passes it."""
     _refuse_if_closed(incident, timezone.now())
-    account = ledger.account_get(user_id)
+    account = account if account is not None and account.user_id == user_id else ledger.account_get(user_id)
     if account is None:
         raise _no_account(user_id)
     attachments = attachments or []

@@ -16,6 +16,7 @@ it answers) is decided after them, whatever order the workers take them in.
 
 import hashlib
 import re
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
@@ -24,8 +25,7 @@ from decimal import Decimal, InvalidOperation
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from django.db import IntegrityError, OperationalError, transaction
-from django.db.models import F
+from django.db import IntegrityError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from exchange import selectors as ledger
@@ -87,7 +87,8 @@ def inbound_store(*, raw: bytes, source: str, esp: str = "", mailbox: str = "", 
         message_key=message_key(peek_message_id(raw), sha256))
     from ..tasks import inbound_parse_task  # tasks import this module
 
-    transaction.on_commit(lambda: inbound_parse_task.delay(message_id=message.id))
+    message_id = message.id  # the callback keeps the id, not the bytes, until the commit
+    transaction.on_commit(lambda: inbound_parse_task.delay(message_id=message_id))
     return message, True
 
 
@@ -109,10 +110,9 @@ class Sender:
 
 def inbound_parse(*, message_id: int, depth: int = 0) -> str | None:
     """Give a stored message its outcome; None if it has one already (a repeated delivery)."""
-    taken = InboundMessage.objects.filter(id=message_id, outcome__isnull=True).update(attempts=F("attempts") + 1)
-    if taken != 1:
+    message = _attempt_take(message_id)
+    if message is None:
         return None
-    message = InboundMessage.objects.only("id", "raw", "sha256", "attempts").get(id=message_id)
     raw = bytes(message.raw)
     if message.attempts > MAX_ATTEMPTS:  # it kept failing, or kept killing its worker
         return _keep(message_id=message_id, raw=raw, problem=f"given up after {MAX_ATTEMPTS} attempts")
@@ -126,6 +126,24 @@ def inbound_parse(*, message_id: int, depth: int = 0) -> str | None:
         return _keep(message_id=message_id, raw=raw, problem=f"the intake failed: {type(exc).__name__}: {exc}")
     except Exception as exc:  # the contract: kept, whatever went wrong
         return _keep(message_id=message_id, raw=raw, problem=f"the intake failed: {type(exc).__name__}: {exc}")
+
+
+TAKE_SQL = (f"UPDATE {InboundMessage._meta.db_table} SET attempts = attempts + 1 WHERE id = %s AND outcome IS NULL "
+            "RETURNING attempts, sha256, raw")
+
+
+def _attempt_take(message_id: int) -> InboundMessage | None:
+    """Take an undecided message for this delivery, counting the attempt in a commit of its own
+    (one whose worker is killed while deciding has still used it up), in one statement that also
+    reads it. Losing the count in a crash of the database itself costs one more attempt at most,
+    so on PostgreSQL this commit does not wait for the disk."""
+    own_commit = not connection.in_atomic_block
+    with transaction.atomic(), connection.cursor() as cursor:
+        if own_commit and connection.vendor == "postgresql":
+            cursor.execute("SET LOCAL synchronous_commit TO OFF")
+        cursor.execute(TAKE_SQL, [message_id])
+        row = cursor.fetchone()
+    return None if row is None else InboundMessage(id=message_id, attempts=row[0], sha256=row[1], raw=row[2])
 
 
 def _earlier_first(message: InboundMessage, parsed: Parsed, depth: int) -> None:
@@ -142,10 +160,11 @@ def _earlier_first(message: InboundMessage, parsed: Parsed, depth: int) -> None:
 
 @transaction.atomic
 def _decide(*, message_id: int, parsed: Parsed) -> str | None:
-    message = InboundMessage.objects.select_for_update().defer("raw").get(id=message_id)
+    message = (InboundMessage.objects.select_for_update(of=("self",)).select_related("incident").defer("raw")
+               .get(id=message_id))
     if message.outcome:
         return None  # decided while this task waited for the lock
-    found = extract(parsed.text, [m.symbol for m in ledger.markets_list()], ledger.asset_decimals())
+    found = extract(parsed.text, *_markets_and_assets())
     key = message_key(parsed.message_id, message.sha256)
     sender = _sender(parsed)
     fields = (_as_duplicate(message, key) or _as_ignored(message, parsed) or _as_unparseable(parsed, sender)
@@ -155,6 +174,27 @@ def _decide(*, message_id: int, parsed: Parsed) -> str | None:
         fields["original_key"] = key
     _record(message_id, _read(parsed, found, key), fields, sender)
     return fields["outcome"]
+
+
+KNOWN_SECONDS = 5.0
+_known: dict = {}
+
+
+def _markets_and_assets() -> tuple[frozenset[str], frozenset[str]]:
+    """The ledger's market symbols and assets, read again after another import (looked for at
+    most every KNOWN_SECONDS: a backlog is parsed at hundreds of messages a second)."""
+    now = time.monotonic()
+    if _known.get("until", 0.0) < now:
+        marker = ledger.latest_import_marker()
+        if _known.get("marker") != marker or "markets" not in _known:
+            _known.update(marker=marker, markets=frozenset(m.symbol for m in ledger.markets_list()),
+                          assets=frozenset(ledger.asset_decimals()))
+        _known["until"] = now + KNOWN_SECONDS
+    return _known["markets"], _known["assets"]
+
+
+def forget_markets() -> None:
+    _known.clear()
 
 
 def _record(message_id: int, read: dict, fields: dict, sender: Sender) -> None:
@@ -266,7 +306,7 @@ def _claim_file(incident: Incident, account, parsed: Parsed, found: Extracted, *
     claim = claim_create(
         incident=incident, user_id=account.user_id, channel=Claim.Channel.EMAIL, kind=found.kind or "other",
         description=_description(parsed), references=claim_references(found), language=language_for(account.locale),
-        stored=_claim_files(parsed), verified=verified,
+        stored=_claim_files(parsed), verified=verified, account=account,
         actor=claimant_actor(account.user_id) if verified else INTAKE_ACTOR)
     if verified:
         # The acknowledgement answers their e-mail, threaded under it; matching finds it queued

@@ -13,6 +13,7 @@ from django.core.management import call_command
 from django.test import override_settings
 
 from claims.models import AuditRecord, Claim, InboundMessage
+from claims.services.inbound import forget_markets
 from tests.inbound.corpus import corpus_files, two_megabyte_message
 
 from .conftest import INTAKE_SETTINGS, TWO_MEGABYTES_NAME, accounts_and_incident, corpus_expected, corpus_folder
@@ -28,6 +29,7 @@ def received(django_db_setup, django_db_blocker, tmp_path_factory):
     folder = tmp_path_factory.mktemp("intake-corpus")
     with django_db_blocker.unblock(), override_settings(**INTAKE_SETTINGS, MEDIA_ROOT=str(folder / "media")):
         try:
+            forget_markets()
             accounts_and_incident(folder)
             mail.outbox = []
             call_command("import_mailbox", str(corpus_folder(folder / "mail")), stdout=io.StringIO())

@@ -4,7 +4,8 @@ Maildir or a folder of .eml files, through the same pipeline as the webhooks.
 Each item is remembered by its place in the mailbox (a file's name, a Maildir key, an mbox
 message's position and SHA-256), so a second run over the same mailbox receives nothing again;
 the same bytes under another name are a new receipt (and so a `duplicate`). Messages are read one
-at a time (an mbox through its table of contents, never whole), so memory stays flat.
+at a time (an mbox through its table of contents, never whole) and stored in batches of bounded
+size, so memory stays flat.
 """
 
 import hashlib
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from celery import current_app
 from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
 from django.utils import timezone
 
 from claims import services
@@ -42,12 +44,15 @@ class Command(BaseCommand):
         where = str(Path(path).resolve())
         received, already, first_id = 0, 0, None
         bar = Bar(self.stdout, "receiving", total)
-        for done, (place, raw) in enumerate(items, 1):
-            message, new = services.inbound_store(raw=raw, source=InboundMessage.Source.MAILBOX, mailbox=where,
-                                                  place=place, incident=incident)
-            received, already = received + new, already + (not new)
-            first_id = first_id or (message.id if new else None)
-            bar.show(done)
+        for batch in batches(items):
+            # One commit for a batch (each waits for the disk); its messages' parsing is enqueued then.
+            with transaction.atomic():
+                for place, raw in batch:
+                    message, new = services.inbound_store(raw=raw, source=InboundMessage.Source.MAILBOX,
+                                                          mailbox=where, place=place, incident=incident)
+                    received, already = received + new, already + (not new)
+                    first_id = first_id or (message.id if new else None)
+            bar.show(received + already)
         bar.end()
         self.stdout.write(f"{kind} {where}: {received} message(s) received, {already} received before.")
         if received:
@@ -93,6 +98,22 @@ def mailbox_items(path: Path) -> tuple[str, int, Iterator[tuple[str, bytes]]]:
         keys = box.keys()  # a table of contents: each message's start and end in the file
         return "mbox", len(keys), _mbox_items(box, keys)
     raise CommandError(f"{path}: no such mbox file, Maildir or folder")
+
+
+BATCH_MESSAGES, BATCH_BYTES = 200, 16 * 1024 * 1024
+
+
+def batches(items: Iterator[tuple[str, bytes]]) -> Iterator[list[tuple[str, bytes]]]:
+    """Messages in batches of at most BATCH_MESSAGES and about BATCH_BYTES: memory stays bounded."""
+    batch, size = [], 0
+    for place, raw in items:
+        batch.append((place, raw))
+        size += len(raw)
+        if len(batch) >= BATCH_MESSAGES or size >= BATCH_BYTES:
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch
 
 
 def _natural(name: str) -> list:
