@@ -10,6 +10,7 @@ from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -143,7 +144,15 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "unacked_restore_interval": int(os.environ.get("CELERY_UNACKED_RESTORE_INTERVAL", "10")),
     "unacked_restore_throttle": 1,
     "unacked_mutex_expire": int(os.environ.get("CELERY_UNACKED_MUTEX_EXPIRE", "60")),
+    # Workers take from the queues in the order below (Redis BRPOP's key order), not in turns.
+    "queue_order_strategy": "priority",
 }
+# The intake task has a queue of its own, taken first: a message's outcome (and its answer) does
+# not wait behind a detection run's chunks or a burst of matching; these follow as soon as the
+# mail is sorted. Every worker consumes both unless started with -Q.
+CELERY_TASK_QUEUES = [Queue("inbound"), Queue("celery")]
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+CELERY_TASK_ROUTES = {"claims.inbound_parse": {"queue": "inbound"}}
 # Failure drills only: seconds a detection chunk waits before committing (0 in production).
 DETECTION_CHUNK_DELAY = float(os.environ.get("CLAIMDESK_DETECTION_CHUNK_DELAY", "0"))
 # Periodic work, run by `celery -A config beat` (one beat process per deployment).

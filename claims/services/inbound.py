@@ -118,8 +118,9 @@ def inbound_parse(*, message_id: int, depth: int = 0) -> str | None:
         return _keep(message_id=message_id, raw=raw, problem=f"given up after {MAX_ATTEMPTS} attempts")
     try:
         parsed = parse(raw)
-        _earlier_first(message, parsed, depth)
-        return _decide(message_id=message_id, parsed=parsed)
+        key = message_key(parsed.message_id, message.sha256)
+        related = _earlier_first(message_id, [key, *(message_key(i, "") for i in parsed.thread_ids)], depth)
+        return _decide(message_id=message_id, parsed=parsed, key=key, related=related)
     except (OperationalError, IntegrityError) as exc:
         if message.attempts < MAX_ATTEMPTS:
             raise  # the task retries: a lost connection, or a copy decided at the same moment
@@ -146,29 +147,37 @@ def _attempt_take(message_id: int) -> InboundMessage | None:
     return None if row is None else InboundMessage(id=message_id, attempts=row[0], sha256=row[1], raw=row[2])
 
 
-def _earlier_first(message: InboundMessage, parsed: Parsed, depth: int) -> None:
-    """Decide first the earlier messages this one depends on, not decided yet (another worker has
-    them, or has not started): the original it may repeat, the messages it answers."""
-    if depth >= EARLIER_DEPTH:
-        return
-    keys = [message_key(parsed.message_id, message.sha256), *(message_key(i, "") for i in parsed.thread_ids)]
-    earlier = (InboundMessage.objects.filter(message_key__in=keys, id__lt=message.id, outcome__isnull=True)
-               .order_by("id").values_list("id", flat=True))
+RELATED = ("id", "message_key", "outcome", "original_key", "user_id", "claim_id")
+
+
+def _related(message_id: int, keys: list[str]) -> list[dict]:
+    """The other messages with this one's key (its copies) or the key of a message it answers."""
+    return list(InboundMessage.objects.filter(message_key__in=keys).exclude(id=message_id).order_by("id")
+                .values(*RELATED))
+
+
+def _earlier_first(message_id: int, keys: list[str], depth: int) -> list[dict]:
+    """The related messages, after deciding first the earlier ones not decided yet (another worker
+    has them, or has not started): the original it may repeat, the messages it answers."""
+    related = _related(message_id, keys)
+    earlier = [row["id"] for row in related if row["id"] < message_id and row["outcome"] is None]
+    if not earlier or depth >= EARLIER_DEPTH:
+        return related
     for earlier_id in earlier:
         inbound_parse(message_id=earlier_id, depth=depth + 1)
+    return _related(message_id, keys)
 
 
 @transaction.atomic
-def _decide(*, message_id: int, parsed: Parsed) -> str | None:
+def _decide(*, message_id: int, parsed: Parsed, key: str, related: list[dict]) -> str | None:
     message = (InboundMessage.objects.select_for_update(of=("self",)).select_related("incident").defer("raw")
                .get(id=message_id))
     if message.outcome:
         return None  # decided while this task waited for the lock
     found = extract(parsed.text, *_markets_and_assets())
-    key = message_key(parsed.message_id, message.sha256)
     sender = _sender(parsed)
-    fields = (_as_duplicate(message, key) or _as_ignored(message, parsed) or _as_unparseable(parsed, sender)
-              or _as_reply(message, parsed, sender) or _as_claim(message, parsed, found, sender)
+    fields = (_as_duplicate(key, related) or _as_ignored(message, parsed) or _as_unparseable(parsed, sender)
+              or _as_reply(message, parsed, sender, related) or _as_claim(message, parsed, found, sender)
               or _as_no_account(parsed))
     if fields["outcome"] != Outcome.DUPLICATE:
         fields["original_key"] = key
@@ -225,15 +234,15 @@ def _sender(parsed: Parsed) -> Sender:
                   accounts[0] if len(accounts) == 1 else None)
 
 
-def _as_duplicate(message: InboundMessage, key: str) -> dict | None:
+def _as_duplicate(key: str, related: list[dict]) -> dict | None:
     """The same Message-ID (or, without one, the same bytes) stored before: the message holding the
-    key. Earlier copies were decided first (_earlier_first), so the original holds it by now."""
-    original = (InboundMessage.objects.filter(original_key=key).exclude(id=message.id)
-                .only("id", "user_id", "claim_id").first())
+    key. Earlier copies were decided first (_earlier_first), so the original holds it by now; one
+    decided since it was read makes this decision fail on the unique key, and the retry finds it."""
+    original = next((row for row in related if row["original_key"] == key), None)
     if original is None:
         return None
-    return {"outcome": Outcome.DUPLICATE, "duplicate_of": original, "user_id": original.user_id,
-            "claim_id": original.claim_id}
+    return {"outcome": Outcome.DUPLICATE, "duplicate_of_id": original["id"], "user_id": original["user_id"],
+            "claim_id": original["claim_id"]}
 
 
 def _as_ignored(message: InboundMessage, parsed: Parsed) -> dict | None:
@@ -252,12 +261,12 @@ def _verified_user(sender: Sender) -> int | None:
     return sender.account.user_id if sender.verified and sender.account else None
 
 
-def _as_reply(message: InboundMessage, parsed: Parsed, sender: Sender) -> dict | None:
+def _as_reply(message: InboundMessage, parsed: Parsed, sender: Sender, related: list[dict]) -> dict | None:
     """It answers a message of a claim of the sender's own account: its new text and files are
     added there. Threaded into another account's claim, it is judged on its own."""
     if not (sender.verified and sender.account and parsed.thread_ids):
         return None
-    claim = _thread_claim(parsed.thread_ids, before=message.id, user_id=sender.account.user_id)
+    claim = _thread_claim(parsed.thread_ids, before=message.id, user_id=sender.account.user_id, related=related)
     if claim is None:
         return None
     claim_add_information(claim=claim, text=parsed.text, attachments=[], stored=_claim_files(parsed),
@@ -265,12 +274,12 @@ def _as_reply(message: InboundMessage, parsed: Parsed, sender: Sender) -> dict |
     return {"outcome": Outcome.REPLY, "user_id": claim.user_id, "claim_id": claim.id}
 
 
-def _thread_claim(thread_ids: tuple[str, ...], *, before: int, user_id: int) -> Claim | None:
+def _thread_claim(thread_ids: tuple[str, ...], *, before: int, user_id: int, related: list[dict]) -> Claim | None:
     """The first claim of `user_id` that a message of the thread belongs to: a message received
     before (directly or through earlier replies, which belong to it too) or one we sent about it."""
     keys = {message_key(i, ""): i for i in thread_ids}
-    claim_of = {keys[k]: c for k, c in InboundMessage.objects.filter(
-        message_key__in=keys, id__lt=before, claim__isnull=False).values_list("message_key", "claim_id")}
+    claim_of = {keys[row["message_key"]]: row["claim_id"] for row in related
+                if row["id"] < before and row["claim_id"] is not None and row["message_key"] in keys}
     for sent_id, claim_id in Notification.objects.filter(message_id__in=[i[:255] for i in thread_ids],
                                                          claim__isnull=False).values_list("message_id", "claim_id"):
         claim_of.setdefault(sent_id, claim_id)
