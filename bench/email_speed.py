@@ -49,7 +49,17 @@ from pathlib import Path
 
 import psycopg
 from dburls import database_urls
-from intake_speed import HOST, CpuMeter, Load, free_port, start_gunicorn, stop, window_start
+from intake_speed import (
+    HOST,
+    CpuMeter,
+    Load,
+    free_port,
+    machine_cpu,
+    process_cpu,
+    start_gunicorn,
+    stop,
+    window_start,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out" / "email"
@@ -167,7 +177,8 @@ def webhook(options, env: dict, made: list[bytes]) -> None:
     print(f"  {stored} messages stored in all ({figures['all requests']} requests, {accepted} answered 200 inside "
           f"the window); CPU s/message: gunicorn {cpu.used['gunicorn'] / max(figures['requests'], 1) * 1000:.2f} ms, "
           f"postgres {cpu.used['postgres'] / max(figures['requests'], 1) * 1000:.2f} ms, "
-          f"load clients {cpu.used['bench'] / max(figures['requests'], 1) * 1000:.2f} ms")
+          f"load clients {cpu.used['bench'] / max(figures['requests'], 1) * 1000:.2f} ms; other processes used "
+          f"{cpu.used['others']:.0f} of the {cpu.capacity:.0f} CPU seconds the machine had")
 
 
 # --- the backlog -------------------------------------------------------------------------------
@@ -206,12 +217,17 @@ def backlog(options, env: dict, made: list[bytes], slug: str) -> None:
         started = time.perf_counter()
         command = subprocess.Popen([sys.executable, "manage.py", "import_mailbox", str(path), "--incident", slug],
                                    cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        samples = []
+        samples, stored_at = [], None
+        cpu = cpu_before = cpu_seconds(worker.pid, command.pid)
         while command.poll() is None:
             stored = InboundMessage.objects.count()
+            if stored >= len(made) and stored_at is None:
+                stored_at = time.perf_counter() - started
             samples.append((stored, rss_mb(command.pid)))
+            cpu = cpu_seconds(worker.pid, command.pid)
             time.sleep(0.5)
         elapsed = time.perf_counter() - started
+        used = {name: cpu[name] - cpu_before[name] for name in cpu}
         summary = command.stdout.read()
         if command.returncode != 0:
             sys.exit(f"import_mailbox failed:\n{summary}")
@@ -223,7 +239,10 @@ def backlog(options, env: dict, made: list[bytes], slug: str) -> None:
     memory = [(stored, rss) for stored, rss in samples if rss is not None]
     after_1000 = next((rss for stored, rss in memory if stored >= 1000), None)
     print(f"backlog imported and parsed by one worker ({options.concurrency} processes): {elapsed:.1f}s "
-          f"(target {BACKLOG_TARGET:.0f}s: {BACKLOG_TARGET / elapsed:.2f}x), {len(made) / elapsed:.0f} messages/s")
+          f"(target {BACKLOG_TARGET:.0f}s: {BACKLOG_TARGET / elapsed:.2f}x), {len(made) / elapsed:.0f} messages/s; "
+          f"all stored after {stored_at or elapsed:.1f}s")
+    print("  CPU seconds while it ran: " + ", ".join(f"{name} {seconds:.0f}" for name, seconds in used.items())
+          + f" (the machine's {os.cpu_count()} cores had {elapsed * os.cpu_count():.0f})")
     if memory:
         print(f"  import_mailbox resident memory: {after_1000 or memory[0][1]:.0f} MB after the first 1,000 messages, "
               f"{max(rss for _, rss in memory):.0f} MB at most, {memory[-1][1]:.0f} MB at the end "
@@ -232,6 +251,21 @@ def backlog(options, env: dict, made: list[bytes], slug: str) -> None:
     print(f"  claims {Claim.objects.count():,} ({Claim.objects.filter(status='received').count()} still received); "
           f"e-mail {Notification.objects.count():,}; the worker finished what the outcomes started "
           f"{drained - elapsed:.1f}s after the command" if drained else "  the worker had not finished by --timeout")
+
+
+def cpu_seconds(worker_pid: int, command_pid: int) -> dict[str, float]:
+    """CPU seconds so far of the worker (its pool too), the import command, PostgreSQL and the whole
+    machine (the rest is what else runs on it)."""
+    used = {"worker": 0.0, "import_mailbox": 0.0, "postgres": 0.0}
+    for pid, (name, parent, seconds) in process_cpu().items():
+        if pid == worker_pid or parent == worker_pid:
+            used["worker"] += seconds
+        elif pid == command_pid:
+            used["import_mailbox"] += seconds
+        elif name == "postgres":
+            used["postgres"] += seconds
+    used["machine"] = machine_cpu()[0]
+    return used
 
 
 def drain(started: float, timeout: float) -> float | None:
@@ -256,6 +290,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=3)
     parser.add_argument("--concurrency", type=int, default=2, help="the Celery worker's processes")
     parser.add_argument("--timeout", type=float, default=900)
+    parser.add_argument("--only", choices=["webhook", "backlog"], default=None, help="run one of the two parts")
     options = parser.parse_args()
     if not os.environ.get("DATABASE_URL", "").startswith("postgres"):
         sys.exit("set DATABASE_URL to a PostgreSQL server (any database; the bench creates its own)")
@@ -283,9 +318,11 @@ def main() -> None:
     queue.flushdb()
     made = messages(options.messages, options.users)
     try:
-        webhook(options, env, made)
-        queue.flushdb()
-        backlog(options, env, made, Incident.objects.get().slug)
+        if options.only != "backlog":
+            webhook(options, env, made)
+            queue.flushdb()
+        if options.only != "webhook":
+            backlog(options, env, made, Incident.objects.get().slug)
     finally:
         queue.flushdb()
 
