@@ -141,19 +141,23 @@ EXPORT_LISTS = ("symbols", "tradeIds", "orderIds", "withdrawalIds", "txHashes", 
 
 
 def inbound_list(*, incident: Incident | None = None) -> QuerySet:
-    """Messages in the order received, without their raw bytes or text (never needed for a list)."""
-    messages = InboundMessage.objects.defer("raw", "text").select_related("claim").order_by("id")
+    """Messages in the order received, without their raw bytes or text (never needed for a list),
+    with their claims and, for a duplicate, its original's."""
+    messages = (InboundMessage.objects.select_related("claim", "duplicate_of__claim")
+                .defer("raw", "text", "duplicate_of__raw", "duplicate_of__text").order_by("id"))
     return messages if incident is None else messages.filter(incident=incident)
 
 
 def inbound_export_line(message: InboundMessage) -> dict:
     """One message as `export_inbound` writes it (email-intake.md, "Export"); the admin and the
-    staff API list the same."""
+    staff API list the same. A duplicate concerns its original's account and claim, read from the
+    original (which staff may have had parsed again since)."""
     extracted = message.extracted or {}
+    concerned = message.duplicate_of if message.duplicate_of_id else message
     return {
         "messageId": f"<{message.message_id}>" if message.message_id is not None else None,
-        "sha256": message.sha256, "outcome": message.outcome, "userId": message.user_id,
-        "claim": str(message.claim.public_id) if message.claim_id else None, "kind": extracted.get("kind"),
+        "sha256": message.sha256, "outcome": message.outcome, "userId": concerned.user_id,
+        "claim": str(concerned.claim.public_id) if concerned.claim_id else None, "kind": extracted.get("kind"),
         **{name: extracted.get(name, []) for name in EXPORT_LISTS},
         "attachments": [{"filename": a["filename"], "contentType": a["contentType"], "size": a["size"]}
                         for a in message.attachments],

@@ -76,6 +76,20 @@ def test_support_parses_an_unparseable_message_again_after_a_fix(client, email_i
                                       action="parse_again").exists()
 
 
+def test_a_duplicate_concerns_what_its_original_became_once_parsed_again(client, email_incident):
+    with mock.patch("claims.services.inbound.claim_create", side_effect=RuntimeError("bug")):
+        original = receive(corpus_bytes("01-en-liquidation-verified.eml"), "01.eml", email_incident)
+    copy = receive(corpus_bytes("39-duplicate-message-id.eml"), "39.eml", email_incident)
+    login(client, "ann", "support")
+
+    client.post("/admin/claims/inboundmessage/", {"action": "parse_again", ACTION_CHECKBOX_NAME: [str(original.id)]})
+
+    original = InboundMessage.objects.select_related("claim").get(id=original.id)
+    line = inbound_export_line(InboundMessage.objects.get(id=copy.id))
+    assert (original.outcome, line["outcome"]) == ("new_claim", "duplicate")
+    assert (line["userId"], line["claim"]) == (100056, str(original.claim.public_id))
+
+
 def test_every_unparseable_message_is_parsed_again_and_no_other(client, email_incident):
     broken = receive(corpus_bytes("42-broken-multipart-without-boundary.eml"), "42.eml", email_incident)
     decided = receive(compose(), "fine", email_incident)
