@@ -33,11 +33,13 @@ from urllib.parse import parse_qsl
 
 from anymail.inbound import AnymailInboundMessage
 from anymail.signals import AnymailInboundEvent, EventType
+from anymail.utils import get_anymail_setting, get_request_basic_auth
 from anymail.webhooks.mailgun import MailgunInboundWebhookView
 from anymail.webhooks.postmark import PostmarkInboundWebhookView
 from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.http import HttpResponse, QueryDict
+from django.utils.crypto import constant_time_compare
 from django.utils.datastructures import MultiValueDict
 
 from . import services
@@ -57,11 +59,20 @@ class InboundBodyMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
-        if request.method == "POST" and INBOUND_PATH.search(request.path_info):
+        if request.method == "POST" and INBOUND_PATH.search(request.path_info) and _may_post(request):
             refused = _body_read(request)
             if refused is not None:
                 return refused
         return self.get_response(request)
+
+
+def _may_post(request) -> bool:
+    """The webhook secret, when one is set, before a large body is read into memory: anyone else
+    is left to anymail, which refuses them without reading it."""
+    secrets = get_anymail_setting("webhook_secret", default=[])
+    secrets = [secrets] if isinstance(secrets, str) else secrets
+    given = get_request_basic_auth(request)
+    return not secrets or (given is not None and any(constant_time_compare(given, s) for s in secrets))
 
 
 def _body_read(request) -> HttpResponse | None:
