@@ -47,6 +47,7 @@ bench: install
 	$(TEST_ENV) $(BIN)/python bench/detect_speed.py
 	$(TEST_ENV) $(BIN)/python bench/intake_speed.py
 	$(TEST_ENV) $(BIN)/python bench/match_speed.py
+	$(TEST_ENV) $(BIN)/python bench/email_speed.py
 	$(TEST_ENV) $(BIN)/python bench/payout_speed.py
 	$(TEST_ENV) $(BIN)/python bench/queue_speed.py
 

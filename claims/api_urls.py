@@ -2,7 +2,7 @@ from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
-from . import api, api_payouts, api_staff
+from . import api, api_inbound, api_payouts, api_staff
 
 router = DefaultRouter()
 router.register("claims", api.ClaimViewSet, basename="claim")
@@ -11,6 +11,8 @@ router.register("incidents", api.IncidentViewSet, basename="incident")
 router.register("items", api_staff.ItemViewSet, basename="item")
 router.register("claims", api_staff.ClaimDecisionViewSet, basename="claim-decision")
 router.register("limit-changes", api_staff.LimitChangeViewSet, basename="limit-change")
+# E-mail received, as export_inbound writes it (api_inbound.py).
+router.register("inbound-messages", api_inbound.InboundMessageViewSet, basename="inbound-message")
 
 urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="schema"),

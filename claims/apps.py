@@ -7,6 +7,7 @@ class ClaimsConfig(AppConfig):
     name = "claims"
 
     def ready(self):
+        from anymail.signals import inbound
         from django.contrib.auth import get_user_model
 
         from . import (
@@ -14,12 +15,15 @@ class ClaimsConfig(AppConfig):
             tasks,  # noqa: F401  registers the tasks that claims/queue.py enqueues by name
         )
         from .roles import roles_guard, roles_sync
+        from .webhooks import inbound_received
 
         # A test database's flush empties the groups the data migration made; make them again.
         post_migrate.connect(roles_sync, sender=self, dispatch_uid="claims.roles_sync")
         # The last guard of "finance excludes support and approver", whoever edits the groups
         # (the admin's user form, a shell); PostgreSQL has a trigger for raw SQL too.
         m2m_changed.connect(roles_guard, sender=get_user_model().groups.through, dispatch_uid="claims.roles_guard")
+        # E-mail from the ESPs' inbound webhooks (anymail.urls, under /anymail/): kept, then parsed.
+        inbound.connect(inbound_received, dispatch_uid="claims.inbound_received")
 
 
 class ClaimdeskAdminConfig(admin_apps.AdminConfig):

@@ -8,6 +8,8 @@ goes back to pending and the task retries; a worker that dies between sending an
 recording leaves the row in `sending`, which is never sent again (at most once).
 """
 
+from dataclasses import dataclass
+
 from django.conf import settings
 from django.core import signing
 from django.core.mail import EmailMultiAlternatives
@@ -21,6 +23,7 @@ from django.utils.translation import gettext, gettext_noop
 from exchange import selectors as ledger
 
 from . import queue
+from .inbound import header_safe
 from .models import Claim, Notification
 
 STATUS_SALT = "claimdesk.claim-status"
@@ -51,19 +54,43 @@ def absolute(path: str) -> str:
     return settings.SITE_URL.rstrip("/") + path
 
 
-def notify(*, key: str, kind: str, user_id: int, claim: Claim | None = None, context: dict | None = None,
-           language: str | None = None, account=None, new_key: bool = False) -> Notification | None:
+@dataclass(frozen=True)
+class Thread:
+    """An answer to a claimant's e-mail: it threads under their message (its Message-ID, without
+    brackets, and the References they sent) and its subject ends with `subject_suffix`."""
+
+    in_reply_to: str | None
+    references: tuple[str, ...] = ()
+    subject_suffix: str = ""
+
+    def values(self) -> dict:
+        """The Notification's fields, header-safe; at most the 20 latest references (RFC 5322
+        keeps the first and the latest; the header must stay a sane length)."""
+        ids = [i for i in (header_safe(r) for r in self.references) if i and " " not in i]
+        ids = ids[:1] + ids[1:][-19:]
+        reply_to = header_safe(self.in_reply_to)
+        return {"in_reply_to": reply_to if " " not in reply_to else "", "references": " ".join(ids)[:20000],
+                "subject_suffix": header_safe(self.subject_suffix)[:255], "from_email": settings.SUPPORT_EMAIL}
+
+
+def notify(*, key: str, kind: str, user_id: int | None, claim: Claim | None = None, context: dict | None = None,
+           language: str | None = None, account=None, new_key: bool = False, to: str | None = None,
+           thread: Thread | None = None) -> Notification | None:
     """Queue one message to the address on file; a second call with the same key does nothing.
 
     `new_key`: the caller knows the key cannot exist yet (it names a row created in this same
     transaction), so the row is inserted without looking first; the unique key still guards it.
+    `to`: an address with no account (the intake's answer to an unknown sender) instead.
+    `thread`: an answer to a claimant's e-mail, threaded under it and sent from SUPPORT_EMAIL.
     """
-    account = account or ledger.account_get(user_id)
-    if account is None:
-        return None
-    values = {"kind": kind, "claim": claim, "user_id": user_id, "to": account.email,
-              "language": language or (claim.language if claim else language_for(account.locale)),
-              "context": context or {}}
+    if to is None:
+        account = account or ledger.account_get(user_id)
+        if account is None:
+            return None
+        to = account.email
+    values = {"kind": kind, "claim": claim, "user_id": user_id, "to": to,
+              "language": language or (claim.language if claim else language_for(account and account.locale)),
+              "context": context or {}, **(thread.values() if thread else {})}
     if new_key:
         notification, created = Notification.objects.create(key=key, **values), True
     else:
@@ -97,6 +124,7 @@ SUBJECTS = {
     "payout": gettext_noop("Your compensation is on its way"),
     "found": gettext_noop("We found something owed to you"),
     "status_link": gettext_noop("A new link to your claim"),
+    "no_account": gettext_noop("Which account is your message about?"),
 }
 
 
@@ -124,6 +152,23 @@ def _render(notification: Notification) -> EmailMultiAlternatives:
         if notification.claim is not None:
             context.setdefault("status_url", absolute(status_path(notification.claim)))
         body = render_to_string(f"emails/{notification.kind}.txt", context)
-        subject = gettext(SUBJECTS[notification.kind])
+        subject = " ".join(filter(None, [gettext(SUBJECTS[notification.kind]),
+                                         header_safe(notification.subject_suffix)]))
     return EmailMultiAlternatives(subject=subject, body=body, to=[notification.to],
-                                  headers={"X-Claimdesk-Key": notification.key})
+                                  from_email=notification.from_email or None, headers=_headers(notification))
+
+
+def _headers(notification: Notification) -> dict:
+    """Our Message-ID, and the thread an answer belongs to. Values that came from a message were
+    made header-safe when stored; they are made so again here, whoever wrote the row."""
+    headers = {"X-Claimdesk-Key": header_safe(notification.key)}
+    if notification.message_id:
+        headers["Message-ID"] = f"<{header_safe(notification.message_id)}>"
+    if notification.in_reply_to:
+        headers["In-Reply-To"] = f"<{header_safe(notification.in_reply_to)}>"
+    thread = [header_safe(i) for i in notification.references.split()]
+    if notification.in_reply_to:
+        thread.append(header_safe(notification.in_reply_to))
+    if thread:
+        headers["References"] = " ".join(f"<{i}>" for i in dict.fromkeys(thread) if i)
+    return headers

@@ -8,6 +8,7 @@ CLAIM_MATCH = "claims.claim_match"
 NOTIFICATION_SEND = "claims.notification_send"
 WEB_SUBMISSION_FILE = "claims.web_submission_file"
 DETECTION_CHUNK_RUN = "claims.detection_chunk_run"
+INBOUND_PARSE = "claims.inbound_parse"
 
 
 def enqueue(name: str, **kwargs) -> None:

@@ -18,7 +18,7 @@ APPROVING_ROLES = frozenset({SUPPORT, APPROVER})
 # Read everything: every model of both apps, except API clients (site administration).
 NOT_READ = {("claims", "apiclient")}
 REVIEW = ["claims.review_claim", "claims.reject_claim", "claims.approve_item", "claims.reject_item",
-          "claims.set_item_amount", "claims.send_back_item"]
+          "claims.set_item_amount", "claims.send_back_item", "claims.parse_again_inboundmessage"]
 ROLE_PERMISSIONS = {
     SUPPORT: REVIEW,
     APPROVER: [*REVIEW, "claims.confirm_limits"],
@@ -46,8 +46,10 @@ def roles_sync(apps=global_apps, **kwargs) -> None:
                                                      codename__startswith="view_").select_related("content_type")
                 if (p.content_type.app_label, p.content_type.model) not in NOT_READ]
     for role, names in ROLE_PERMISSIONS.items():
-        granted = [Permission.objects.get(content_type__app_label=name.split(".")[0], codename=name.split(".")[1])
-                   for name in names]
+        # filter, not get: a migration before a model's own runs this without that model's permissions
+        # (they are granted by the run after every migrate).
+        granted = [p for name in names for p in Permission.objects.filter(
+            content_type__app_label=name.split(".")[0], codename=name.split(".")[1])]
         group, _ = Group.objects.get_or_create(name=role)
         group.permissions.set([*readable, *granted])
 

@@ -1,4 +1,4 @@
-"""Reads of incidents, items and payouts."""
+"""Reads of incidents, items, payouts and e-mail received."""
 
 from collections import Counter, defaultdict
 from collections.abc import Iterator
@@ -19,6 +19,7 @@ from .models import (
     Claim,
     DetectionRun,
     Finding,
+    InboundMessage,
     Incident,
     Item,
     ItemApproval,
@@ -260,3 +261,39 @@ def payout_lines_paid(*, item_ids) -> list[PayoutLine]:
     """The paid payout lines holding any of these items, oldest first."""
     return list(PayoutLine.objects.filter(status=PayoutLine.Status.PAID, entries__item_id__in=list(item_ids))
                 .distinct().order_by("confirmed_at", "id"))
+
+
+# --- e-mail received (email-intake.md) ---
+
+EXPORT_LISTS = ("symbols", "tradeIds", "orderIds", "withdrawalIds", "txHashes", "amounts")
+
+
+def inbound_list(*, incident: Incident | None = None) -> QuerySet:
+    """Messages in the order received, without their raw bytes or text (never needed for a list),
+    with their claims and, for a duplicate, its original's."""
+    messages = (InboundMessage.objects.select_related("claim", "duplicate_of__claim")
+                .defer("raw", "text", "duplicate_of__raw", "duplicate_of__text").order_by("id"))
+    return messages if incident is None else messages.filter(incident=incident)
+
+
+def inbound_export_line(message: InboundMessage) -> dict:
+    """One message as `export_inbound` writes it (email-intake.md, "Export"); the admin and the
+    staff API list the same. A duplicate concerns its original's account and claim, read from the
+    original (which staff may have had parsed again since)."""
+    extracted = message.extracted or {}
+    concerned = message.duplicate_of if message.duplicate_of_id else message
+    return {
+        "messageId": f"<{message.message_id}>" if message.message_id is not None else None,
+        "sha256": message.sha256, "outcome": message.outcome, "userId": concerned.user_id,
+        "claim": str(concerned.claim.public_id) if concerned.claim_id else None, "kind": extracted.get("kind"),
+        **{name: extracted.get(name, []) for name in EXPORT_LISTS},
+        "attachments": [{"filename": a["filename"], "contentType": a["contentType"], "size": a["size"]}
+                        for a in message.attachments],
+        "ignoredReason": message.ignored_reason or None,
+    }
+
+
+def inbound_export_iter(*, incident: Incident | None = None) -> Iterator[dict]:
+    """Every message's export line, streamed in batches: memory does not grow with the mailbox."""
+    for message in inbound_list(incident=incident).iterator(chunk_size=2000):
+        yield inbound_export_line(message)

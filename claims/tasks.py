@@ -61,10 +61,20 @@ def web_submission_file_task(*, submission_id: int) -> str:
     return services.web_submission_file(submission_id=submission_id)
 
 
+@shared_task(name="claims.inbound_parse", acks_late=True, reject_on_worker_lost=True,
+             # IntegrityError: a copy of the message was decided at the same moment; the retry
+             # finds it. inbound_parse keeps the message itself after its last attempt.
+             autoretry_for=(OperationalError, IntegrityError), retry_backoff=True,
+             retry_backoff_max=RETRY_BACKOFF_MAX, max_retries=8)
+def inbound_parse_task(*, message_id: int) -> str | None:
+    return services.inbound_parse(message_id=message_id)
+
+
 @shared_task(name="claims.tasks_requeue", ignore_result=True)
 def tasks_requeue_task() -> None:
     """Celery beat's sweep: whatever waited REQUEUE_AFTER_SECONDS for a task that never came
-    (a lost claim match, message, web submission or detection chunk) is enqueued again."""
+    (a lost claim match, message, web submission, detection chunk or e-mail received) is enqueued again."""
     older_than = timedelta(seconds=settings.REQUEUE_AFTER_SECONDS)
     services.tasks_requeue(older_than=older_than)
     services.detection_chunks_requeue(older_than=older_than)
+    services.inbound_requeue(older_than=older_than)

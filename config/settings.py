@@ -11,6 +11,7 @@ from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -61,6 +62,7 @@ MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
+    "claims.webhooks.InboundBodyMiddleware",  # before anything reads an ESP's post
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django_otp.middleware.OTPMiddleware",
@@ -150,6 +152,14 @@ DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Claimdesk <claims@cla
 ANYMAIL = {
     key.removeprefix("ANYMAIL_"): value for key, value in os.environ.items() if key.startswith("ANYMAIL_")
 }
+# E-mail intake (email-intake.md). Claimants write to SUPPORT_EMAIL, and answers to their e-mail
+# come from it. Only the Authentication-Results of the server named INBOUND_AUTHSERV_ID (ours, or
+# the ESP's inbound servers) can verify a sender; unset, no sender is verified.
+SUPPORT_EMAIL = os.environ.get("SUPPORT_EMAIL", "support@claimdesk.example")
+INBOUND_AUTHSERV_ID = os.environ.get("INBOUND_AUTHSERV_ID", "")
+# The largest request an ESP's inbound webhook may post (a whole message, attachments encoded):
+# Django's own limit (DATA_UPLOAD_MAX_MEMORY_SIZE, 2.5 MB) would refuse a message with one photo.
+INBOUND_MAX_BYTES = int(os.environ.get("INBOUND_MAX_BYTES", str(60 * 1024 * 1024)))
 
 # Celery. Without a broker, tasks run in-process and eagerly, so the demo needs no Redis.
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "")
@@ -173,7 +183,15 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "unacked_restore_interval": int(os.environ.get("CELERY_UNACKED_RESTORE_INTERVAL", "10")),
     "unacked_restore_throttle": 1,
     "unacked_mutex_expire": int(os.environ.get("CELERY_UNACKED_MUTEX_EXPIRE", "60")),
+    # Workers take from the queues in the order below (Redis BRPOP's key order), not in turns.
+    "queue_order_strategy": "priority",
 }
+# The intake task has a queue of its own, taken first: a message's outcome (and its answer) does
+# not wait behind a detection run's chunks or a burst of matching; these follow as soon as the
+# mail is sorted. Every worker consumes both unless started with -Q.
+CELERY_TASK_QUEUES = [Queue("inbound"), Queue("celery")]
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+CELERY_TASK_ROUTES = {"claims.inbound_parse": {"queue": "inbound"}}
 # Failure drills only: seconds a detection chunk waits before committing (0 in production).
 DETECTION_CHUNK_DELAY = float(os.environ.get("CLAIMDESK_DETECTION_CHUNK_DELAY", "0"))
 # Periodic work, run by `celery -A config beat` (one beat process per deployment).
@@ -227,6 +245,7 @@ SPECTACULAR_SETTINGS = {
         "ClaimStatusEnum": "claims.models.ClaimStatus", "ItemStatusEnum": "claims.models.ItemStatus",
         "LimitChangeStatusEnum": "claims.models.LimitChangeStatus",
         "PayoutLineStatusEnum": "claims.models.PayoutLineStatus", "ApprovalTierEnum": "claims.models.ItemApprovalTier",
+        "InboundOutcomeEnum": "claims.models.InboundOutcome",
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",

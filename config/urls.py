@@ -1,8 +1,8 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 
 from claims import views as claim_views
-from claims import views_two_factor
+from claims import views_two_factor, webhooks
 from claims.health import Health
 
 urlpatterns = [
@@ -15,4 +15,11 @@ urlpatterns = [
     path("admin/2fa/setup/", views_two_factor.two_factor_setup, name="two_factor_setup"),
     path("admin/2fa/verify/", views_two_factor.two_factor_verify, name="two_factor_verify"),
     path("admin/", admin.site.urls),
+    # The ESPs' inbound webhooks, e.g. /anymail/mailgun/inbound_mime/, /anymail/postmark/inbound/
+    # (claims/webhooks.py): they authenticate as anymail does, then keep the message. Mailgun's and
+    # Postmark's are anymail's views, routed first so that a field anymail cannot put in a header
+    # does not lose the message.
+    re_path(r"^anymail/mailgun/inbound(_mime)?/$", webhooks.MailgunInboundView.as_view()),
+    path("anymail/postmark/inbound/", webhooks.PostmarkInboundView.as_view()),
+    path("anymail/", include("anymail.urls")),
 ]

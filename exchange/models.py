@@ -11,6 +11,7 @@ per-row FK trigger would halve the speed of COPY on million-line files.
 """
 
 from django.db import models
+from django.db.models.functions import Lower
 
 
 def amount_field(**kwargs) -> models.DecimalField:
@@ -108,6 +109,10 @@ class Account(LedgerRow):
     created_at = models.DateTimeField()
     display_name = models.CharField(max_length=200, blank=True, null=True)
     locale = models.CharField(max_length=35, blank=True, null=True)
+
+    class Meta:
+        # E-mail intake finds the account of a sender's address (selectors.accounts_with_email).
+        indexes = [models.Index(Lower("email"), name="account_email_lower")]
 
     def __str__(self):
         return f"user {self.user_id}"

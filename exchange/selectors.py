@@ -5,6 +5,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from django.db.models import QuerySet
+from django.db.models.functions import Lower
 
 from . import models as m
 
@@ -48,6 +49,17 @@ def account_get(user_id: int) -> m.Account | None:
 
 def accounts_get(user_ids: Iterable[int]) -> dict[int, m.Account]:
     return {account.user_id: account for account in m.Account.objects.filter(user_id__in=list(user_ids))}
+
+
+def accounts_with_email(address: str) -> list[m.Account]:
+    """The accounts whose address on file is `address`: the domain compared case-insensitively,
+    the local part exactly (`User1@x` is not `user1@x`). Found through the index on lower(email)."""
+    local, _, domain = address.strip().rpartition("@")
+    if not local or not domain:
+        return []
+    candidates = m.Account.objects.annotate(email_lower=Lower("email")).filter(email_lower=address.strip().lower())
+    return [account for account in candidates.order_by("user_id")
+            if account.email.strip().rpartition("@")[0] == local]
 
 
 def markets_list() -> list[m.Market]:

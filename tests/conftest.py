@@ -34,19 +34,24 @@ def plain_http_for_the_session():
 
 @pytest.fixture(autouse=True)
 def isolated_media_and_cache(settings, tmp_path):
-    """Uploads go to this test's folder; throttle counters (in the cache) and the API clients a
-    process keeps in memory start empty. Tests speak plain HTTP to the test client and the live
-    server (the HTTPS redirect and Secure cookies are tested on their own), and staff give no
-    second factor unless a test is about it (tests/test_security.py)."""
+    """Uploads go to this test's folder; throttle counters (in the cache) and what a process keeps
+    in memory (API clients, the e-mail intake's open incident and markets) start empty. Tests speak
+    plain HTTP to the test client and the live server (the HTTPS redirect and Secure cookies are
+    tested on their own), and staff give no second factor unless a test is about it
+    (tests/test_security.py)."""
     from django.core.cache import cache
 
     from claims.api_auth import forget_api_clients
+    from claims.services.inbound import forget_markets
+    from claims.webhooks import forget_open_incident
 
     settings.SECURE_SSL_REDIRECT = settings.SESSION_COOKIE_SECURE = settings.CSRF_COOKIE_SECURE = False
     settings.STAFF_2FA = False
     settings.MEDIA_ROOT = tmp_path / "media"
     cache.clear()
     forget_api_clients()
+    forget_open_incident()  # what the e-mail intake keeps for a few seconds: each test has its own
+    forget_markets()
 
 
 @pytest.fixture

@@ -93,6 +93,11 @@ def sample(july3_bundle):
             (OTHER_USER, "bad_fill", {"trade_id": 982025}),
         ]
     ]
+    # E-mail received (the list of GET /api/inbound-messages/): a claim, a broken message, a bounce.
+    for name in ("01-en-liquidation-verified.eml", "42-broken-multipart-without-boundary.eml",
+                 "29-bounce-from-mailer-daemon.eml"):
+        services.inbound_store(raw=(ROOT / "tests" / "email" / name).read_bytes(), source="mailbox",
+                               mailbox="tests/email", place=name, incident=incident)
     return incident, [str(claim.public_id) for claim in claims]
 
 
@@ -178,6 +183,10 @@ def edge_cases(label: str, headers: dict, claim_ids: list[str]) -> list[dict]:
             {"headers": headers, "path_parameters": {"slug": SLUG}, "query": {"user_id": str(2**64)}},
         ],
         "GET /api/incidents/{slug}/items-export/": [{"headers": headers, "path_parameters": {"slug": "a\x00b"}}],
+        "GET /api/inbound-messages/": [
+            {"headers": headers, "query": {"incident": "a\x00b", "outcome": "new_claim"}},
+            {"headers": headers, "query": {"incident": SLUG, "outcome": "\x00"}},
+        ],
     }.get(label, [])
 
 
@@ -300,6 +309,8 @@ def test_the_api_schema_is_served_and_lists_every_operation(api_schema):
         "GET /api/incidents/{slug}/payout-batches/{number}/treasury/{kind}/",
         "GET /api/incidents/{slug}/reconciliation/", "POST /api/payout-confirmations/",
         "POST /api/payout-lines/{key}/release/",
+        # e-mail received
+        "GET /api/inbound-messages/",
     }
     assert json.loads(json.dumps(api_schema.raw_schema))["components"]["securitySchemes"]["apiToken"]["in"] == "header"
 

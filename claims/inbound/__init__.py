@@ -11,7 +11,7 @@ store the raw bytes and call these functions.
 
 from .extract import Extracted, extract
 from .kinds import claim_kind
-from .mime import Attachment, Parsed, decode_words, normalise_address, parse
+from .mime import Attachment, Parsed, decode_words, normalise_address, parse, peek_message_id
 from .text import html_to_text, new_text, unflow
 from .threads import normalise_message_id, referenced_ids
 from .trust import (
@@ -30,6 +30,7 @@ from .trust import (
 __all__ = [
     "AUTO_GENERATED", "AUTO_REPLY", "BULK", "DSN", "Attachment", "AuthResult", "Extracted", "Parsed",
     "authentication_results", "claim_kind", "decode_words", "extract", "header_safe", "html_to_text",
-    "ignored_reason", "new_text", "normalise_address", "normalise_message_id", "parse", "referenced_ids",
+    "ignored_reason", "new_text", "normalise_address", "normalise_message_id", "parse", "peek_message_id",
+    "referenced_ids",
     "same_address", "sender_verified", "unflow",
 ]

@@ -94,6 +94,19 @@ def parse(raw: bytes) -> Parsed:
         return _salvaged(raw, f"parser failed: {type(error).__name__}")
 
 
+def peek_message_id(raw: bytes) -> str | None:
+    """The Message-ID `parse` reads, from the header section alone: cheap enough to take when a
+    message is stored, so that later messages can find it (as their duplicate's original, or the
+    message they answer) before it is parsed. Never raises."""
+    try:
+        found = HEADER_END.search(raw)
+        message = PARSER.parsebytes(raw[:found.end()] if found else raw, headersonly=True)
+        headers = tuple((name, _header_text(value)) for name, value in message.raw_items())
+        return normalise_message_id(_topmost(headers).get("message-id"))
+    except Exception:
+        return parse(raw).message_id
+
+
 def _parse(raw: bytes) -> Parsed:
     message = PARSER.parsebytes(raw)
     reading = _Reading()

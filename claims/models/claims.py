@@ -169,8 +169,19 @@ class ClaimVerification(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
 
+def outgoing_message_id() -> str:
+    """A Message-ID for a message we send (without brackets): a reply to it names it, and the
+    intake finds the claim it was about (email-intake.md, "reply")."""
+    domain = settings.SUPPORT_EMAIL.rpartition("@")[2] or "claimdesk.invalid"
+    return f"{uuid.uuid4().hex}@{domain}"
+
+
 class Notification(models.Model):
-    """One e-mail. Its key is unique, so an event is never mailed twice, however often asked."""
+    """One e-mail. Its key is unique, so an event is never mailed twice, however often asked.
+
+    An answer to a claimant's e-mail threads under it (In-Reply-To, References) and comes from
+    SUPPORT_EMAIL; those values come from the message and are made header-safe when stored and
+    again when the e-mail is built."""
 
     class Status(models.TextChoices):
         PENDING = "pending"
@@ -181,7 +192,8 @@ class Notification(models.Model):
     key = models.CharField(max_length=200, unique=True)
     kind = models.CharField(max_length=32)
     claim = models.ForeignKey(Claim, null=True, blank=True, on_delete=models.CASCADE, related_name="notifications")
-    user_id = models.BigIntegerField()
+    user_id = models.BigIntegerField(null=True, blank=True, help_text="None: an answer to an address with no "
+                                                                      "account (email-intake.md, no_account).")
     to = models.EmailField(max_length=320)
     language = models.CharField(max_length=8)
     context = models.JSONField(default=dict)
@@ -190,6 +202,16 @@ class Notification(models.Model):
     sent_at = models.DateTimeField(null=True, blank=True)
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    message_id = models.CharField(max_length=255, default=outgoing_message_id,
+                                  help_text="Its Message-ID, without brackets.")
+    in_reply_to = models.CharField(max_length=998, blank=True, help_text="The Message-ID it answers.")
+    references = models.TextField(blank=True, help_text="Message-IDs of the thread, blank-separated.")
+    subject_suffix = models.CharField(max_length=255, blank=True)
+    from_email = models.CharField(max_length=320, blank=True, help_text="Blank: DEFAULT_FROM_EMAIL.")
+
+    class Meta:
+        # A reply names the message it answers: the intake finds the claim through this index.
+        indexes = [models.Index(fields=["message_id"], name="notification_message_id")]
 
 
 class ApiClient(models.Model):

@@ -1,8 +1,8 @@
 """Writes that matter (the style guide's services), by concern: the compensation engine
 (engine.py: incidents, detection runs, items), claims (claims.py: filing, verification, merging,
-claims following their items), approvals (approvals.py), payouts (payouts.py) and the audit
-trail (audit.py). Callers use `claims.services.<name>`; a test that patches a function patches
-it in the module that defines it."""
+claims following their items), e-mail received (inbound.py), approvals (approvals.py), payouts
+(payouts.py) and the audit trail (audit.py). Callers use `claims.services.<name>`; a test that
+patches a function patches it in the module that defines it."""
 
 from .approvals import (
     Outcome,
@@ -66,6 +66,13 @@ from .engine import (
     item_approval,
     items_detect_and_save,
 )
+from .inbound import (
+    inbound_parse,
+    inbound_parse_again,
+    inbound_requeue,
+    inbound_store,
+    incident_open_for_claims,
+)
 from .payouts import (
     ConfirmationInvalid,
     ReconciliationRow,
@@ -93,6 +100,8 @@ __all__ = [
     "items_approve", "items_detect_and_save", "items_reject", "status_link_send", "tasks_requeue",
     "web_claim_submit",
     "web_submission_file",
+    # inbound.py
+    "inbound_parse", "inbound_parse_again", "inbound_requeue", "inbound_store", "incident_open_for_claims",
     # payouts.py
     "ConfirmationInvalid", "ReconciliationRow", "payout_batch_create", "payout_files_render", "payout_files_write",
     "payout_line_release",

@@ -216,16 +216,19 @@ def _references(stored: dict) -> dict:
 @transaction.atomic
 def claim_create(*, incident: Incident, user_id: int, channel: str, kind: str, description: str = "",
                  references: dict | None = None, language: str = "en", attachments: list | None = None,
-                 stored: list[dict] | None = None, actor: str) -> Claim:
+                 stored: list[dict] | None = None, actor: str, verified: bool | None = None,
+                 account=None) -> Claim:
     """File a claim. From the web it waits, unverified, for the link sent to the address on file;
-    from the API (the exchange has logged the user in) or staff it is received at once."""
+    from the API (the exchange has logged the user in) or staff it is received at once. An
+    e-mail's claim says which (`verified`: whether our server vouched for its sender); a caller
+    that has read the account passes it."""
     _refuse_if_closed(incident, timezone.now())
-    account = ledger.account_get(user_id)
+    account = account if account is not None and account.user_id == user_id else ledger.account_get(user_id)
     if account is None:
         raise _no_account(user_id)
     attachments = attachments or []
     attachments_check(attachments)
-    web = channel == Claim.Channel.WEB
+    web = channel == Claim.Channel.WEB if verified is None else not verified
     status = Claim.Status.UNVERIFIED if web else Claim.Status.RECEIVED
     claim = Claim.objects.create(incident=incident, user_id=user_id, channel=channel, kind=kind,
                                  description=description, language=language, status=status,
@@ -233,9 +236,7 @@ def claim_create(*, incident: Incident, user_id: int, channel: str, kind: str, d
     filed = audit_record(actor=actor, object_type="claim", object_id=claim.id, action="filed",
                          after={"status": status}, reason=f"filed through {channel}")
     _attachments_save(claim, attachments)
-    ClaimAttachment.objects.bulk_create(
-        ClaimAttachment(claim=claim, file=f["path"], original_name=f["name"], content_type=f["content_type"],
-                        size=f["size"], sha256=f["sha256"]) for f in stored or [])
+    _stored_attach(claim, stored)
     if web:
         _verification_send(claim, account)
     else:
@@ -412,15 +413,26 @@ def claim_merge_if_repeated(claim: Claim, others: list[Claim], *, actor: str) ->
     return first
 
 
+def _stored_attach(claim: Claim, stored: list[dict] | None, note: str = "") -> None:
+    """Files already written to storage (named from their detected type) become the claim's."""
+    ClaimAttachment.objects.bulk_create(
+        ClaimAttachment(claim=claim, file=f["path"], original_name=f["name"], content_type=f["content_type"],
+                        size=f["size"], sha256=f["sha256"], note=note) for f in stored or [])
+
+
 @transaction.atomic
-def claim_add_information(*, claim: Claim, text: str, attachments: list, actor: str) -> list[tuple[str, str]]:
-    """Keep what the claimant adds: the text and every valid file, even when another file is
-    refused. Returns the refused files, (name, why); nothing is recorded if nothing was kept."""
+def claim_add_information(*, claim: Claim, text: str, attachments: list, actor: str,
+                          stored: list[dict] | None = None) -> list[tuple[str, str]]:
+    """Keep what the claimant adds (from the status page, or a reply by e-mail whose files are
+    `stored` already): the text and every valid file, even when another file is refused. Returns
+    the refused files, (name, why); nothing is recorded if nothing was kept."""
     checked, refused = attachments_split(attachments)
-    if not text and not checked:
+    if not text and not checked and not stored:
         return refused
     _attachments_save(claim, [], note=text, checked=checked)
-    claim_record(claim=claim, actor=actor, action="information_added", after={"attachments": len(checked)},
+    _stored_attach(claim, stored, note=text)
+    count = len(checked) + len(stored or [])
+    claim_record(claim=claim, actor=actor, action="information_added", after={"attachments": count},
                  reason=f"information added: {text}" if text else "attachment added")
     return refused
 
