@@ -12,7 +12,7 @@ DEMO_ADDRESS := 127.0.0.1:8000
 DEMO_ENV := DEBUG=1 STAFF_2FA=0 SITE_URL=http://$(DEMO_ADDRESS)
 TEST_ENV := SECRET_KEY=$${SECRET_KEY:-test-only-not-a-secret}
 
-.PHONY: install demo test bench lint clean
+.PHONY: install demo test bench lint lock clean
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -53,6 +53,14 @@ bench: install
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+# Pins every transitive dependency, with hashes, from the direct ones in requirements*.in.
+lock: install
+	$(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url \
+		--no-emit-find-links --output-file requirements.txt requirements.in
+	$(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url \
+		--no-emit-find-links --output-file requirements-dev.txt requirements-dev.in
 
 clean:
 	rm -rf $(VENV) db.sqlite3 $(DEMO_DIR)
