@@ -45,8 +45,19 @@ def prepare(options, admin_url: str, env: dict) -> None:
         conn.execute(f"CREATE DATABASE {BENCH_DB}")
     bundle = OUT / f"fills-{options.fills}"
     if not (bundle / "incident.json").exists():
-        manage("simulate_incident", str(bundle), "--users", str(options.users), "--fills", str(options.fills),
-               "--seed", "1", "--start", START, env=env)
+        manage(
+            "simulate_incident",
+            str(bundle),
+            "--users",
+            str(options.users),
+            "--fills",
+            str(options.fills),
+            "--seed",
+            "1",
+            "--start",
+            START,
+            env=env,
+        )
     started = time.perf_counter()
     manage("migrate", "--noinput", env=env)
     manage("import_bundle", str(bundle), "--by", "bench", env=env)
@@ -56,9 +67,28 @@ def prepare(options, admin_url: str, env: dict) -> None:
 
 def start_worker(env: dict) -> subprocess.Popen:
     process = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "config", "worker", "--concurrency", "2", "--loglevel", "WARNING",
-         "--without-gossip", "--without-mingle", "--without-heartbeat", "-n", "bench@%h"],
-        cwd=ROOT, env=env, start_new_session=True, stdout=subprocess.DEVNULL)
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "config",
+            "worker",
+            "--concurrency",
+            "2",
+            "--loglevel",
+            "WARNING",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            "-n",
+            "bench@%h",
+        ],
+        cwd=ROOT,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+    )
     time.sleep(3)  # let it connect before the clock starts
     return process
 
@@ -104,8 +134,12 @@ def main() -> None:
         sys.exit("set DATABASE_URL to a PostgreSQL server (any database; the bench creates its own)")
     admin_url, bench_url = database_urls(os.environ["DATABASE_URL"], BENCH_DB)
     broker = os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/14")
-    env = {**os.environ, "DATABASE_URL": bench_url, "CELERY_BROKER_URL": broker,
-           "SECRET_KEY": os.environ.get("SECRET_KEY", "bench")}
+    env = {
+        **os.environ,
+        "DATABASE_URL": bench_url,
+        "CELERY_BROKER_URL": broker,
+        "SECRET_KEY": os.environ.get("SECRET_KEY", "bench"),
+    }
     prepare(options, admin_url, {**env, "CELERY_BROKER_URL": ""})
     os.environ.update(env)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")

@@ -109,6 +109,7 @@ def corpus() -> list[bytes]:
 
 def message_round(raws: list[bytes], r: int, users: int) -> list[bytes]:
     """The corpus once more, as round r (see the module docstring)."""
+
     def account(match: re.Match) -> bytes:
         user_id = USER_ID_START + (int(match.group(2)) + 97 * r) % users
         return (b"T" if match.group(1) == b"U" else b"t") + f"rader{user_id}@example.com".encode()
@@ -116,7 +117,7 @@ def message_round(raws: list[bytes], r: int, users: int) -> list[bytes]:
     made = []
     for raw in raws:
         end = HEADER_END.search(raw)
-        head, body = (raw[:end.start()], raw[end.start():]) if end else (raw, b"")
+        head, body = (raw[: end.start()], raw[end.start() :]) if end else (raw, b"")
         head = THREAD_HEADER.sub(lambda m: BRACKETED_ID.sub(rb"<\1.r%d@" % r, m.group(0)), head)
         head = SUBJECT.sub(lambda m: m.group(0) + b"[r%d] " % r, head, count=1)
         message = USER_ADDRESS.sub(account, head + body)
@@ -139,13 +140,26 @@ def mailgun_request(raw: bytes) -> tuple[str, str, bytes, dict]:
     """A POST as Mailgun's route forward() sends it to a URL ending in `mime`."""
     token, timestamp = secrets.token_hex(25), str(int(time.time()))
     signature = hmac.new(SIGNING_KEY.encode(), f"{timestamp}{token}".encode(), hashlib.sha256).hexdigest()
-    fields = {"token": token.encode(), "timestamp": timestamp.encode(), "signature": signature.encode(),
-              "recipient": b"support@claimdesk.example", "sender": b"bench@example.com", "body-mime": raw}
+    fields = {
+        "token": token.encode(),
+        "timestamp": timestamp.encode(),
+        "signature": signature.encode(),
+        "recipient": b"support@claimdesk.example",
+        "sender": b"bench@example.com",
+        "body-mime": raw,
+    }
     boundary = secrets.token_hex(16)
-    body = b"".join(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'.encode() + value
-                    + b"\r\n" for name, value in fields.items()) + f"--{boundary}--\r\n".encode()
-    headers = {"Content-Type": f"multipart/form-data; boundary={boundary}",
-               "Authorization": "Basic " + base64.b64encode(SECRET.encode()).decode()}
+    body = (
+        b"".join(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'.encode() + value + b"\r\n"
+            for name, value in fields.items()
+        )
+        + f"--{boundary}--\r\n".encode()
+    )
+    headers = {
+        "Content-Type": f"multipart/form-data; boundary={boundary}",
+        "Authorization": "Basic " + base64.b64encode(SECRET.encode()).decode(),
+    }
     return "POST", "/anymail/mailgun/inbound_mime/", body, headers
 
 
@@ -170,15 +184,19 @@ def webhook(options, env: dict, made: list[bytes]) -> None:
         stop(server)
     stored = InboundMessage.objects.count()
     accepted = figures["statuses"].get(200, 0)
-    print(f"webhook (Mailgun raw MIME, gunicorn {options.workers} sync workers, {options.clients} clients, "
-          f"{options.seconds:.0f}s): {figures['rate']:.0f} messages/s accepted "
-          f"(target {WEBHOOK_TARGET:.0f}/s: {figures['rate'] / WEBHOOK_TARGET:.2f}x); "
-          f"p50 {figures['p50']:.1f} ms, p99 {figures['p99']:.1f} ms; statuses {figures['statuses']}")
-    print(f"  {stored} messages stored in all ({figures['all requests']} requests, {accepted} answered 200 inside "
-          f"the window); CPU s/message: gunicorn {cpu.used['gunicorn'] / max(figures['requests'], 1) * 1000:.2f} ms, "
-          f"postgres {cpu.used['postgres'] / max(figures['requests'], 1) * 1000:.2f} ms, "
-          f"load clients {cpu.used['bench'] / max(figures['requests'], 1) * 1000:.2f} ms; other processes used "
-          f"{cpu.used['others']:.0f} of the {cpu.capacity:.0f} CPU seconds the machine had")
+    print(
+        f"webhook (Mailgun raw MIME, gunicorn {options.workers} sync workers, {options.clients} clients, "
+        f"{options.seconds:.0f}s): {figures['rate']:.0f} messages/s accepted "
+        f"(target {WEBHOOK_TARGET:.0f}/s: {figures['rate'] / WEBHOOK_TARGET:.2f}x); "
+        f"p50 {figures['p50']:.1f} ms, p99 {figures['p99']:.1f} ms; statuses {figures['statuses']}"
+    )
+    print(
+        f"  {stored} messages stored in all ({figures['all requests']} requests, {accepted} answered 200 inside "
+        f"the window); CPU s/message: gunicorn {cpu.used['gunicorn'] / max(figures['requests'], 1) * 1000:.2f} ms, "
+        f"postgres {cpu.used['postgres'] / max(figures['requests'], 1) * 1000:.2f} ms, "
+        f"load clients {cpu.used['bench'] / max(figures['requests'], 1) * 1000:.2f} ms; other processes used "
+        f"{cpu.used['others']:.0f} of the {cpu.capacity:.0f} CPU seconds the machine had"
+    )
 
 
 # --- the backlog -------------------------------------------------------------------------------
@@ -209,14 +227,39 @@ def backlog(options, env: dict, made: list[bytes], slug: str) -> None:
     box.close()
     print(f"backlog: {len(made):,} messages, {path.stat().st_size / 1e6:.1f} MB in one mbox")
     worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "config", "worker", "--concurrency", str(options.concurrency),
-         "--loglevel", "WARNING", "--without-gossip", "--without-mingle", "--without-heartbeat", "-n",
-         "email-bench@%h"], cwd=ROOT, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
-        stderr=open(OUT / "worker.log", "w"))  # noqa: SIM115 - the worker writes to it until it is killed
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "config",
+            "worker",
+            "--concurrency",
+            str(options.concurrency),
+            "--loglevel",
+            "WARNING",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            "-n",
+            "email-bench@%h",
+        ],
+        cwd=ROOT,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=open(OUT / "worker.log", "w"),
+    )  # noqa: SIM115 - the worker writes to it until it is killed
     try:
         started = time.perf_counter()
-        command = subprocess.Popen([sys.executable, "manage.py", "import_mailbox", str(path), "--incident", slug],
-                                   cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        command = subprocess.Popen(
+            [sys.executable, "manage.py", "import_mailbox", str(path), "--incident", slug],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         samples, stored_at = [], None
         cpu = cpu_before = cpu_seconds(worker.pid, command.pid)
         while command.poll() is None:
@@ -238,19 +281,30 @@ def backlog(options, env: dict, made: list[bytes], slug: str) -> None:
     outcomes = Counter(InboundMessage.objects.values_list("outcome", flat=True))
     memory = [(stored, rss) for stored, rss in samples if rss is not None]
     after_1000 = next((rss for stored, rss in memory if stored >= 1000), None)
-    print(f"backlog imported and parsed by one worker ({options.concurrency} processes): {elapsed:.1f}s "
-          f"(target {BACKLOG_TARGET:.0f}s: {BACKLOG_TARGET / elapsed:.2f}x), {len(made) / elapsed:.0f} messages/s; "
-          f"all stored after {stored_at or elapsed:.1f}s")
-    print("  CPU seconds while it ran: " + ", ".join(f"{name} {seconds:.0f}" for name, seconds in used.items())
-          + f" (the machine's {os.cpu_count()} cores had {elapsed * os.cpu_count():.0f})")
+    print(
+        f"backlog imported and parsed by one worker ({options.concurrency} processes): {elapsed:.1f}s "
+        f"(target {BACKLOG_TARGET:.0f}s: {BACKLOG_TARGET / elapsed:.2f}x), {len(made) / elapsed:.0f} messages/s; "
+        f"all stored after {stored_at or elapsed:.1f}s"
+    )
+    print(
+        "  CPU seconds while it ran: "
+        + ", ".join(f"{name} {seconds:.0f}" for name, seconds in used.items())
+        + f" (the machine's {os.cpu_count()} cores had {elapsed * os.cpu_count():.0f})"
+    )
     if memory:
-        print(f"  import_mailbox resident memory: {after_1000 or memory[0][1]:.0f} MB after the first 1,000 messages, "
-              f"{max(rss for _, rss in memory):.0f} MB at most, {memory[-1][1]:.0f} MB at the end "
-              f"({len(memory)} samples)")
+        print(
+            f"  import_mailbox resident memory: {after_1000 or memory[0][1]:.0f} MB after the first 1,000 messages, "
+            f"{max(rss for _, rss in memory):.0f} MB at most, {memory[-1][1]:.0f} MB at the end "
+            f"({len(memory)} samples)"
+        )
     print("  outcomes: " + ", ".join(f"{o} {n}" for o, n in sorted(outcomes.items(), key=lambda i: str(i[0]))))
-    print(f"  claims {Claim.objects.count():,} ({Claim.objects.filter(status='received').count()} still received); "
-          f"e-mail {Notification.objects.count():,}; the worker finished what the outcomes started "
-          f"{drained - elapsed:.1f}s after the command" if drained else "  the worker had not finished by --timeout")
+    print(
+        f"  claims {Claim.objects.count():,} ({Claim.objects.filter(status='received').count()} still received); "
+        f"e-mail {Notification.objects.count():,}; the worker finished what the outcomes started "
+        f"{drained - elapsed:.1f}s after the command"
+        if drained
+        else "  the worker had not finished by --timeout"
+    )
 
 
 def cpu_seconds(worker_pid: int, command_pid: int) -> dict[str, float]:
@@ -273,8 +327,9 @@ def drain(started: float, timeout: float) -> float | None:
     from claims.models import Claim, Notification
 
     while time.perf_counter() - started < timeout:
-        if not (Claim.objects.filter(status="received").exists()
-                or Notification.objects.filter(status="pending").exists()):
+        if not (
+            Claim.objects.filter(status="received").exists() or Notification.objects.filter(status="pending").exists()
+        ):
             return time.perf_counter() - started
         time.sleep(0.5)
     return None
@@ -297,11 +352,21 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     admin_url, bench_url = database_urls(os.environ["DATABASE_URL"], BENCH_DB)
     broker = os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/10")
-    env = {**os.environ, "DATABASE_URL": bench_url, "DB_CONN_MAX_AGE": "60", "CELERY_BROKER_URL": broker,
-           "ALLOWED_HOSTS": HOST, "SECRET_KEY": os.environ.get("SECRET_KEY", "bench"), "LOG_LEVEL": "WARNING",
-           "INBOUND_AUTHSERV_ID": AUTHSERV_ID, "SUPPORT_EMAIL": "support@claimdesk.example",
-           "ANYMAIL_WEBHOOK_SECRET": SECRET, "ANYMAIL_MAILGUN_WEBHOOK_SIGNING_KEY": SIGNING_KEY,
-           "EMAIL_BACKEND": "django.core.mail.backends.dummy.EmailBackend", "MEDIA_ROOT": str(OUT / "media")}
+    env = {
+        **os.environ,
+        "DATABASE_URL": bench_url,
+        "DB_CONN_MAX_AGE": "60",
+        "CELERY_BROKER_URL": broker,
+        "ALLOWED_HOSTS": HOST,
+        "SECRET_KEY": os.environ.get("SECRET_KEY", "bench"),
+        "LOG_LEVEL": "WARNING",
+        "INBOUND_AUTHSERV_ID": AUTHSERV_ID,
+        "SUPPORT_EMAIL": "support@claimdesk.example",
+        "ANYMAIL_WEBHOOK_SECRET": SECRET,
+        "ANYMAIL_MAILGUN_WEBHOOK_SIGNING_KEY": SIGNING_KEY,
+        "EMAIL_BACKEND": "django.core.mail.backends.dummy.EmailBackend",
+        "MEDIA_ROOT": str(OUT / "media"),
+    }
     prepare(options, admin_url, {**env, "CELERY_BROKER_URL": ""})
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("terminated"))
     os.environ.update(env)

@@ -29,15 +29,23 @@ from dburls import database_urls
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"
 BENCH_DB = "claimdesk_bench"
-FILL_COLUMNS = ("user_id, trade_id, side, order_id, symbol, price, quantity, fee, fee_symbol, is_maker, "
-                "timestamp, client_id, system_order_type, import_run_id")
+FILL_COLUMNS = (
+    "user_id, trade_id, side, order_id, symbol, price, quantity, fee, fee_symbol, is_maker, "
+    "timestamp, client_id, system_order_type, import_run_id"
+)
 
 
 def run(args: list[str], env: dict) -> tuple[float, int, str]:
     """Run a manage.py command; return wall seconds, peak RSS in MB, and its output."""
     started = time.perf_counter()
-    process = subprocess.Popen([sys.executable, "manage.py", *args], cwd=ROOT, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     output = process.stdout.read()
     _, status, usage = os.wait4(process.pid, 0)
     process.returncode = os.waitstatus_to_exitcode(status)
@@ -65,8 +73,21 @@ def bundle_for(fills: int, env: dict) -> Path:
     target = OUT / f"fills-{fills}"
     if not (target / "bundle" / "fills.jsonl").exists():
         shutil.rmtree(target, ignore_errors=True)
-        seconds, peak, _ = run(["simulate_incident", str(target), "--users", str(max(fills // 10, 1)),
-                                "--fills", str(fills), "--seed", "1", "--start", "2025-07-03T10:00:00Z"], env)
+        seconds, peak, _ = run(
+            [
+                "simulate_incident",
+                str(target),
+                "--users",
+                str(max(fills // 10, 1)),
+                "--fills",
+                str(fills),
+                "--seed",
+                "1",
+                "--start",
+                "2025-07-03T10:00:00Z",
+            ],
+            env,
+        )
         print(f"simulate_incident: {seconds:.1f}s, peak {peak} MB")
     return target
 
@@ -77,9 +98,11 @@ def baseline_copy(dsn: str, csv_path: Path) -> float:
         conn.execute("CREATE TABLE bench_fill_baseline (LIKE exchange_fill INCLUDING ALL)")
         conn.execute("CHECKPOINT")
         started = time.perf_counter()
-        with conn.cursor() as cursor, cursor.copy(
-            f"COPY bench_fill_baseline ({FILL_COLUMNS}) FROM STDIN WITH (FORMAT csv)"
-        ) as copy, open(csv_path, "rb") as source:
+        with (
+            conn.cursor() as cursor,
+            cursor.copy(f"COPY bench_fill_baseline ({FILL_COLUMNS}) FROM STDIN WITH (FORMAT csv)") as copy,
+            open(csv_path, "rb") as source,
+        ):
             while chunk := source.read(1 << 20):
                 copy.write(chunk)
         seconds = time.perf_counter() - started
@@ -98,8 +121,12 @@ def export_csv(dsn: str, csv_path: Path) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--fills", type=int, default=1_000_000)
-    parser.add_argument("--database", default=BENCH_DB, type=database_name,
-                        help=f"the database to drop, create and fill (default {BENCH_DB})")
+    parser.add_argument(
+        "--database",
+        default=BENCH_DB,
+        type=database_name,
+        help=f"the database to drop, create and fill (default {BENCH_DB})",
+    )
     options = parser.parse_args()
     if not os.environ.get("DATABASE_URL", "").startswith("postgres"):
         sys.exit("set DATABASE_URL to a PostgreSQL server (any database; the bench creates its own)")
@@ -133,10 +160,14 @@ def main() -> None:
     print(f"baseline COPY of the CSV:      {baseline_seconds:7.2f}s  {baseline_rate:10,.0f} rows/s")
     print(f"ratio import / baseline:       {import_rate / baseline_rate:7.2f}   (target >= 0.5)")
     print(f"other files first import:      {others_seconds:7.2f}s")
-    print(f"no-op re-import:               {noop_seconds:7.2f}s  {first_seconds / noop_seconds:5.1f}x faster"
-          f"  peak {noop_peak} MB   (target >= 3x)")
-    print(f"no-op re-import --recheck:     {recheck_seconds:7.2f}s  {first_seconds / recheck_seconds:5.1f}x faster"
-          f"  peak {recheck_peak} MB")
+    print(
+        f"no-op re-import:               {noop_seconds:7.2f}s  {first_seconds / noop_seconds:5.1f}x faster"
+        f"  peak {noop_peak} MB   (target >= 3x)"
+    )
+    print(
+        f"no-op re-import --recheck:     {recheck_seconds:7.2f}s  {first_seconds / recheck_seconds:5.1f}x faster"
+        f"  peak {recheck_peak} MB"
+    )
     print(f"peak memory of any import:     {max(first_peak, noop_peak, recheck_peak)} MB   (target < 300 MB)")
 
 

@@ -97,18 +97,30 @@ def api_client_create() -> None:
     from claims.api_auth import token_digest
     from claims.models import ApiClient
 
-    ApiClient.objects.update_or_create(name="intake bench", defaults={
-        "token_hash": token_digest(TOKEN), "scopes": ["claims"], "is_active": True})
+    ApiClient.objects.update_or_create(
+        name="intake bench", defaults={"token_hash": token_digest(TOKEN), "scopes": ["claims"], "is_active": True}
+    )
 
 
 def claim_body(rng: random.Random, slug: str, large: bool = False) -> dict:
     kind = rng.choice(KINDS)
-    body = {"incident": slug, "kind": kind, "trade_id": rng.randrange(1, 2**62),
-            "description": "My position was liquidated while the exchange was down."}
+    body = {
+        "incident": slug,
+        "kind": kind,
+        "trade_id": rng.randrange(1, 2**62),
+        "description": "My position was liquidated while the exchange was down.",
+    }
     if large:
-        body.update(description="x" * 4000, order_id=f"order-{rng.randrange(10**9)}", market_symbol="BTC-PERP",
-                    claimed_amount="1234.5678", claimed_asset="USDC", approximate_time="2025-07-03T10:30:00Z",
-                    transaction_hash="0x" + "ab" * 32, language="pt-br")
+        body.update(
+            description="x" * 4000,
+            order_id=f"order-{rng.randrange(10**9)}",
+            market_symbol="BTC-PERP",
+            claimed_amount="1234.5678",
+            claimed_asset="USDC",
+            approximate_time="2025-07-03T10:30:00Z",
+            transaction_hash="0x" + "ab" * 32,
+            language="pt-br",
+        )
     return body
 
 
@@ -122,14 +134,23 @@ def queries_per_claim(slug: str, users: list[int]) -> list[tuple[str, int, int]]
     rng = random.Random()  # fresh trade ids: a repeated one would take the (longer) merge path
     headers = {"HTTP_AUTHORIZATION": f"Token {TOKEN}"}
     # The process looks its API client up once (API_CLIENT_CACHE_SECONDS): the first POST makes one query more.
-    cases = [("first POST of the process", users[3], False),
-             ("user A, small payload", users[0], False), ("user B, large payload", users[1], True),
-             ("user A again, 2nd claim", users[0], False), ("user C, small payload", users[2], False)]
+    cases = [
+        ("first POST of the process", users[3], False),
+        ("user A, small payload", users[0], False),
+        ("user B, large payload", users[1], True),
+        ("user A again, 2nd claim", users[0], False),
+        ("user C, small payload", users[2], False),
+    ]
     results = []
     for label, user_id, large in cases:
         with CaptureQueriesContext(connection) as queries:
-            response = client.post("/api/claims/", json.dumps(claim_body(rng, slug, large)),
-                                   content_type="application/json", HTTP_X_CLAIMDESK_USER=str(user_id), **headers)
+            response = client.post(
+                "/api/claims/",
+                json.dumps(claim_body(rng, slug, large)),
+                content_type="application/json",
+                HTTP_X_CLAIMDESK_USER=str(user_id),
+                **headers,
+            )
         results.append((label, len(queries.captured_queries), response.status_code))
     return results
 
@@ -141,9 +162,22 @@ def free_port() -> int:
 
 
 def start_gunicorn(options, env: dict, port: int) -> subprocess.Popen:
-    args = [str(Path(sys.executable).parent / "gunicorn"), options.app, "--bind", f"{HOST}:{port}",
-            "--workers", str(options.workers), "--worker-class", options.worker_class, "--keep-alive", "30",
-            "--backlog", "256", "--log-level", "warning"]
+    args = [
+        str(Path(sys.executable).parent / "gunicorn"),
+        options.app,
+        "--bind",
+        f"{HOST}:{port}",
+        "--workers",
+        str(options.workers),
+        "--worker-class",
+        options.worker_class,
+        "--keep-alive",
+        "30",
+        "--backlog",
+        "256",
+        "--log-level",
+        "warning",
+    ]
     if options.worker_class == "gthread":
         args += ["--threads", str(options.threads)]
     log = open(OUT / "intake-gunicorn.log", "w")  # its errors, if any; the child keeps the file open
@@ -186,8 +220,8 @@ def process_cpu() -> dict[int, tuple[str, int, float]]:
                 stat = (entry / "stat").read_text()
             except OSError:
                 continue
-            name = stat[stat.index("(") + 1:stat.rindex(")")]
-            fields = stat[stat.rindex(")") + 2:].split()
+            name = stat[stat.index("(") + 1 : stat.rindex(")")]
+            fields = stat[stat.rindex(")") + 2 :].split()
             result[int(entry.name)] = (name, int(fields[1]), (int(fields[11]) + int(fields[12])) / CLOCK_TICKS)
     return result
 
@@ -250,8 +284,10 @@ class HttpConnection:
         header, _, rest = self.pending.partition(b"\r\n\r\n")
         lines = header.split(b"\r\n")
         status = int(lines[0].split()[1])
-        fields = {name.strip().lower(): value.strip().lower()
-                  for name, _, value in (line.partition(b":") for line in lines[1:])}
+        fields = {
+            name.strip().lower(): value.strip().lower()
+            for name, _, value in (line.partition(b":") for line in lines[1:])
+        }
         self.pending = rest
         if b"content-length" not in fields:  # the body ends when the server closes the connection
             while self._receive(allow_close=True):
@@ -327,10 +363,14 @@ class Load:
         statuses: dict[int, int] = {}
         for _, _, status in inside:
             statuses[status] = statuses.get(status, 0) + 1
-        return {"requests": len(inside), "all requests": len(self.samples), "statuses": statuses,
-                "rate": len(inside) / self.seconds,
-                "p50": statistics.median(latencies) if latencies else float("nan"),
-                "p99": statistics.quantiles(latencies, n=100)[98] if len(latencies) > 1 else float("nan")}
+        return {
+            "requests": len(inside),
+            "all requests": len(self.samples),
+            "statuses": statuses,
+            "rate": len(inside) / self.seconds,
+            "p50": statistics.median(latencies) if latencies else float("nan"),
+            "p99": statistics.quantiles(latencies, n=100)[98] if len(latencies) > 1 else float("nan"),
+        }
 
 
 def profile_posts(slug: str, users: list[int], count: int) -> str:
@@ -343,8 +383,13 @@ def profile_posts(slug: str, users: list[int], count: int) -> str:
     for _ in range(count):
         body = json.dumps(claim_body(rng, slug))
         profiler.enable()
-        client.post("/api/claims/", body, content_type="application/json",
-                    HTTP_AUTHORIZATION=f"Token {TOKEN}", HTTP_X_CLAIMDESK_USER=str(rng.choice(users)))
+        client.post(
+            "/api/claims/",
+            body,
+            content_type="application/json",
+            HTTP_AUTHORIZATION=f"Token {TOKEN}",
+            HTTP_X_CLAIMDESK_USER=str(rng.choice(users)),
+        )
         profiler.disable()
     out = io.StringIO()
     stats = pstats.Stats(profiler, stream=out)
@@ -375,10 +420,18 @@ def main() -> None:
     admin_url, bench_url = database_urls(os.environ["DATABASE_URL"], BENCH_DB)
     broker = os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/13")
     cache_url = os.environ.get("BENCH_CACHE_URL", "redis://127.0.0.1:6379/12")
-    env = {**os.environ, "DATABASE_URL": bench_url, "DB_CONN_MAX_AGE": "60", "CELERY_BROKER_URL": broker,
-           "CACHE_URL": cache_url, "API_THROTTLE_CLAIMANT": "1000/min", "ALLOWED_HOSTS": HOST,
-           "SECRET_KEY": os.environ.get("SECRET_KEY", "bench"), "LOG_LEVEL": "WARNING",
-           "SECURE_SSL_REDIRECT": "0"}  # the load speaks plain HTTP to gunicorn on loopback
+    env = {
+        **os.environ,
+        "DATABASE_URL": bench_url,
+        "DB_CONN_MAX_AGE": "60",
+        "CELERY_BROKER_URL": broker,
+        "CACHE_URL": cache_url,
+        "API_THROTTLE_CLAIMANT": "1000/min",
+        "ALLOWED_HOSTS": HOST,
+        "SECRET_KEY": os.environ.get("SECRET_KEY", "bench"),
+        "LOG_LEVEL": "WARNING",
+        "SECURE_SSL_REDIRECT": "0",
+    }  # the load speaks plain HTTP to gunicorn on loopback
     prepare(options, admin_url, {**env, "CELERY_BROKER_URL": "", "CACHE_URL": ""})
     # SIGTERM (e.g. a CI timeout) unwinds through the finally below, which stops gunicorn.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("terminated"))
@@ -410,9 +463,16 @@ def main() -> None:
 
         def post_claim(rng):
             body = json.dumps(claim_body(rng, slug)).encode()
-            return "POST", "/api/claims/", body, {
-                "Authorization": f"Token {TOKEN}", "X-Claimdesk-User": str(rng.choice(users)),
-                "Content-Type": "application/json"}
+            return (
+                "POST",
+                "/api/claims/",
+                body,
+                {
+                    "Authorization": f"Token {TOKEN}",
+                    "X-Claimdesk-User": str(rng.choice(users)),
+                    "Content-Type": "application/json",
+                },
+            )
 
         conn = http.client.HTTPConnection(HOST, port, timeout=5)
         conn.request("GET", "/healthz")
@@ -428,30 +488,38 @@ def main() -> None:
         stop(server)
         broker_db.flushdb()
 
-    print(f"gunicorn {options.app}: {options.workers} {options.worker_class} workers"
-          + (f" x {options.threads} threads" if options.worker_class == "gthread" else "")
-          + f"; {options.clients} clients, {options.seconds:.0f} s after {options.warmup:.0f} s warm-up; "
-          f"{len(users):,} users")
+    print(
+        f"gunicorn {options.app}: {options.workers} {options.worker_class} workers"
+        + (f" x {options.threads} threads" if options.worker_class == "gthread" else "")
+        + f"; {options.clients} clients, {options.seconds:.0f} s after {options.warmup:.0f} s warm-up; "
+        f"{len(users):,} users"
+    )
     for label, queries, status in counts:
         print(f"queries per POST, {label + ':':28s} {queries:3d}   (response {status})")
     equal = len({queries for _, queries, _ in counts[1:]}) == 1
     print(f"queries per POST constant:   {'yes' if equal else 'NO'} (after the first)")
-    print(f"baseline GET {bare_path:9s}       {baseline['rate']:8.0f} req/s     p50 {baseline['p50']:6.1f} ms"
-          f"   p99 {baseline['p99']:6.1f} ms   statuses {baseline['statuses']}")
+    print(
+        f"baseline GET {bare_path:9s}       {baseline['rate']:8.0f} req/s     p50 {baseline['p50']:6.1f} ms"
+        f"   p99 {baseline['p99']:6.1f} ms   statuses {baseline['statuses']}"
+    )
     created = intake["statuses"].get(201, 0)
     rate = created / options.seconds
     other = {k: v for k, v in intake["statuses"].items() if k != 201}
-    print(f"POST /api/claims/:           {rate:8.0f} claims/s    p50 {intake['p50']:6.1f} ms"
-          f"   p99 {intake['p99']:6.1f} ms   (target >= 300 claims/s, p99 < 150 ms)")
+    print(
+        f"POST /api/claims/:           {rate:8.0f} claims/s    p50 {intake['p50']:6.1f} ms"
+        f"   p99 {intake['p99']:6.1f} ms   (target >= 300 claims/s, p99 < 150 ms)"
+    )
     print(f"non-201 responses:           {sum(other.values())} {other or ''}")
     print(f"claims stored / tasks queued: {claims_stored:,} / {queued:,}")
     print(f"ratio claims / baseline:     {rate / baseline['rate']:8.2f}")
     for label, figures, meter in (("baseline", baseline, baseline_cpu), ("claims", intake, intake_cpu)):
         requests, used = figures["all requests"], meter.used  # CPU is measured over the warm-up too
-        print(f"CPU per request, {label + ':':10s}  gunicorn {used['gunicorn'] / requests * 1000:5.2f} ms   postgres "
-              f"{used['postgres'] / requests * 1000:5.2f} ms   load clients {used['bench'] / requests * 1000:5.2f} ms"
-              f"   (machine {used['machine'] / meter.capacity * 100:3.0f}% busy, other processes "
-              f"{used['others'] / meter.capacity * 100:3.0f}%)")
+        print(
+            f"CPU per request, {label + ':':10s}  gunicorn {used['gunicorn'] / requests * 1000:5.2f} ms   postgres "
+            f"{used['postgres'] / requests * 1000:5.2f} ms   load clients {used['bench'] / requests * 1000:5.2f} ms"
+            f"   (machine {used['machine'] / meter.capacity * 100:3.0f}% busy, other processes "
+            f"{used['others'] / meter.capacity * 100:3.0f}%)"
+        )
     if options.profile:
         print(f"\nprofile of {options.profile_requests} POSTs in-process:")
         print(profile_posts(slug, users, options.profile_requests))

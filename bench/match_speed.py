@@ -71,9 +71,17 @@ def file_claims(count: int) -> list[int]:
     users = account_ids()
     rng = random.Random(7)
     with mock.patch.object(tasks.claim_match_task, "delay"):
-        return [services.claim_file(incident_slug=slug, user_id=user_id, channel="api", kind=rng.choice(KINDS),
-                                    description="bench", actor="bench").id
-                for user_id in rng.sample(users, count)]
+        return [
+            services.claim_file(
+                incident_slug=slug,
+                user_id=user_id,
+                channel="api",
+                kind=rng.choice(KINDS),
+                description="bench",
+                actor="bench",
+            ).id
+            for user_id in rng.sample(users, count)
+        ]
 
 
 def main() -> None:
@@ -88,9 +96,14 @@ def main() -> None:
         sys.exit("--claims must not exceed --users (one claim per user)")
     admin_url, bench_url = database_urls(os.environ["DATABASE_URL"], BENCH_DB)
     broker = os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/11")
-    env = {**os.environ, "DATABASE_URL": bench_url, "CELERY_BROKER_URL": broker,
-           "SECRET_KEY": os.environ.get("SECRET_KEY", "bench"), "LOG_LEVEL": "WARNING",
-           "EMAIL_BACKEND": "django.core.mail.backends.dummy.EmailBackend"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": bench_url,
+        "CELERY_BROKER_URL": broker,
+        "SECRET_KEY": os.environ.get("SECRET_KEY", "bench"),
+        "LOG_LEVEL": "WARNING",
+        "EMAIL_BACKEND": "django.core.mail.backends.dummy.EmailBackend",
+    }
     prepare(options, admin_url, {**env, "CELERY_BROKER_URL": ""})
     os.environ.update(env)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
@@ -112,9 +125,29 @@ def main() -> None:
     try:
         started = time.perf_counter()
         worker = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "config", "worker", "--concurrency", "2", "--loglevel", "WARNING",
-             "--without-gossip", "--without-mingle", "--without-heartbeat", "-n", "match-bench@%h"],
-            cwd=ROOT, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "config",
+                "worker",
+                "--concurrency",
+                "2",
+                "--loglevel",
+                "WARNING",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+                "-n",
+                "match-bench@%h",
+            ],
+            cwd=ROOT,
+            env=env,
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         waiting = Claim.objects.filter(id__in=claim_ids, status=Claim.Status.RECEIVED)
         while waiting.exists() and time.perf_counter() - started < options.timeout:
             time.sleep(0.2)
@@ -127,8 +160,10 @@ def main() -> None:
     left = waiting.count()
     outcomes = Counter(Claim.objects.filter(id__in=claim_ids).values_list("status", flat=True))
     print(f"users {options.users:,}; {len(claim_ids):,} claims matched by one worker with 2 processes")
-    print(f"matched in {elapsed:.1f}s (from the worker's start): {(len(claim_ids) - left) / elapsed:.0f} claims/s"
-          + (f"; {left} still received after --timeout" if left else ""))
+    print(
+        f"matched in {elapsed:.1f}s (from the worker's start): {(len(claim_ids) - left) / elapsed:.0f} claims/s"
+        + (f"; {left} still received after --timeout" if left else "")
+    )
     print("outcomes: " + ", ".join(f"{status} {count}" for status, count in sorted(outcomes.items())))
 
 

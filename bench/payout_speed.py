@@ -59,8 +59,10 @@ def prepare(options, admin_url: str, bench_url: str, env: dict) -> None:
     manage("demo_staff", env=env)
     with psycopg.connect(bench_url, autocommit=True) as conn:
         _fill(conn, options.items, options.claims)
-    print(f"prepared {BENCH_DB} ({options.items:,} items, {options.claims:,} claims) "
-          f"in {time.perf_counter() - started:.0f}s")
+    print(
+        f"prepared {BENCH_DB} ({options.items:,} items, {options.claims:,} claims) "
+        f"in {time.perf_counter() - started:.0f}s"
+    )
 
 
 def _incident_file(ledger: Path) -> None:
@@ -99,12 +101,15 @@ def audit_fill(bench_url: str, records: int) -> int:
     with psycopg.connect(bench_url, autocommit=True) as conn:
         have = conn.execute("SELECT count(*) FROM claims_auditrecord").fetchone()[0]
         missing = max(0, records - have)
-        conn.execute("""
+        conn.execute(
+            """
             INSERT INTO claims_auditrecord (at, actor, object_type, object_id, action, before, after, reason)
             SELECT now(), 'bench', 'item', n, 'approved', '{"status": "computed"}'::jsonb,
                    jsonb_build_object('status', 'approved', 'version', 1, 'amount', (n %% 1000)::text || '.5'),
                    'synthetic record ' || n
-            FROM generate_series(1, %s) AS n""", [missing])
+            FROM generate_series(1, %s) AS n""",
+            [missing],
+        )
         return have
 
 
@@ -145,13 +150,22 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--reuse-db", action="store_true", help="keep the database of a previous run")
     options = parser.parse_args()
-    admin_url, bench_url = database_urls(os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres"),
-                                         BENCH_DB)
+    admin_url, bench_url = database_urls(
+        os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres"), BENCH_DB
+    )
     broker = os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/11")
-    env = {**os.environ, "DATABASE_URL": bench_url, "CELERY_BROKER_URL": broker, "SECRET_KEY": "bench",
-           "EMAIL_BACKEND": "django.core.mail.backends.dummy.EmailBackend", "LOG_LEVEL": "WARNING",
-           "SECURE_SSL_REDIRECT": "0", "STAFF_2FA": "0", "DEBUG": "1",
-           "DJANGO_SETTINGS_MODULE": "config.settings"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": bench_url,
+        "CELERY_BROKER_URL": broker,
+        "SECRET_KEY": "bench",
+        "EMAIL_BACKEND": "django.core.mail.backends.dummy.EmailBackend",
+        "LOG_LEVEL": "WARNING",
+        "SECURE_SSL_REDIRECT": "0",
+        "STAFF_2FA": "0",
+        "DEBUG": "1",
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+    }
     subprocess.run(["redis-cli", "-u", broker, "FLUSHDB"], capture_output=True)
     OUT.mkdir(parents=True, exist_ok=True)
     if not options.reuse_db:
@@ -160,8 +174,9 @@ def main() -> None:
     results = []
     seconds, output = manage("approve_items", SLUG, "--by", "approver", env=env)
     results.append(("approve_items", seconds, output.strip().splitlines()[0]))
-    seconds, output = manage("payout_batch", SLUG, "--by", "finance", "--output", str(OUT / "files"), env=env,
-                             check=False)
+    seconds, output = manage(
+        "payout_batch", SLUG, "--by", "finance", "--output", str(OUT / "files"), env=env, check=False
+    )
     results.append(("payout_batch", seconds, output.strip().splitlines()[-1] if output.strip() else ""))
     had = audit_fill(bench_url, options.records)
     seconds, output = manage("verify_audit", env=env)

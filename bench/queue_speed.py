@@ -57,8 +57,10 @@ def prepare(options, admin_url: str, bench_url: str, env: dict) -> None:
         for statement in filter(str.strip, FILL_SQL.split(";")):
             conn.execute(statement, {"items": options.items, "claims": options.claims, "slug": SLUG})
         conn.execute("ANALYZE")
-    print(f"prepared {BENCH_DB} ({options.items:,} items, {options.claims:,} claims) "
-          f"in {time.perf_counter() - started:.0f}s")
+    print(
+        f"prepared {BENCH_DB} ({options.items:,} items, {options.claims:,} claims) "
+        f"in {time.perf_counter() - started:.0f}s"
+    )
 
 
 # Accounts 2000000 + u (u < claims), each with items n where n % claims = u.
@@ -148,24 +150,34 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=40)
     parser.add_argument("--reuse-db", action="store_true", help="keep the database of a previous run")
     options = parser.parse_args()
-    admin_url, bench_url = database_urls(os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres"),
-                                         BENCH_DB)
-    env = {**os.environ, "DATABASE_URL": bench_url, "SECRET_KEY": "bench", "LOG_LEVEL": "WARNING",
-           "EMAIL_BACKEND": "django.core.mail.backends.dummy.EmailBackend", "DJANGO_SETTINGS_MODULE": "config.settings",
-           "CELERY_BROKER_URL": ""}
+    admin_url, bench_url = database_urls(
+        os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres"), BENCH_DB
+    )
+    env = {
+        **os.environ,
+        "DATABASE_URL": bench_url,
+        "SECRET_KEY": "bench",
+        "LOG_LEVEL": "WARNING",
+        "EMAIL_BACKEND": "django.core.mail.backends.dummy.EmailBackend",
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "CELERY_BROKER_URL": "",
+    }
     OUT.mkdir(parents=True, exist_ok=True)
     if not options.reuse_db:
         prepare(options, admin_url, bench_url, env)
-    result = subprocess.run([sys.executable, "-c", MEASURE, SLUG, str(options.repeat)], cwd=ROOT, env=env,
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-c", MEASURE, SLUG, str(options.repeat)], cwd=ROOT, env=env, capture_output=True, text=True
+    )
     if result.returncode != 0:
         sys.exit(result.stderr[-3000:])
     print(f"\n{'page':<36} {'median ms':>9} {'p95 ms':>7} {'queries':>7}  target")
     for line in result.stdout.strip().splitlines():
         target, name, median, p95, queries = line.split("\t")
         verdict = "met" if float(p95) < TARGETS[target] else "MISSED"
-        print(f"{name:<36} {float(median) * 1000:>9.0f} {float(p95) * 1000:>7.0f} {queries:>7}  "
-              f"{TARGETS[target] * 1000:.0f} ms p95 {verdict}")
+        print(
+            f"{name:<36} {float(median) * 1000:>9.0f} {float(p95) * 1000:>7.0f} {queries:>7}  "
+            f"{TARGETS[target] * 1000:.0f} ms p95 {verdict}"
+        )
     print(f"\n({options.items:,} items, {options.claims:,} claims, {options.repeat} requests a page; nothing cached)")
 
 

@@ -33,8 +33,13 @@ def dashboard_context(incident) -> dict:
     decimals = figures["decimals"]
     money_rows, per_asset = [], {}
     for (asset, kind), row in figures["money"].items():
-        money_rows.append({"asset": asset, "kind": kind.replace("_", " "),
-                           **{k: amount_text(v, decimals.get(asset)) for k, v in row.items()}})
+        money_rows.append(
+            {
+                "asset": asset,
+                "kind": kind.replace("_", " "),
+                **{k: amount_text(v, decimals.get(asset)) for k, v in row.items()},
+            }
+        )
         total = per_asset.setdefault(asset, [0, 0, 0])
         total[0] += row["paid"]
         total[1] += row["approved"]
@@ -44,15 +49,22 @@ def dashboard_context(incident) -> dict:
     buckets = [label for label, _, _ in selectors.AGE_BUCKETS]
     queue_rows = [(bucket, [figures["queue"].get((bucket, tier), 0) for tier, _ in TIERS]) for bucket in buckets]
     return {
-        "figures": figures, "money_rows": money_rows,
-        "money_chart": stacked_bars("Paid, approved and awaiting, per asset (each bar is what is owed in it)",
-                                    [(asset, values) for asset, values in sorted(per_asset.items())], MONEY_SERIES,
-                                    normalize=True),
+        "figures": figures,
+        "money_rows": money_rows,
+        "money_chart": stacked_bars(
+            "Paid, approved and awaiting, per asset (each bar is what is owed in it)",
+            [(asset, values) for asset, values in sorted(per_asset.items())],
+            MONEY_SERIES,
+            normalize=True,
+        ),
         "days": [(day, [figures["per_day"].get((day, c), 0) for c in channels]) for day in days],
         "channels": channels,
-        "days_chart": stacked_columns("Claims per day, by channel",
-                                      [(f"{day:%m-%d}", [figures["per_day"].get((day, c), 0) for c in channels])
-                                       for day in days], channels),
-        "queue_rows": queue_rows, "tiers": [label for _, label in TIERS],
+        "days_chart": stacked_columns(
+            "Claims per day, by channel",
+            [(f"{day:%m-%d}", [figures["per_day"].get((day, c), 0) for c in channels]) for day in days],
+            channels,
+        ),
+        "queue_rows": queue_rows,
+        "tiers": [label for _, label in TIERS],
         "queue_chart": stacked_bars("Undecided items by age and tier", queue_rows, [label for _, label in TIERS]),
     }

@@ -55,8 +55,9 @@ class PlainDecimalField(serializers.DecimalField):
 
 class ClaimCreateSerializer(serializers.Serializer):
     incident = serializers.SlugField(max_length=100, help_text="The incident's slug.")
-    user_id = serializers.IntegerField(required=False, min_value=1, max_value=2**63 - 1,
-                                       help_text="Staff callers only: the claimant's userId.")
+    user_id = serializers.IntegerField(
+        required=False, min_value=1, max_value=2**63 - 1, help_text="Staff callers only: the claimant's userId."
+    )
     kind = serializers.ChoiceField(choices=ClaimKind.choices)
     description = serializers.CharField(required=False, allow_blank=True, max_length=10000, default="")
     trade_id = serializers.IntegerField(required=False, min_value=1, max_value=2**63 - 1)
@@ -80,18 +81,30 @@ class ItemSerializer(serializers.ModelSerializer):
         fields = ["kind", "reference", "asset", "amount", "status", "review_reason", "explanation"]
 
     def get_explanation(self, item) -> str:
-        return explain(kind=item.kind, inputs=item.inputs, amount=item.amount, asset=item.asset,
-                       review_reason=item.review_reason)
+        return explain(
+            kind=item.kind, inputs=item.inputs, amount=item.amount, asset=item.asset, review_reason=item.review_reason
+        )
 
 
 class StaffItemSerializer(ItemSerializer):
     usdc_value = serializers.DecimalField(max_digits=38, decimal_places=18, coerce_to_string=True, allow_null=True)
-    flagged_amount = serializers.DecimalField(max_digits=38, decimal_places=18, coerce_to_string=True,
-                                              allow_null=True)
+    flagged_amount = serializers.DecimalField(max_digits=38, decimal_places=18, coerce_to_string=True, allow_null=True)
 
     class Meta(ItemSerializer.Meta):
-        fields = ["id", "user_id", *ItemSerializer.Meta.fields, "approval", "usdc_value", "formula", "inputs",
-                  "event_at", "corrective_action", "flagged_at", "flagged_amount", "flag_reason"]
+        fields = [
+            "id",
+            "user_id",
+            *ItemSerializer.Meta.fields,
+            "approval",
+            "usdc_value",
+            "formula",
+            "inputs",
+            "event_at",
+            "corrective_action",
+            "flagged_at",
+            "flagged_amount",
+            "flag_reason",
+        ]
 
 
 class TransitionSerializer(serializers.Serializer):
@@ -107,16 +120,34 @@ class ClaimSerializer(serializers.ModelSerializer):
     id = serializers.UUIDField(source="public_id", read_only=True)
     incident = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     merged_into = serializers.SlugRelatedField(slug_field="public_id", read_only=True, allow_null=True)
-    claimed_amount = serializers.DecimalField(max_digits=38, decimal_places=18, coerce_to_string=True,
-                                              allow_null=True)
+    claimed_amount = serializers.DecimalField(max_digits=38, decimal_places=18, coerce_to_string=True, allow_null=True)
     items = ItemSerializer(many=True, read_only=True)
     transitions = TransitionSerializer(many=True, read_only=True, source="history")
 
     class Meta:
         model = Claim
-        fields = ["id", "incident", "user_id", "channel", "kind", "description", "trade_id", "order_id",
-                  "withdrawal_id", "transaction_hash", "market_symbol", "approximate_time", "claimed_amount",
-                  "claimed_asset", "language", "status", "merged_into", "items", "transitions", "created_at"]
+        fields = [
+            "id",
+            "incident",
+            "user_id",
+            "channel",
+            "kind",
+            "description",
+            "trade_id",
+            "order_id",
+            "withdrawal_id",
+            "transaction_hash",
+            "market_symbol",
+            "approximate_time",
+            "claimed_amount",
+            "claimed_asset",
+            "language",
+            "status",
+            "merged_into",
+            "items",
+            "transitions",
+            "created_at",
+        ]
 
 
 class IncidentSerializer(serializers.ModelSerializer):
@@ -125,9 +156,21 @@ class IncidentSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Incident
-        fields = ["slug", "title", "window_start", "trading_resumed", "window_end", "evaluation_end",
-                  "price_reference", "price_max_age", "bad_fill_tolerance_bps", "auto_approve_limit",
-                  "dual_approval_limit", "claims_close", "settings_version"]
+        fields = [
+            "slug",
+            "title",
+            "window_start",
+            "trading_resumed",
+            "window_end",
+            "evaluation_end",
+            "price_reference",
+            "price_max_age",
+            "bad_fill_tolerance_bps",
+            "auto_approve_limit",
+            "dual_approval_limit",
+            "claims_close",
+            "settings_version",
+        ]
 
 
 # --- views ---
@@ -145,8 +188,9 @@ CLAIM_FILTERS = [
     retrieve=extend_schema(parameters=[USER_PARAMETER]),
     create=extend_schema(parameters=[USER_PARAMETER], request=ClaimCreateSerializer, responses={201: ClaimSerializer}),
 )
-class ClaimViewSet(WindowThrottled, mixins.CreateModelMixin, mixins.RetrieveModelMixin, mixins.ListModelMixin,
-                   viewsets.GenericViewSet):
+class ClaimViewSet(
+    WindowThrottled, mixins.CreateModelMixin, mixins.RetrieveModelMixin, mixins.ListModelMixin, viewsets.GenericViewSet
+):
     """Claims: the exchange's front end files and reads them for the user it has logged in (named in
     `X-Claimdesk-User`); staff read every claim."""
 
@@ -163,8 +207,11 @@ class ClaimViewSet(WindowThrottled, mixins.CreateModelMixin, mixins.RetrieveMode
     def _list_filters(self) -> dict:
         """The list's query parameters, checked: an unknown value is a 400 naming its parameter."""
         filters, params = {}, self.request.query_params
-        for name, key, allowed in (("status", "status", Claim.Status.values), ("kind", "kind", ClaimKind.values),
-                                   ("incident", "incident_slug", None)):
+        for name, key, allowed in (
+            ("status", "status", Claim.Status.values),
+            ("kind", "kind", ClaimKind.values),
+            ("incident", "incident_slug", None),
+        ):
             value = params.get(name)
             if value:
                 if (allowed is not None and value not in allowed) or (allowed is None and not SLUG.match(value)):
@@ -198,10 +245,15 @@ class ClaimViewSet(WindowThrottled, mixins.CreateModelMixin, mixins.RetrieveMode
         references = {k: values[k] for k in services.REFERENCE_FIELDS if values.get(k) not in (None, "")}
         try:
             claim = services.claim_file(
-                incident_slug=values["incident"], user_id=user_id,
-                channel=Claim.Channel.STAFF if staff else Claim.Channel.API, kind=values["kind"],
-                description=values["description"], references=references, language=values["language"],
-                actor=_actor(request))
+                incident_slug=values["incident"],
+                user_id=user_id,
+                channel=Claim.Channel.STAFF if staff else Claim.Channel.API,
+                kind=values["kind"],
+                description=values["description"],
+                references=references,
+                language=values["language"],
+                actor=_actor(request),
+            )
         except services.ClaimRefused as exc:
             raise ValidationError({exc.field or "non_field_errors": [str(exc)]}) from exc
         if settings.CELERY_TASK_ALWAYS_EAGER:  # matching has run in this request: the claim has moved on
@@ -285,8 +337,9 @@ class IncidentViewSet(WindowThrottled, viewsets.ReadOnlyModelViewSet):
     @action(detail=True, methods=["get"], url_path="items-export")
     def items_export(self, request, slug=None):
         incident = self.get_object()
-        response = StreamingHttpResponse(_csv_lines([selectors.EXPORT_HEADER],
-                                                    selectors.item_export_iter(incident=incident)),
-                                         content_type="text/csv")
+        response = StreamingHttpResponse(
+            _csv_lines([selectors.EXPORT_HEADER], selectors.item_export_iter(incident=incident)),
+            content_type="text/csv",
+        )
         response["Content-Disposition"] = f'attachment; filename="{incident.slug}-items.csv"'
         return response

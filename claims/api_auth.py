@@ -22,8 +22,12 @@ from .throttling import count_in_windows
 
 USER_HEADER = "HTTP_X_CLAIMDESK_USER"
 USER_PARAMETER = OpenApiParameter(
-    "X-Claimdesk-User", OpenApiTypes.INT, OpenApiParameter.HEADER, required=False,
-    description="The userId the front end has logged in (required for a token with the `claims` scope).")
+    "X-Claimdesk-User",
+    OpenApiTypes.INT,
+    OpenApiParameter.HEADER,
+    required=False,
+    description="The userId the front end has logged in (required for a token with the `claims` scope).",
+)
 
 
 def token_digest(token: str | bytes) -> str:
@@ -78,8 +82,12 @@ class ApiTokenScheme(OpenApiAuthenticationExtension):
     name = "apiToken"
 
     def get_security_definition(self, auto_schema):
-        return {"type": "apiKey", "in": "header", "name": "Authorization",
-                "description": "`Token <token>` of an API client"}
+        return {
+            "type": "apiKey",
+            "in": "header",
+            "name": "Authorization",
+            "description": "`Token <token>` of an API client",
+        }
 
 
 class StaffSessionScheme(OpenApiAuthenticationExtension):
@@ -87,8 +95,12 @@ class StaffSessionScheme(OpenApiAuthenticationExtension):
     name = "staffSession"
 
     def get_security_definition(self, auto_schema):
-        return {"type": "apiKey", "in": "cookie", "name": "sessionid",
-                "description": "a staff member signed in to the admin (with their second factor where needed)"}
+        return {
+            "type": "apiKey",
+            "in": "cookie",
+            "name": "sessionid",
+            "description": "a staff member signed in to the admin (with their second factor where needed)",
+        }
 
 
 def is_staff_caller(request) -> bool:
@@ -112,8 +124,13 @@ def acting_user_id(request) -> int | None:
     if not raw:
         raise ValidationError({"X-Claimdesk-User": ["required: the userId this call acts for"]})
     if not is_user_id(raw):
-        raise ValidationError({"X-Claimdesk-User": ["must be the userId as the exchange writes it: digits without "
-                                                    "leading zeros, e.g. 100056"]})
+        raise ValidationError(
+            {
+                "X-Claimdesk-User": [
+                    "must be the userId as the exchange writes it: digits without leading zeros, e.g. 100056"
+                ]
+            }
+        )
     return int(raw)
 
 
@@ -138,8 +155,10 @@ def acting_person(request):
     if isinstance(user, ApiClient):
         user = user.user if user.has_scope(ApiClient.Scope.STAFF) else None
     if user is None or not user.is_authenticated:
-        raise PermissionDenied("this is done by a person: log in as staff, or use an API client bound to a staff "
-                               "user (create_api_client NAME --scope staff --user USERNAME)")
+        raise PermissionDenied(
+            "this is done by a person: log in as staff, or use an API client bound to a staff "
+            "user (create_api_client NAME --scope staff --user USERNAME)"
+        )
     return user
 
 
@@ -159,14 +178,20 @@ class FixedWindowThrottle(SimpleRateThrottle):
 def throttle_waits(request, view, throttles: list[FixedWindowThrottle]) -> list[float]:
     """Count the call in each throttle's window, all in one cache call; the seconds to wait for
     each window it has gone over."""
-    due = [(throttle, key) for throttle in throttles
-           if throttle.rate is not None and (key := throttle.get_cache_key(request, view)) is not None]
+    due = [
+        (throttle, key)
+        for throttle in throttles
+        if throttle.rate is not None and (key := throttle.get_cache_key(request, view)) is not None
+    ]
     if not due:
         return []
     now = due[0][0].timer()
     counts = count_in_windows(due[0][0].cache, [(key, throttle.duration) for throttle, key in due], now)
-    return [throttle.duration - now % throttle.duration
-            for (throttle, _), count in zip(due, counts, strict=True) if count > throttle.num_requests]
+    return [
+        throttle.duration - now % throttle.duration
+        for (throttle, _), count in zip(due, counts, strict=True)
+        if count > throttle.num_requests
+    ]
 
 
 class WindowThrottled:
@@ -186,8 +211,11 @@ class CallerThrottle(FixedWindowThrottle):
 
     def get_cache_key(self, request, view):
         user = request.user
-        ident = f"client-{user.pk}" if isinstance(user, ApiClient) else (
-            f"user-{user.pk}" if user and user.is_authenticated else self.get_ident(request))
+        ident = (
+            f"client-{user.pk}"
+            if isinstance(user, ApiClient)
+            else (f"user-{user.pk}" if user and user.is_authenticated else self.get_ident(request))
+        )
         return self.cache_format % {"scope": self.scope, "ident": ident}
 
 
@@ -221,6 +249,8 @@ def add_error_responses(result, generator, request, public):
             for code, description in ERROR_RESPONSES.items():
                 responses.setdefault(code, {"description": description, "content": error})
             if "requestBody" in operation:
-                responses.setdefault("415", {"description": "The body's Content-Type is not one the operation "
-                                                            "accepts.", "content": error})
+                responses.setdefault(
+                    "415",
+                    {"description": "The body's Content-Type is not one the operation accepts.", "content": error},
+                )
     return result

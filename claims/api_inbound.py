@@ -26,23 +26,29 @@ class InboundMessageSerializer(serializers.Serializer):
     receivedAt = serializers.DateTimeField()  # noqa: N815
     messageId = serializers.CharField(allow_null=True, help_text="With angle brackets; null when it has none.")  # noqa: N815
     sha256 = serializers.CharField(help_text="Of the raw bytes, in hex.")
-    outcome = serializers.ChoiceField(choices=InboundMessage.Outcome.choices, allow_null=True,
-                                      help_text="Null while it waits for the intake task.")
+    outcome = serializers.ChoiceField(
+        choices=InboundMessage.Outcome.choices, allow_null=True, help_text="Null while it waits for the intake task."
+    )
     userId = serializers.IntegerField(allow_null=True, help_text="The account the outcome concerns.")  # noqa: N815
-    claim = serializers.UUIDField(allow_null=True, help_text="The claim's public id (for a reply or a duplicate: the "
-                                                             "claim the original belongs to).")
+    claim = serializers.UUIDField(
+        allow_null=True,
+        help_text="The claim's public id (for a reply or a duplicate: the claim the original belongs to).",
+    )
     kind = serializers.ChoiceField(choices=ClaimKind.choices, allow_null=True)
     symbols = serializers.ListField(child=serializers.CharField())
     tradeIds = serializers.ListField(child=serializers.IntegerField())  # noqa: N815
     orderIds = serializers.ListField(child=serializers.CharField())  # noqa: N815
     withdrawalIds = serializers.ListField(child=serializers.IntegerField())  # noqa: N815
     txHashes = serializers.ListField(child=serializers.CharField())  # noqa: N815
-    amounts = serializers.ListField(child=serializers.ListField(child=serializers.CharField(), min_length=2,
-                                                                max_length=2),
-                                    help_text='[decimal as written, asset], e.g. ["104000.00", "USDC"].')
+    amounts = serializers.ListField(
+        child=serializers.ListField(child=serializers.CharField(), min_length=2, max_length=2),
+        help_text='[decimal as written, asset], e.g. ["104000.00", "USDC"].',
+    )
     attachments = InboundAttachmentSerializer(many=True)
-    ignoredReason = serializers.ChoiceField(choices=[AUTO_REPLY, AUTO_GENERATED, DSN, BULK],  # noqa: N815
-                                            allow_null=True)
+    ignoredReason = serializers.ChoiceField(
+        choices=[AUTO_REPLY, AUTO_GENERATED, DSN, BULK],  # noqa: N815
+        allow_null=True,
+    )
 
 
 INBOUND_FILTERS = [

@@ -42,8 +42,19 @@ class PayoutLineSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = PayoutLine
-        fields = ["key", "number", "user_id", "asset", "amount", "status", "transaction_id", "confirmed_at",
-                  "released_by", "released_at", "release_reason"]
+        fields = [
+            "key",
+            "number",
+            "user_id",
+            "asset",
+            "amount",
+            "status",
+            "transaction_id",
+            "confirmed_at",
+            "released_by",
+            "released_at",
+            "release_reason",
+        ]
 
 
 class PayoutBatchSerializer(serializers.ModelSerializer):
@@ -71,13 +82,22 @@ class PayoutBatchesView(WindowThrottled, APIView):
 
     @extend_schema(responses=PayoutBatchSerializer(many=True))
     def get(self, request, slug: str):
-        batches = (PayoutBatch.objects.filter(incident=_incident(slug)).select_related("incident")
-                   .prefetch_related("lines").order_by("number"))
+        batches = (
+            PayoutBatch.objects.filter(incident=_incident(slug))
+            .select_related("incident")
+            .prefetch_related("lines")
+            .order_by("number")
+        )
         return Response(PayoutBatchSerializer(batches, many=True).data)
 
-    @extend_schema(request=BatchRequestSerializer, responses={
-        201: PayoutBatchSerializer, 200: OpenApiResponse(NothingToPaySerializer, description="No approved item to pay"),
-        **REFUSED})
+    @extend_schema(
+        request=BatchRequestSerializer,
+        responses={
+            201: PayoutBatchSerializer,
+            200: OpenApiResponse(NothingToPaySerializer, description="No approved item to pay"),
+            **REFUSED,
+        },
+    )
     def post(self, request, slug: str):
         incident = _incident(slug)
         body = BatchRequestSerializer(data=request.data)
@@ -109,8 +129,11 @@ class TreasuryFileView(WindowThrottled, APIView):
     def get(self, request, slug: str, number: str, kind: str):
         if kind not in ("csv", "json"):
             raise Http404("a treasury file is csv or json")
-        name, text = next((n, t) for n, t in services.payout_files_render(batch=_batch(slug, number)).items()
-                          if n.endswith(f".{kind}"))
+        name, text = next(
+            (n, t)
+            for n, t in services.payout_files_render(batch=_batch(slug, number)).items()
+            if n.endswith(f".{kind}")
+        )
         response = HttpResponse(text.encode(), content_type="text/csv" if kind == "csv" else "application/json")
         response["Content-Disposition"] = f'attachment; filename="{name}"'
         return response
@@ -136,8 +159,10 @@ class ConfirmationsView(WindowThrottled, APIView):
     throttle_classes = [CallerThrottle]
     parser_classes = [MultiPartParser]
 
-    @extend_schema(request={"multipart/form-data": ConfirmationRequestSerializer},
-                   responses={201: ConfirmationSerializer, **REFUSED})
+    @extend_schema(
+        request={"multipart/form-data": ConfirmationRequestSerializer},
+        responses={201: ConfirmationSerializer, **REFUSED},
+    )
     def post(self, request):
         body = ConfirmationRequestSerializer(data=request.data)
         body.is_valid(raise_exception=True)
@@ -181,4 +206,3 @@ class ReconciliationView(WindowThrottled, APIView):
         response["Content-Disposition"] = f'attachment; filename="{incident.slug}-reconciliation.csv"'
         response["X-Claimdesk-Differences"] = str(len(rows))
         return response
-

@@ -38,9 +38,12 @@ class RoleForbidden(APIException):
         super().__init__({"detail": detail, "rule": "role"})
 
 
-REFUSED = {403: OpenApiResponse(description="The person holds no role that may do this: `{detail, rule}`."),
-           409: OpenApiResponse(description="Refused by a rule, or nothing to change (already decided, a stale "
-                                            "version): `{detail, rule}`.")}
+REFUSED = {
+    403: OpenApiResponse(description="The person holds no role that may do this: `{detail, rule}`."),
+    409: OpenApiResponse(
+        description="Refused by a rule, or nothing to change (already decided, a stale version): `{detail, rule}`."
+    ),
+}
 
 
 def act(request, service, **kwargs):
@@ -73,9 +76,11 @@ class ItemDetailSerializer(StaffItemSerializer):
 
 
 class VersionSerializer(serializers.Serializer):
-    version = serializers.IntegerField(required=False, min_value=1,
-                                       help_text="The version the person saw; refused (409) if it is no longer "
-                                                 "current. Omitted: the current version.")
+    version = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        help_text="The version the person saw; refused (409) if it is no longer current. Omitted: the current version.",
+    )
 
 
 class ReasonSerializer(serializers.Serializer):
@@ -87,8 +92,11 @@ class RejectSerializer(VersionSerializer, ReasonSerializer):
 
 
 class AmountSerializer(ReasonSerializer):
-    amount = serializers.RegexField(r"^[0-9]+(\.[0-9]+)?$", max_length=60,
-                                    help_text="A plain decimal, greater than 0, with at most the asset's decimals.")
+    amount = serializers.RegexField(
+        r"^[0-9]+(\.[0-9]+)?$",
+        max_length=60,
+        help_text="A plain decimal, greater than 0, with at most the asset's decimals.",
+    )
 
 
 class ClaimAmountSerializer(AmountSerializer):
@@ -138,16 +146,23 @@ class ItemViewSet(JsonLookup, WindowThrottled, mixins.RetrieveModelMixin, viewse
     @action(detail=True, methods=["post"])
     def approve(self, request, pk=None):
         item = self.get_object()
-        changed_or_conflict(act(request, services.item_approve, item_id=item.id,
-                                version=_body(VersionSerializer, request).get("version")))
+        changed_or_conflict(
+            act(
+                request,
+                services.item_approve,
+                item_id=item.id,
+                version=_body(VersionSerializer, request).get("version"),
+            )
+        )
         return self._done(item.id)
 
     @extend_schema(request=RejectSerializer, responses={200: ItemDetailSerializer, **REFUSED})
     @action(detail=True, methods=["post"])
     def reject(self, request, pk=None):
         item, body = self.get_object(), _body(RejectSerializer, request)
-        changed_or_conflict(act(request, services.item_reject, item_id=item.id, reason=body["reason"],
-                                version=body.get("version")))
+        changed_or_conflict(
+            act(request, services.item_reject, item_id=item.id, reason=body["reason"], version=body.get("version"))
+        )
         return self._done(item.id)
 
     @extend_schema(request=AmountSerializer, responses={200: ItemDetailSerializer, **REFUSED})
@@ -162,8 +177,12 @@ class ItemViewSet(JsonLookup, WindowThrottled, mixins.RetrieveModelMixin, viewse
     @action(detail=True, methods=["post"], url_path="accept-recomputation")
     def accept_recomputation(self, request, pk=None):
         item = self.get_object()
-        act(request, services.item_recomputation_accept, item_id=item.id,
-            reason=_body(ReasonSerializer, request)["reason"])
+        act(
+            request,
+            services.item_recomputation_accept,
+            item_id=item.id,
+            reason=_body(ReasonSerializer, request)["reason"],
+        )
         return self._done(item.id)
 
     @extend_schema(request=ReasonSerializer, responses={200: ItemDetailSerializer, **REFUSED})
@@ -194,8 +213,9 @@ class ClaimDecisionViewSet(JsonLookup, WindowThrottled, viewsets.GenericViewSet)
     @action(detail=True, methods=["post"])
     def reject(self, request, public_id=None):
         claim_id = self.get_object().id
-        return _outcomes(act(request, services.claim_reject, claim_id=claim_id,
-                             reason=_body(ReasonSerializer, request)["reason"]))
+        return _outcomes(
+            act(request, services.claim_reject, claim_id=claim_id, reason=_body(ReasonSerializer, request)["reason"])
+        )
 
     @extend_schema(request=None, responses={200: OutcomeSerializer, **REFUSED})
     @action(detail=True, methods=["post"])
@@ -210,10 +230,18 @@ class ClaimDecisionViewSet(JsonLookup, WindowThrottled, viewsets.GenericViewSet)
     def amount(self, request, public_id=None):
         """Set an amount owed for a claim nothing was detected for (an item of kind `other`)."""
         body = _body(ClaimAmountSerializer, request)
-        item = act(request, services.item_for_claim_create, claim_id=self.get_object().id, asset=body["asset"],
-                   amount=body["amount"], reason=body["reason"])
-        return Response(ItemDetailSerializer(Item.objects.prefetch_related("approvals").get(id=item.id)).data,
-                        status=status.HTTP_201_CREATED)
+        item = act(
+            request,
+            services.item_for_claim_create,
+            claim_id=self.get_object().id,
+            asset=body["asset"],
+            amount=body["amount"],
+            reason=body["reason"],
+        )
+        return Response(
+            ItemDetailSerializer(Item.objects.prefetch_related("approvals").get(id=item.id)).data,
+            status=status.HTTP_201_CREATED,
+        )
 
 
 def _outcomes(outcomes) -> Response:
@@ -225,8 +253,17 @@ class LimitChangeSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = ApprovalLimitChange
-        fields = ["id", "incident", "auto_approve_limit", "dual_approval_limit", "proposed_by", "proposed_at",
-                  "status", "decided_by", "decided_at"]
+        fields = [
+            "id",
+            "incident",
+            "auto_approve_limit",
+            "dual_approval_limit",
+            "proposed_by",
+            "proposed_at",
+            "status",
+            "decided_by",
+            "decided_at",
+        ]
 
 
 class LimitChangeViewSet(JsonLookup, WindowThrottled, mixins.ListModelMixin, viewsets.GenericViewSet):
@@ -243,4 +280,3 @@ class LimitChangeViewSet(JsonLookup, WindowThrottled, mixins.ListModelMixin, vie
         change = self.get_object()
         act(request, services.incident_limits_confirm, change_id=change.id)
         return Response(LimitChangeSerializer(self.get_queryset().get(id=change.id)).data)
-

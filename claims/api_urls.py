@@ -21,10 +21,14 @@ urlpatterns = [
     # Payouts, for finance (api_payouts.py). Path parameters are checked by the views, so a
     # malformed one answers a JSON 404 like every other error.
     path("incidents/<str:slug>/payout-batches/", api_payouts.PayoutBatchesView.as_view(), name="payout-batches"),
-    path("incidents/<str:slug>/payout-batches/<str:number>/", api_payouts.PayoutBatchView.as_view(),
-         name="payout-batch"),
-    path("incidents/<str:slug>/payout-batches/<str:number>/treasury/<str:kind>/",
-         api_payouts.TreasuryFileView.as_view(), name="payout-treasury-file"),
+    path(
+        "incidents/<str:slug>/payout-batches/<str:number>/", api_payouts.PayoutBatchView.as_view(), name="payout-batch"
+    ),
+    path(
+        "incidents/<str:slug>/payout-batches/<str:number>/treasury/<str:kind>/",
+        api_payouts.TreasuryFileView.as_view(),
+        name="payout-treasury-file",
+    ),
     path("incidents/<str:slug>/reconciliation/", api_payouts.ReconciliationView.as_view(), name="reconciliation"),
     path("payout-confirmations/", api_payouts.ConfirmationsView.as_view(), name="payout-confirmations"),
     path("payout-lines/<str:key>/release/", api_payouts.ReleaseView.as_view(), name="payout-line-release"),

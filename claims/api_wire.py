@@ -20,8 +20,11 @@ class DecimalJSONParser(JSONParser):
     def parse(self, stream, media_type=None, parser_context=None):
         encoding = (parser_context or {}).get("encoding", settings.DEFAULT_CHARSET)
         try:
-            return drf_json.load(codecs.getreader(encoding)(stream), parse_float=Decimal,
-                                 parse_constant=drf_json.strict_constant if self.strict else None)
+            return drf_json.load(
+                codecs.getreader(encoding)(stream),
+                parse_float=Decimal,
+                parse_constant=drf_json.strict_constant if self.strict else None,
+            )
         except ValueError as exc:
             raise ParseError(f"JSON parse error - {exc}") from exc
         except RecursionError as exc:
@@ -36,8 +39,9 @@ class JSONRenderer(renderers.JSONRenderer):
         try:
             return super().render(data, accepted_media_type, renderer_context)
         except UnicodeEncodeError:
-            return json.dumps(data, cls=self.encoder_class, ensure_ascii=True, allow_nan=False,
-                              separators=(",", ":")).encode()
+            return json.dumps(
+                data, cls=self.encoder_class, ensure_ascii=True, allow_nan=False, separators=(",", ":")
+            ).encode()
 
 
 def api_exception_handler(exc, context):
@@ -47,8 +51,10 @@ def api_exception_handler(exc, context):
     from rest_framework.views import exception_handler
 
     if isinstance(exc, RequestDataTooBig):
-        return Response({"detail": f"the request body is too large (at most {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} "
-                                   "bytes)"}, status=status.HTTP_400_BAD_REQUEST)
+        return Response(
+            {"detail": f"the request body is too large (at most {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes)"},
+            status=status.HTTP_400_BAD_REQUEST,
+        )
     return exception_handler(exc, context)
 
 
@@ -61,8 +67,14 @@ class ApiJsonErrors:
 
     def __call__(self, request):
         response = self.get_response(request)
-        if (request.path.startswith("/api/") and response.status_code >= 400
-                and not response.get("Content-Type", "").startswith("application/json")):
-            return JsonResponse({"detail": response.reason_phrase}, status=response.status_code,
-                                headers={k: v for k, v in response.items() if k == "Retry-After"})
+        if (
+            request.path.startswith("/api/")
+            and response.status_code >= 400
+            and not response.get("Content-Type", "").startswith("application/json")
+        ):
+            return JsonResponse(
+                {"detail": response.reason_phrase},
+                status=response.status_code,
+                headers={k: v for k, v in response.items() if k == "Retry-After"},
+            )
         return response

@@ -58,9 +58,16 @@ class Prices:
     `loaded_until`); it returns the latest (timestamp, mark, index) at or before t.
     """
 
-    def __init__(self, series: dict[str, Sequence[tuple[datetime, Decimal, Decimal]]], *, reference: str,
-                 max_age: int, loaded_from: datetime | None = None, loaded_until: datetime | None = None,
-                 fetch_before: Callable[[str, datetime], tuple | None] | None = None):
+    def __init__(
+        self,
+        series: dict[str, Sequence[tuple[datetime, Decimal, Decimal]]],
+        *,
+        reference: str,
+        max_age: int,
+        loaded_from: datetime | None = None,
+        loaded_until: datetime | None = None,
+        fetch_before: Callable[[str, datetime], tuple | None] | None = None,
+    ):
         column = 2 if reference == "index" else 1
         self._times = {s: [row[0] for row in rows] for s, rows in series.items()}
         self._values = {s: [row[column] for row in rows] for s, rows in series.items()}
@@ -72,7 +79,8 @@ class Prices:
 
     def at(self, symbol: str, t: datetime) -> Price | None:
         covered = (self._loaded_from is None or t - self._max_age >= self._loaded_from) and (
-            self._loaded_until is None or t <= self._loaded_until)
+            self._loaded_until is None or t <= self._loaded_until
+        )
         if not covered and self._fetch_before is not None:
             return self._fetch(symbol, t)
         times = self._times.get(symbol, ())
@@ -182,19 +190,36 @@ def is_liquidation(fill) -> bool:
 
 
 def _fill_inputs(fill, price: Price | None) -> dict[str, Any]:
-    inputs = {"fill": fill_reference(fill), "order_id": getattr(fill, "order_id", None), "symbol": fill.symbol,
-              "side": fill.side, "price": str(fill.price),
-              "quantity": str(fill.quantity), "fee": str(fill.fee), "fee_symbol": fill.fee_symbol,
-              "timestamp": iso(fill.timestamp), "system_order_type": fill.system_order_type}
+    inputs = {
+        "fill": fill_reference(fill),
+        "order_id": getattr(fill, "order_id", None),
+        "symbol": fill.symbol,
+        "side": fill.side,
+        "price": str(fill.price),
+        "quantity": str(fill.quantity),
+        "fee": str(fill.fee),
+        "fee_symbol": fill.fee_symbol,
+        "timestamp": iso(fill.timestamp),
+        "system_order_type": fill.system_order_type,
+    }
     if price is not None:
         inputs["reference_price"] = price.as_input()
     return inputs
 
 
-def _needs_review(kind: str, reference: str, asset: str, t: datetime, reason: str, formula: str,
-                  inputs: dict[str, Any], corrective_action: str = "") -> Detected:
-    return Detected(kind, reference, asset, None, formula, inputs, t, review_reason=reason,
-                    corrective_action=corrective_action)
+def _needs_review(
+    kind: str,
+    reference: str,
+    asset: str,
+    t: datetime,
+    reason: str,
+    formula: str,
+    inputs: dict[str, Any],
+    corrective_action: str = "",
+) -> Detected:
+    return Detected(
+        kind, reference, asset, None, formula, inputs, t, review_reason=reason, corrective_action=corrective_action
+    )
 
 
 # --- liquidation ---
@@ -212,23 +237,50 @@ def detect_liquidations(ledger: UserLedger, ctx: Context) -> list[Detected]:
         reference = fill_reference(fill)
         pf = ctx.prices.at(fill.symbol, fill.timestamp)
         if pf is None:
-            found.append(_needs_review("liquidation", reference, quote, fill.timestamp,
-                                       no_price_reason(fill.symbol, fill.timestamp), LIQUIDATION_FORMULA,
-                                       _fill_inputs(fill, None)))
+            found.append(
+                _needs_review(
+                    "liquidation",
+                    reference,
+                    quote,
+                    fill.timestamp,
+                    no_price_reason(fill.symbol, fill.timestamp),
+                    LIQUIDATION_FORMULA,
+                    _fill_inputs(fill, None),
+                )
+            )
             continue
         with localcontext(prec=PRECISION):
             slippage = max(ZERO, (pf.value - fill.price) * fill.quantity * fill_direction(fill))
             fee_plus = max(ZERO, fill.fee)
             fee_in_quote = fill.fee_symbol == quote
             amount = slippage + (fee_plus if fee_in_quote else ZERO)
-        inputs = _fill_inputs(fill, pf) | {"slippage": str(slippage), "fee_added": str(fee_plus if fee_in_quote
-                                                                                       else ZERO)}
-        found.append(Detected("liquidation", reference, quote, quantize(amount, ctx.decimals[quote]),
-                              LIQUIDATION_FORMULA, inputs, fill.timestamp))
+        inputs = _fill_inputs(fill, pf) | {
+            "slippage": str(slippage),
+            "fee_added": str(fee_plus if fee_in_quote else ZERO),
+        }
+        found.append(
+            Detected(
+                "liquidation",
+                reference,
+                quote,
+                quantize(amount, ctx.decimals[quote]),
+                LIQUIDATION_FORMULA,
+                inputs,
+                fill.timestamp,
+            )
+        )
         if not fee_in_quote:
-            found.append(Detected("liquidation", reference, fill.fee_symbol,
-                                  quantize(fee_plus, ctx.decimals[fill.fee_symbol]), LIQUIDATION_FEE_FORMULA,
-                                  _fill_inputs(fill, None), fill.timestamp))
+            found.append(
+                Detected(
+                    "liquidation",
+                    reference,
+                    fill.fee_symbol,
+                    quantize(fee_plus, ctx.decimals[fill.fee_symbol]),
+                    LIQUIDATION_FEE_FORMULA,
+                    _fill_inputs(fill, None),
+                    fill.timestamp,
+                )
+            )
     return found
 
 
@@ -249,18 +301,33 @@ def detect_bad_fills(ledger: UserLedger, ctx: Context) -> list[Detected]:
         reference = fill_reference(fill)
         pf = ctx.prices.at(fill.symbol, fill.timestamp)
         if pf is None or pf.value <= 0:
-            reason = no_price_reason(fill.symbol, fill.timestamp) if pf is None else (
-                f"price for {fill.symbol} at {iso(fill.timestamp)} is not positive")
-            found.append(_needs_review("bad_fill", reference, quote, fill.timestamp, reason, BAD_FILL_FORMULA,
-                                       _fill_inputs(fill, pf)))
+            reason = (
+                no_price_reason(fill.symbol, fill.timestamp)
+                if pf is None
+                else (f"price for {fill.symbol} at {iso(fill.timestamp)} is not positive")
+            )
+            found.append(
+                _needs_review(
+                    "bad_fill", reference, quote, fill.timestamp, reason, BAD_FILL_FORMULA, _fill_inputs(fill, pf)
+                )
+            )
             continue
         with localcontext(prec=PRECISION):
             adverse = (pf.value - fill.price) * fill_direction(fill)
             deviation = adverse / pf.value
             amount = adverse * fill.quantity if deviation > tolerance else ZERO
         inputs = _fill_inputs(fill, pf) | {"deviation": str(deviation), "tolerance": str(tolerance)}
-        found.append(Detected("bad_fill", reference, quote, quantize(amount, ctx.decimals[quote]),
-                              BAD_FILL_FORMULA, inputs, fill.timestamp))
+        found.append(
+            Detected(
+                "bad_fill",
+                reference,
+                quote,
+                quantize(amount, ctx.decimals[quote]),
+                BAD_FILL_FORMULA,
+                inputs,
+                fill.timestamp,
+            )
+        )
     return found
 
 
@@ -275,17 +342,23 @@ def _created_order(row) -> tuple:
 
 def qualifying_withdrawals(ledger: UserLedger, policy: Policy) -> list:
     earliest = policy.window_start - timedelta(hours=24)
-    return sorted((w for w in ledger.withdrawals
-                   if w.status in RETURNABLE_STATUSES and earliest <= w.created_at < policy.trading_resumed),
-                  key=_created_order)
+    return sorted(
+        (
+            w
+            for w in ledger.withdrawals
+            if w.status in RETURNABLE_STATUSES and earliest <= w.created_at < policy.trading_resumed
+        ),
+        key=_created_order,
+    )
 
 
 def return_credits(ledger: UserLedger, policy: Policy) -> list[tuple[Any, list]]:
     """Each qualifying withdrawal with its return credits: links first, then pairing."""
     withdrawals = qualifying_withdrawals(ledger, policy)
     credits: dict[int, list] = {w.id: [] for w in withdrawals}
-    candidates = sorted((d for d in ledger.deposits if d.source == "internal" and d.status == "confirmed"),
-                        key=_created_order)
+    candidates = sorted(
+        (d for d in ledger.deposits if d.source == "internal" and d.status == "confirmed"), key=_created_order
+    )
     for deposit in candidates:
         if deposit.withdrawal_id in credits:
             credits[deposit.withdrawal_id].append(deposit)
@@ -294,8 +367,9 @@ def return_credits(ledger: UserLedger, policy: Policy) -> list[tuple[Any, list]]
     for withdrawal in withdrawals:
         if credits[withdrawal.id]:
             continue
-        eligible = [d for d in unlinked if d.id not in taken
-                    and withdrawal.created_at <= d.created_at <= policy.window_end]
+        eligible = [
+            d for d in unlinked if d.id not in taken and withdrawal.created_at <= d.created_at <= policy.window_end
+        ]
         same_asset = [d for d in eligible if d.symbol == withdrawal.symbol]
         chosen = (same_asset or eligible)[:1]
         taken.update(d.id for d in chosen)  # taken for good, even if it leaves 0 owed or needs review
@@ -317,23 +391,33 @@ def detect_wrong_withdrawals(ledger: UserLedger, ctx: Context) -> list[Detected]
     for withdrawal, deposits in return_credits(ledger, ctx.policy):
         reference = f"withdrawal:{withdrawal.id}"
         inputs: dict[str, Any] = {
-            "withdrawal": withdrawal.id, "symbol": withdrawal.symbol, "quantity": str(withdrawal.quantity),
-            "fee": str(withdrawal.fee), "status": withdrawal.status, "created_at": iso(withdrawal.created_at),
-            "transaction_hash": getattr(withdrawal, "transaction_hash", None), "return_credits": [],
+            "withdrawal": withdrawal.id,
+            "symbol": withdrawal.symbol,
+            "quantity": str(withdrawal.quantity),
+            "fee": str(withdrawal.fee),
+            "status": withdrawal.status,
+            "created_at": iso(withdrawal.created_at),
+            "transaction_hash": getattr(withdrawal, "transaction_hash", None),
+            "return_credits": [],
         }
         missing = None
         with localcontext(prec=PRECISION):
             returned = ZERO
             for deposit in deposits:  # left to right, in createdAt-then-id order
-                credit = {"deposit": deposit.id, "symbol": deposit.symbol, "quantity": str(deposit.quantity),
-                          "created_at": iso(deposit.created_at)}
+                credit = {
+                    "deposit": deposit.id,
+                    "symbol": deposit.symbol,
+                    "quantity": str(deposit.quantity),
+                    "created_at": iso(deposit.created_at),
+                }
                 if deposit.symbol == withdrawal.symbol:
                     worth = deposit.quantity  # the ratio is exactly 1
                 else:
                     v_d = ctx.prices.usdc_value(deposit.symbol, deposit.created_at)
                     v_w = ctx.prices.usdc_value(withdrawal.symbol, deposit.created_at)
                     unusable = _unusable_value(v_d, deposit.symbol, deposit.created_at) or _unusable_value(
-                        v_w, withdrawal.symbol, deposit.created_at)
+                        v_w, withdrawal.symbol, deposit.created_at
+                    )
                     if unusable:
                         missing = missing or unusable
                         inputs["return_credits"].append(credit)
@@ -345,13 +429,30 @@ def detect_wrong_withdrawals(ledger: UserLedger, ctx: Context) -> list[Detected]
                 returned += worth
             amount = max(ZERO, withdrawal.quantity + withdrawal.fee - returned)
         if missing:
-            found.append(_needs_review("wrong_withdrawal", reference, withdrawal.symbol, withdrawal.created_at,
-                                       missing, WRONG_WITHDRAWAL_FORMULA, inputs))
+            found.append(
+                _needs_review(
+                    "wrong_withdrawal",
+                    reference,
+                    withdrawal.symbol,
+                    withdrawal.created_at,
+                    missing,
+                    WRONG_WITHDRAWAL_FORMULA,
+                    inputs,
+                )
+            )
             continue
         inputs["returned"] = str(returned)
-        found.append(Detected("wrong_withdrawal", reference, withdrawal.symbol,
-                              quantize(amount, ctx.decimals[withdrawal.symbol]), WRONG_WITHDRAWAL_FORMULA, inputs,
-                              withdrawal.created_at))
+        found.append(
+            Detected(
+                "wrong_withdrawal",
+                reference,
+                withdrawal.symbol,
+                quantize(amount, ctx.decimals[withdrawal.symbol]),
+                WRONG_WITHDRAWAL_FORMULA,
+                inputs,
+                withdrawal.created_at,
+            )
+        )
     return found
 
 
@@ -414,22 +515,35 @@ def _position_error(symbol, before, after, expected, delta, fills, ctx: Context)
     t1 = min([*later, ctx.policy.evaluation_end])
     action = f"restore netQuantity of {symbol} from {after.net_quantity.normalize():f} to {expected.normalize():f}"
     inputs: dict[str, Any] = {
-        "symbol": symbol, "before": _snapshot_input(before, "net_quantity"),
-        "after": _snapshot_input(after, "net_quantity"), "expected": str(expected), "delta": str(delta),
-        "t0": iso(t0), "t1": iso(t1), "t1_is": "first fill after t0" if later and min(later) < ctx.policy.evaluation_end
-        else "evaluation_end",
+        "symbol": symbol,
+        "before": _snapshot_input(before, "net_quantity"),
+        "after": _snapshot_input(after, "net_quantity"),
+        "expected": str(expected),
+        "delta": str(delta),
+        "t0": iso(t0),
+        "t1": iso(t1),
+        "t1_is": "first fill after t0" if later and min(later) < ctx.policy.evaluation_end else "evaluation_end",
     }
     finding = DetectedFinding("position_correction", f"position:{symbol}", symbol, delta, action, inputs)
     p0, p1 = ctx.prices.at(symbol, t0), ctx.prices.at(symbol, t1)
     if p0 is None or p1 is None:
         reason = no_price_reason(symbol, t0 if p0 is None else t1)
-        return _needs_review("position_error", f"position:{symbol}", quote, t1, reason, POSITION_FORMULA,
-                             inputs, action), finding
+        return _needs_review(
+            "position_error", f"position:{symbol}", quote, t1, reason, POSITION_FORMULA, inputs, action
+        ), finding
     with localcontext(prec=PRECISION):
         amount = max(ZERO, -delta * (p1.value - p0.value))
     inputs |= {"P0": p0.as_input(), "P1": p1.as_input()}
-    detected = Detected("position_error", f"position:{symbol}", quote, quantize(amount, ctx.decimals[quote]),
-                        POSITION_FORMULA, inputs, t1, corrective_action=action)
+    detected = Detected(
+        "position_error",
+        f"position:{symbol}",
+        quote,
+        quantize(amount, ctx.decimals[quote]),
+        POSITION_FORMULA,
+        inputs,
+        t1,
+        corrective_action=action,
+    )
     return detected, finding
 
 
@@ -456,16 +570,38 @@ def detect_missing_funds(ledger: UserLedger, ctx: Context) -> tuple[list[Detecte
             journal = sum((e.quantity for e in entries), ZERO)
             start = before.total if before is not None else ZERO
             delta = after.total - (start + journal)
-        inputs = {"asset": asset, "before": _snapshot_input(before, "total"),
-                  "after": _snapshot_input(after, "total"), "journal": str(journal),
-                  "journal_entries": len(entries), "delta": str(delta)}
+        inputs = {
+            "asset": asset,
+            "before": _snapshot_input(before, "total"),
+            "after": _snapshot_input(after, "total"),
+            "journal": str(journal),
+            "journal_entries": len(entries),
+            "delta": str(delta),
+        }
         if delta > 0:
-            findings.append(DetectedFinding("balance_surplus", f"balance:{asset}", asset, delta,
-                                            f"{asset} balance is {delta.normalize():f} higher than the journal "
-                                            "explains; reported to staff, never debited", inputs))
+            findings.append(
+                DetectedFinding(
+                    "balance_surplus",
+                    f"balance:{asset}",
+                    asset,
+                    delta,
+                    f"{asset} balance is {delta.normalize():f} higher than the journal "
+                    "explains; reported to staff, never debited",
+                    inputs,
+                )
+            )
         elif delta < 0:
-            found.append(Detected("missing_funds", f"balance:{asset}", asset, quantize(-delta, ctx.decimals[asset]),
-                                  MISSING_FUNDS_FORMULA, inputs, after.snapshot_at))
+            found.append(
+                Detected(
+                    "missing_funds",
+                    f"balance:{asset}",
+                    asset,
+                    quantize(-delta, ctx.decimals[asset]),
+                    MISSING_FUNDS_FORMULA,
+                    inputs,
+                    after.snapshot_at,
+                )
+            )
     return found, findings
 
 
@@ -473,6 +609,11 @@ def detect_all(ledger: UserLedger, ctx: Context) -> tuple[list[Detected], list[D
     """Every detector over one user: evaluated events (owed or not) and findings for staff."""
     positions, position_findings = detect_position_errors(ledger, ctx)
     funds, surpluses = detect_missing_funds(ledger, ctx)
-    detected = [*detect_liquidations(ledger, ctx), *detect_bad_fills(ledger, ctx),
-                *detect_wrong_withdrawals(ledger, ctx), *positions, *funds]
+    detected = [
+        *detect_liquidations(ledger, ctx),
+        *detect_bad_fills(ledger, ctx),
+        *detect_wrong_withdrawals(ledger, ctx),
+        *positions,
+        *funds,
+    ]
     return detected, [*position_findings, *surpluses]

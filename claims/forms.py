@@ -24,8 +24,9 @@ class PlainDecimalField(forms.DecimalField):
         if value in self.empty_values:
             return None
         if plain_decimal(str(value).strip()) is None:
-            raise forms.ValidationError(_("Write the amount with the digits 0-9 and at most one point, e.g. 1250.50."),
-                                        code="plain")
+            raise forms.ValidationError(
+                _("Write the amount with the digits 0-9 and at most one point, e.g. 1250.50."), code="plain"
+            )
         return super().to_python(value)
 
 
@@ -35,8 +36,9 @@ class MultipleFileInput(forms.ClearableFileInput):
 
 class MultipleFileField(forms.FileField):
     def __init__(self, *args, **kwargs):
-        kwargs.setdefault("widget", MultipleFileInput(attrs={"accept": ".png,.jpg,.jpeg,.pdf,image/png,image/jpeg,"
-                                                                       "application/pdf"}))
+        kwargs.setdefault(
+            "widget", MultipleFileInput(attrs={"accept": ".png,.jpg,.jpeg,.pdf,image/png,image/jpeg,application/pdf"})
+        )
         super().__init__(*args, **kwargs)
 
     def clean(self, data, initial=None):
@@ -68,28 +70,42 @@ class AccessibleForm(forms.Form):
 
 
 class ClaimForm(AccessibleForm):
-    user_id = forms.IntegerField(label=_("Account ID"), min_value=1,
-                                 help_text=_("The number shown in your exchange profile."))
-    email = forms.EmailField(label=_("E-mail address of the account"),
-                             help_text=_("We send a confirmation link to the address the exchange has on file."))
+    user_id = forms.IntegerField(
+        label=_("Account ID"), min_value=1, help_text=_("The number shown in your exchange profile.")
+    )
+    email = forms.EmailField(
+        label=_("E-mail address of the account"),
+        help_text=_("We send a confirmation link to the address the exchange has on file."),
+    )
     kind = forms.ChoiceField(label=_("What happened?"), choices=ClaimKind.choices, widget=forms.RadioSelect)
     trade_id = forms.IntegerField(label=_("Trade ID"), required=False, min_value=1)
     order_id = forms.CharField(label=_("Order ID"), required=False, max_length=64)
     withdrawal_id = forms.IntegerField(label=_("Withdrawal ID"), required=False, min_value=1)
     transaction_hash = forms.CharField(label=_("Transaction hash"), required=False, max_length=200)
-    market_symbol = forms.CharField(label=_("Market"), required=False, max_length=64,
-                                    help_text=_("For example SOL_USDC_PERP."))
-    approximate_time = forms.DateTimeField(label=_("Approximate time (UTC)"), required=False,
-                                           widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
-                                           input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S"])
-    claimed_amount = PlainDecimalField(label=_("Amount you believe you lost"), required=False, min_value=0,
-                                       max_digits=38, decimal_places=18)
-    claimed_asset = forms.CharField(label=_("Asset of that amount"), required=False, max_length=32,
-                                    help_text=_("For example USDC or SOL."))
-    description = forms.CharField(label=_("Tell us what happened, in your own words"), required=False,
-                                  widget=forms.Textarea(attrs={"rows": 5}), max_length=10000)
-    attachments = MultipleFileField(label=_("Screenshots or statements (PNG, JPEG or PDF; up to 5 files, 10 MB each)"),
-                                    required=False)
+    market_symbol = forms.CharField(
+        label=_("Market"), required=False, max_length=64, help_text=_("For example SOL_USDC_PERP.")
+    )
+    approximate_time = forms.DateTimeField(
+        label=_("Approximate time (UTC)"),
+        required=False,
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
+        input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S"],
+    )
+    claimed_amount = PlainDecimalField(
+        label=_("Amount you believe you lost"), required=False, min_value=0, max_digits=38, decimal_places=18
+    )
+    claimed_asset = forms.CharField(
+        label=_("Asset of that amount"), required=False, max_length=32, help_text=_("For example USDC or SOL.")
+    )
+    description = forms.CharField(
+        label=_("Tell us what happened, in your own words"),
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 5}),
+        max_length=10000,
+    )
+    attachments = MultipleFileField(
+        label=_("Screenshots or statements (PNG, JPEG or PDF; up to 5 files, 10 MB each)"), required=False
+    )
 
     def references(self) -> dict:
         """What the claimant typed; the service stores it as every channel does (references_normalise)."""
@@ -97,13 +113,22 @@ class ClaimForm(AccessibleForm):
 
     def reference_fields(self):
         """The reference fields, each with the kinds it belongs to (for the form's show/hide)."""
-        for name in ("trade_id", "order_id", "withdrawal_id", "transaction_hash", "market_symbol",
-                     "approximate_time", "claimed_amount", "claimed_asset"):
+        for name in (
+            "trade_id",
+            "order_id",
+            "withdrawal_id",
+            "transaction_hash",
+            "market_symbol",
+            "approximate_time",
+            "claimed_amount",
+            "claimed_asset",
+        ):
             kinds = " ".join(k for k, names in FIELDS_BY_KIND.items() if name in names)
             yield self[name], kinds
 
 
 class AddInformationForm(AccessibleForm):
-    text = forms.CharField(label=_("Anything to add?"), required=False, widget=forms.Textarea(attrs={"rows": 4}),
-                           max_length=10000)
+    text = forms.CharField(
+        label=_("Anything to add?"), required=False, widget=forms.Textarea(attrs={"rows": 4}), max_length=10000
+    )
     attachments = MultipleFileField(label=_("Attachments (PNG, JPEG or PDF)"), required=False)

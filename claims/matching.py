@@ -39,13 +39,20 @@ def _happened_at(kind: str, inputs: dict, event_at: datetime | None) -> datetime
 
 def _item_fits(claim: Claim, item: Item) -> bool:
     happened_at = _happened_at(item.kind, item.inputs, item.event_at)
-    return happened_at is not None and _event_fits(claim, kind=item.kind, reference=item.reference,
-                                                   asset=item.asset, inputs=item.inputs, event_at=happened_at)
+    return happened_at is not None and _event_fits(
+        claim, kind=item.kind, reference=item.reference, asset=item.asset, inputs=item.inputs, event_at=happened_at
+    )
 
 
 def _detected_fits(claim: Claim, event: Detected) -> bool:
-    return _event_fits(claim, kind=event.kind, reference=event.reference, asset=event.asset, inputs=event.inputs,
-                       event_at=_happened_at(event.kind, event.inputs, event.event_at))
+    return _event_fits(
+        claim,
+        kind=event.kind,
+        reference=event.reference,
+        asset=event.asset,
+        inputs=event.inputs,
+        event_at=_happened_at(event.kind, event.inputs, event.event_at),
+    )
 
 
 def _describe(kind: str, reference: str, asset: str, amount) -> dict:
@@ -62,17 +69,27 @@ def claim_match(*, claim_id: int) -> str | None:
     with transaction.atomic():
         # The claimant's items first, then their claims: every writer locks in this order (items,
         # then claims), so matching and an approval of the same user's items never deadlock.
-        list(Item.objects.select_for_update().filter(incident_id=filed["incident_id"], user_id=filed["user_id"])
-             .order_by("pk").values_list("pk", flat=True))
+        list(
+            Item.objects.select_for_update()
+            .filter(incident_id=filed["incident_id"], user_id=filed["user_id"])
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
         # Every claim of the claimant, locked in the order they were filed: the matching of two of
         # them at once is serialized, so a repeated claim is merged exactly once.
-        claims = list(Claim.objects.select_for_update(of=("self",)).select_related("incident")
-                      .filter(incident_id=filed["incident_id"], user_id=filed["user_id"]).order_by("id"))
+        claims = list(
+            Claim.objects.select_for_update(of=("self",))
+            .select_related("incident")
+            .filter(incident_id=filed["incident_id"], user_id=filed["user_id"])
+            .order_by("id")
+        )
         claim = next(c for c in claims if c.id == claim_id)
         if claim.status != Claim.Status.RECEIVED:
             return None
-        if services.claim_merge_if_repeated(claim, [c for c in claims if c.id != claim_id],
-                                            actor=MATCHING_ACTOR) is not None:
+        if (
+            services.claim_merge_if_repeated(claim, [c for c in claims if c.id != claim_id], actor=MATCHING_ACTOR)
+            is not None
+        ):
             return Claim.Status.MERGED
         # Looked up, not assumed new: a claim received before this release was acknowledged when filed.
         notify(key=f"claim:{claim.id}:acknowledgement", kind="acknowledgement", user_id=claim.user_id, claim=claim)
@@ -81,23 +98,31 @@ def claim_match(*, claim_id: int) -> str | None:
         results = services.items_detect_and_save(incident=incident, user_ids=[claim.user_id], run=None)
         evaluated, _ = results[claim.user_id]
         # Detected items only: an amount staff set (kind other) belongs to its own claim.
-        items = list(Item.objects.filter(incident=incident, user_id=claim.user_id).exclude(kind=ItemKind.OTHER)
-                     .order_by("kind", "reference"))
+        items = list(
+            Item.objects.filter(incident=incident, user_id=claim.user_id)
+            .exclude(kind=ItemKind.OTHER)
+            .order_by("kind", "reference")
+        )
         fitting = [item for item in items if _item_fits(claim, item)]
         if fitting:
-            ClaimItem.objects.bulk_create([ClaimItem(claim=claim, item=item) for item in fitting],
-                                          ignore_conflicts=True)
+            ClaimItem.objects.bulk_create(
+                [ClaimItem(claim=claim, item=item) for item in fitting], ignore_conflicts=True
+            )
             outcome, reason = Claim.Status.MATCHED, f"{len(fitting)} item(s) fit the claim"
         elif zero := [e for e in evaluated if e.amount == 0 and _detected_fits(claim, e)]:
-            claim.no_loss_details = [_describe(e.kind, e.reference, e.asset, e.amount) | {"inputs": e.inputs,
-                                                                                          "formula": e.formula}
-                                     for e in zero]
+            claim.no_loss_details = [
+                _describe(e.kind, e.reference, e.asset, e.amount) | {"inputs": e.inputs, "formula": e.formula}
+                for e in zero
+            ]
             outcome, reason = Claim.Status.NO_LOSS, "the event exists, but nothing is owed for it"
         else:
             claim.candidate_events = [_describe(i.kind, i.reference, i.asset, i.amount) for i in items]
             other_kinds = sorted({i.kind for i in items} - {claim.kind})
-            claim.staff_note = (f"nothing of kind {claim.kind} fits; the claimant has items of other kinds: "
-                                f"{', '.join(other_kinds)}") if other_kinds else "nothing fits the claim"
+            claim.staff_note = (
+                (f"nothing of kind {claim.kind} fits; the claimant has items of other kinds: {', '.join(other_kinds)}")
+                if other_kinds
+                else "nothing fits the claim"
+            )
             outcome, reason = Claim.Status.UNMATCHED, claim.staff_note
         claim.save(update_fields=["no_loss_details", "candidate_events", "staff_note", "updated_at"])
         services.claim_transition(claim=claim, to=outcome, actor=MATCHING_ACTOR, reason=reason)

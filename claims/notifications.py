@@ -69,13 +69,27 @@ class Thread:
         ids = [i for i in (header_safe(r) for r in self.references) if i and " " not in i]
         ids = ids[:1] + ids[1:][-19:]
         reply_to = header_safe(self.in_reply_to)
-        return {"in_reply_to": reply_to if " " not in reply_to else "", "references": " ".join(ids)[:20000],
-                "subject_suffix": header_safe(self.subject_suffix)[:255], "from_email": settings.SUPPORT_EMAIL}
+        return {
+            "in_reply_to": reply_to if " " not in reply_to else "",
+            "references": " ".join(ids)[:20000],
+            "subject_suffix": header_safe(self.subject_suffix)[:255],
+            "from_email": settings.SUPPORT_EMAIL,
+        }
 
 
-def notify(*, key: str, kind: str, user_id: int | None, claim: Claim | None = None, context: dict | None = None,
-           language: str | None = None, account=None, new_key: bool = False, to: str | None = None,
-           thread: Thread | None = None) -> Notification | None:
+def notify(
+    *,
+    key: str,
+    kind: str,
+    user_id: int | None,
+    claim: Claim | None = None,
+    context: dict | None = None,
+    language: str | None = None,
+    account=None,
+    new_key: bool = False,
+    to: str | None = None,
+    thread: Thread | None = None,
+) -> Notification | None:
     """Queue one message to the address on file; a second call with the same key does nothing.
 
     `new_key`: the caller knows the key cannot exist yet (it names a row created in this same
@@ -88,9 +102,15 @@ def notify(*, key: str, kind: str, user_id: int | None, claim: Claim | None = No
         if account is None:
             return None
         to = account.email
-    values = {"kind": kind, "claim": claim, "user_id": user_id, "to": to,
-              "language": language or (claim.language if claim else language_for(account and account.locale)),
-              "context": context or {}, **(thread.values() if thread else {})}
+    values = {
+        "kind": kind,
+        "claim": claim,
+        "user_id": user_id,
+        "to": to,
+        "language": language or (claim.language if claim else language_for(account and account.locale)),
+        "context": context or {},
+        **(thread.values() if thread else {}),
+    }
     if new_key:
         notification, created = Notification.objects.create(key=key, **values), True
     else:
@@ -106,13 +126,26 @@ def notify_many(messages: list[tuple[str, str, Claim, dict]]) -> None:
     if not messages:
         return
     accounts = ledger.accounts_get({claim.user_id for _, _, claim, _ in messages})
-    rows = [Notification(key=key, kind=kind, claim=claim, user_id=claim.user_id, to=accounts[claim.user_id].email,
-                         language=claim.language, context=context)
-            for key, kind, claim, context in messages if claim.user_id in accounts]
+    rows = [
+        Notification(
+            key=key,
+            kind=kind,
+            claim=claim,
+            user_id=claim.user_id,
+            to=accounts[claim.user_id].email,
+            language=claim.language,
+            context=context,
+        )
+        for key, kind, claim, context in messages
+        if claim.user_id in accounts
+    ]
     Notification.objects.bulk_create(rows, ignore_conflicts=True, batch_size=2000)
     # Unsent ones among them (new, or queued earlier and not tried yet: sending twice is refused).
-    ids = list(Notification.objects.filter(key__in=[row.key for row in rows], status=Notification.Status.PENDING,
-                                           attempts=0).values_list("id", flat=True))
+    ids = list(
+        Notification.objects.filter(
+            key__in=[row.key for row in rows], status=Notification.Status.PENDING, attempts=0
+        ).values_list("id", flat=True)
+    )
     transaction.on_commit(lambda: [queue.enqueue(queue.NOTIFICATION_SEND, notification_id=i) for i in ids])
 
 
@@ -131,7 +164,8 @@ SUBJECTS = {
 def notification_send(*, notification_id: int) -> bool:
     """Send one queued message; False if another delivery of the task already took it."""
     claimed = Notification.objects.filter(id=notification_id, status=Notification.Status.PENDING).update(
-        status=Notification.Status.SENDING, attempts=F("attempts") + 1)
+        status=Notification.Status.SENDING, attempts=F("attempts") + 1
+    )
     if claimed != 1:
         return False
     notification = Notification.objects.select_related("claim").get(id=notification_id)
@@ -141,8 +175,9 @@ def notification_send(*, notification_id: int) -> bool:
     except Exception as exc:
         Notification.objects.filter(id=notification_id).update(status=Notification.Status.PENDING, error=str(exc))
         raise
-    Notification.objects.filter(id=notification_id).update(status=Notification.Status.SENT, sent_at=timezone.now(),
-                                                           error="")
+    Notification.objects.filter(id=notification_id).update(
+        status=Notification.Status.SENT, sent_at=timezone.now(), error=""
+    )
     return True
 
 
@@ -152,10 +187,16 @@ def _render(notification: Notification) -> EmailMultiAlternatives:
         if notification.claim is not None:
             context.setdefault("status_url", absolute(status_path(notification.claim)))
         body = render_to_string(f"emails/{notification.kind}.txt", context)
-        subject = " ".join(filter(None, [gettext(SUBJECTS[notification.kind]),
-                                         header_safe(notification.subject_suffix)]))
-    return EmailMultiAlternatives(subject=subject, body=body, to=[notification.to],
-                                  from_email=notification.from_email or None, headers=_headers(notification))
+        subject = " ".join(
+            filter(None, [gettext(SUBJECTS[notification.kind]), header_safe(notification.subject_suffix)])
+        )
+    return EmailMultiAlternatives(
+        subject=subject,
+        body=body,
+        to=[notification.to],
+        from_email=notification.from_email or None,
+        headers=_headers(notification),
+    )
 
 
 def _headers(notification: Notification) -> dict:

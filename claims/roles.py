@@ -17,13 +17,24 @@ APPROVING_ROLES = frozenset({SUPPORT, APPROVER})
 
 # Read everything: every model of both apps, except API clients (site administration).
 NOT_READ = {("claims", "apiclient")}
-REVIEW = ["claims.review_claim", "claims.reject_claim", "claims.approve_item", "claims.reject_item",
-          "claims.set_item_amount", "claims.send_back_item", "claims.parse_again_inboundmessage"]
+REVIEW = [
+    "claims.review_claim",
+    "claims.reject_claim",
+    "claims.approve_item",
+    "claims.reject_item",
+    "claims.set_item_amount",
+    "claims.send_back_item",
+    "claims.parse_again_inboundmessage",
+]
 ROLE_PERMISSIONS = {
     SUPPORT: REVIEW,
     APPROVER: [*REVIEW, "claims.confirm_limits"],
-    FINANCE: ["claims.add_payoutbatch", "claims.confirm_payoutline", "claims.release_payoutline",
-              "claims.run_reconciliation"],
+    FINANCE: [
+        "claims.add_payoutbatch",
+        "claims.confirm_payoutline",
+        "claims.release_payoutline",
+        "claims.run_reconciliation",
+    ],
 }
 
 
@@ -42,14 +53,21 @@ def roles_sync(apps=global_apps, **kwargs) -> None:
         create_permissions(config, apps=apps, verbosity=0)
     Group = apps.get_model("auth", "Group")
     Permission = apps.get_model("auth", "Permission")
-    readable = [p for p in Permission.objects.filter(content_type__app_label__in=["claims", "exchange"],
-                                                     codename__startswith="view_").select_related("content_type")
-                if (p.content_type.app_label, p.content_type.model) not in NOT_READ]
+    readable = [
+        p
+        for p in Permission.objects.filter(
+            content_type__app_label__in=["claims", "exchange"], codename__startswith="view_"
+        ).select_related("content_type")
+        if (p.content_type.app_label, p.content_type.model) not in NOT_READ
+    ]
     for role, names in ROLE_PERMISSIONS.items():
         # filter, not get: a migration before a model's own runs this without that model's permissions
         # (they are granted by the run after every migrate).
-        granted = [p for name in names for p in Permission.objects.filter(
-            content_type__app_label=name.split(".")[0], codename=name.split(".")[1])]
+        granted = [
+            p
+            for name in names
+            for p in Permission.objects.filter(content_type__app_label=name.split(".")[0], codename=name.split(".")[1])
+        ]
         group, _ = Group.objects.get_or_create(name=role)
         group.permissions.set([*readable, *granted])
 
@@ -69,8 +87,10 @@ def roles_check(names) -> None:
     """`finance` excludes `support` and `approver`: the one who approves never also pays."""
     names = set(names)
     if FINANCE in names and names & APPROVING_ROLES:
-        raise RoleConflict("finance excludes support and approver: a person is never in both "
-                           f"(asked for {', '.join(sorted(names & set(ROLES)))})")
+        raise RoleConflict(
+            "finance excludes support and approver: a person is never in both "
+            f"(asked for {', '.join(sorted(names & set(ROLES)))})"
+        )
 
 
 def roles_guard(*, instance, action: str, pk_set, model, reverse: bool, **kwargs) -> None:
@@ -130,8 +150,11 @@ class Actor:
         """Refuse unless this person holds one of `roles`."""
         if not self.roles & set(roles):
             held = ", ".join(sorted(self.roles)) or "no role"
-            raise RoleRefused(f"{self.username} may not {action}: only {' or '.join(sorted(roles))} may "
-                              f"({self.username} holds {held})", rule="role")
+            raise RoleRefused(
+                f"{self.username} may not {action}: only {' or '.join(sorted(roles))} may "
+                f"({self.username} holds {held})",
+                rule="role",
+            )
 
 
 POLICY = Actor("policy")

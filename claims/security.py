@@ -34,8 +34,13 @@ TWO_FACTOR_PATHS = ("/admin/2fa/", "/admin/logout/", "/admin/login/", "/admin/js
 
 def needs_second_factor(user) -> bool:
     """Approvers, finance and superusers sign in with a TOTP code as well (STAFF_2FA)."""
-    return bool(settings.STAFF_2FA and user.is_authenticated and user.is_active and user.is_staff
-                and (user.is_superuser or roles_of(user) & {APPROVER, FINANCE}))
+    return bool(
+        settings.STAFF_2FA
+        and user.is_authenticated
+        and user.is_active
+        and user.is_staff
+        and (user.is_superuser or roles_of(user) & {APPROVER, FINANCE})
+    )
 
 
 def second_factor_missing(user) -> bool:
@@ -50,8 +55,11 @@ class StaffTwoFactor:
         self.get_response = get_response
 
     def __call__(self, request):
-        if (request.path.startswith("/admin/") and not request.path.startswith(TWO_FACTOR_PATHS)
-                and second_factor_missing(request.user)):
+        if (
+            request.path.startswith("/admin/")
+            and not request.path.startswith(TWO_FACTOR_PATHS)
+            and second_factor_missing(request.user)
+        ):
             step = "verify" if any(devices_for_user(request.user, confirmed=True)) else "setup"
             return redirect(f"{reverse(f'two_factor_{step}')}?{urlencode({'next': request.get_full_path()})}")
         return self.get_response(request)

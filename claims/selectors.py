@@ -38,8 +38,9 @@ def incidents_open_for_claims(*, now) -> QuerySet[Incident]:
     return Incident.objects.filter(claims_close__gte=now).order_by("-window_start")
 
 
-def item_list(*, incident: Incident, status: str | None = None, kind: str | None = None,
-              user_id: int | None = None) -> QuerySet[Item]:
+def item_list(
+    *, incident: Incident, status: str | None = None, kind: str | None = None, user_id: int | None = None
+) -> QuerySet[Item]:
     items = Item.objects.filter(incident=incident)
     for name, value in (("status", status), ("kind", kind), ("user_id", user_id)):
         if value is not None:
@@ -47,12 +48,16 @@ def item_list(*, incident: Incident, status: str | None = None, kind: str | None
     return items
 
 
-def claim_list(*, user_id: int | None = None, status: str | None = None, kind: str | None = None,
-               incident_slug: str | None = None) -> QuerySet[Claim]:
+def claim_list(
+    *, user_id: int | None = None, status: str | None = None, kind: str | None = None, incident_slug: str | None = None
+) -> QuerySet[Claim]:
     """Claims newest first, with their incident, the claim they were merged into and their items;
     a front-end call sees only its user's (user_id), staff every claim."""
-    claims = Claim.objects.select_related("incident", "merged_into").prefetch_related(
-        Prefetch("items", queryset=Item.objects.order_by("kind", "reference"))).order_by("-id")
+    claims = (
+        Claim.objects.select_related("incident", "merged_into")
+        .prefetch_related(Prefetch("items", queryset=Item.objects.order_by("kind", "reference")))
+        .order_by("-id")
+    )
     for lookup, value in (("user_id", user_id), ("status", status), ("kind", kind), ("incident__slug", incident_slug)):
         if value is not None:
             claims = claims.filter(**{lookup: value})
@@ -68,9 +73,11 @@ def item_export_iter(*, incident: Incident) -> Iterator[list[str]]:
     Streamed from the database in batches, so memory does not grow with the number of items."""
     decimals = ledger.asset_decimals()
     text = (lambda name: Collate(F(name), "C")) if connection.vendor == "postgresql" else F
-    items = (item_list(incident=incident)
-             .order_by("user_id", text("kind").asc(), text("reference").asc(), text("asset").asc())
-             .values_list("user_id", "kind", "reference", "asset", "amount", "status"))
+    items = (
+        item_list(incident=incident)
+        .order_by("user_id", text("kind").asc(), text("reference").asc(), text("asset").asc())
+        .values_list("user_id", "kind", "reference", "asset", "amount", "status")
+    )
     for user_id, kind, reference, asset, amount, status in items.iterator(chunk_size=5000):
         shown = "" if amount is None else f"{quantize(amount, decimals[asset]):f}"
         yield [incident.slug, str(user_id), kind, reference, asset, shown, status]
@@ -91,9 +98,12 @@ def item_summary(*, incident: Incident) -> dict:
             needs_review += 1
         elif status != Item.Status.REJECTED:
             owed[asset] += amount
-    return {"per_kind": dict(sorted(per_kind.items())), "owed": dict(sorted(owed.items())),
-            "needs_review": needs_review, "flagged": item_list(incident=incident).filter(flagged_at__isnull=False)
-            .count()}
+    return {
+        "per_kind": dict(sorted(per_kind.items())),
+        "owed": dict(sorted(owed.items())),
+        "needs_review": needs_review,
+        "flagged": item_list(incident=incident).filter(flagged_at__isnull=False).count(),
+    }
 
 
 def detection_run_latest(*, incident: Incident) -> DetectionRun | None:
@@ -185,24 +195,43 @@ class Case:
 
 def case_get(*, incident: Incident, user_id: int) -> Case:
     """One claimant's case in a fixed number of queries, however many claims, items and records."""
-    claims = list(Claim.objects.filter(incident=incident, user_id=user_id).select_related("assigned_to")
-                  .prefetch_related("attachments", Prefetch("notifications", queryset=Notification.objects
-                                                            .order_by("id"))).order_by("id"))
-    items = list(Item.objects.filter(incident=incident, user_id=user_id)
-                 .prefetch_related(Prefetch("approvals", queryset=ItemApproval.objects.order_by("version", "slot")),
-                                   Prefetch("claims", queryset=Claim.objects.only("id", "incident_id")))
-                 .order_by("kind", "reference", "asset"))
+    claims = list(
+        Claim.objects.filter(incident=incident, user_id=user_id)
+        .select_related("assigned_to")
+        .prefetch_related("attachments", Prefetch("notifications", queryset=Notification.objects.order_by("id")))
+        .order_by("id")
+    )
+    items = list(
+        Item.objects.filter(incident=incident, user_id=user_id)
+        .prefetch_related(
+            Prefetch("approvals", queryset=ItemApproval.objects.order_by("version", "slot")),
+            Prefetch("claims", queryset=Claim.objects.only("id", "incident_id")),
+        )
+        .order_by("kind", "reference", "asset")
+    )
     approval_ids = [a.id for item in items for a in item.approvals.all()]
-    records = list(AuditRecord.objects.filter(
-        Q(object_type="claim", object_id__in=[c.id for c in claims])
-        | Q(object_type="item", object_id__in=[i.id for i in items])
-        | Q(object_type="approval", object_id__in=approval_ids)).order_by("-id")[:500])
+    records = list(
+        AuditRecord.objects.filter(
+            Q(object_type="claim", object_id__in=[c.id for c in claims])
+            | Q(object_type="item", object_id__in=[i.id for i in items])
+            | Q(object_type="approval", object_id__in=approval_ids)
+        ).order_by("-id")[:500]
+    )
     lines = dict(PayoutLineItem.objects.filter(item__in=items, is_holding=True).values_list("item_id", "line__key"))
-    return Case(incident=incident, user_id=user_id, account=ledger.account_get(user_id), claims=claims, items=items,
-                findings=list(Finding.objects.filter(incident=incident, user_id=user_id).order_by("kind", "reference")),
-                events=ledger.user_events_between(user_id, incident.window_start - CASE_EVENTS_BEFORE,
-                                                  max(incident.evaluation_end, incident.window_end)),
-                records=records, live_lines=lines, decimals=ledger.asset_decimals())
+    return Case(
+        incident=incident,
+        user_id=user_id,
+        account=ledger.account_get(user_id),
+        claims=claims,
+        items=items,
+        findings=list(Finding.objects.filter(incident=incident, user_id=user_id).order_by("kind", "reference")),
+        events=ledger.user_events_between(
+            user_id, incident.window_start - CASE_EVENTS_BEFORE, max(incident.evaluation_end, incident.window_end)
+        ),
+        records=records,
+        live_lines=lines,
+        decimals=ledger.asset_decimals(),
+    )
 
 
 def incident_for_dashboard(*, slug: str | None) -> Incident | None:
@@ -217,9 +246,12 @@ AGE_BUCKETS = (("under 1 day", 0, 1), ("1–3 days", 1, 3), ("3–7 days", 3, 7)
 def dashboard_get(*, incident: Incident, now) -> dict:
     """The incident's figures, each aggregated by the database (a handful of GROUP BYs)."""
     money: dict[tuple, dict] = {}
-    for asset, kind, status, total in (Item.objects.filter(incident=incident, amount__isnull=False)
-                                       .values_list("asset", "kind", "status").annotate(total=Sum("amount"))
-                                       .order_by()):
+    for asset, kind, status, total in (
+        Item.objects.filter(incident=incident, amount__isnull=False)
+        .values_list("asset", "kind", "status")
+        .annotate(total=Sum("amount"))
+        .order_by()
+    ):
         row = money.setdefault((asset, kind), {"owed": Decimal(0), "approved": Decimal(0), "paid": Decimal(0)})
         if status != Item.Status.REJECTED:
             row["owed"] += total
@@ -229,28 +261,65 @@ def dashboard_get(*, incident: Incident, now) -> dict:
             row["paid"] += total
     for row in money.values():
         row["outstanding"] = row["owed"] - row["paid"]
-    age = SqlCase(*[When(created_at__gt=now - timedelta(days=high), then=Value(label))
-                  for label, _, high in AGE_BUCKETS if high is not None], default=Value(AGE_BUCKETS[-1][0]),
-                output_field=CharField())
-    queue = Counter({(bucket, tier): n for bucket, tier, n in (
-        Item.objects.filter(incident=incident, status__in=Item.UNDECIDED).annotate(bucket=age)
-        .values_list("bucket", "approval").annotate(n=Count("id")).order_by())})
-    per_day = Counter({(day, channel): n for day, channel, n in (
-        Claim.objects.filter(incident=incident).annotate(day=TruncDate("created_at"))
-        .values_list("day", "channel").annotate(n=Count("id")).order_by())})
+    age = SqlCase(
+        *[
+            When(created_at__gt=now - timedelta(days=high), then=Value(label))
+            for label, _, high in AGE_BUCKETS
+            if high is not None
+        ],
+        default=Value(AGE_BUCKETS[-1][0]),
+        output_field=CharField(),
+    )
+    queue = Counter(
+        {
+            (bucket, tier): n
+            for bucket, tier, n in (
+                Item.objects.filter(incident=incident, status__in=Item.UNDECIDED)
+                .annotate(bucket=age)
+                .values_list("bucket", "approval")
+                .annotate(n=Count("id"))
+                .order_by()
+            )
+        }
+    )
+    per_day = Counter(
+        {
+            (day, channel): n
+            for day, channel, n in (
+                Claim.objects.filter(incident=incident)
+                .annotate(day=TruncDate("created_at"))
+                .values_list("day", "channel")
+                .annotate(n=Count("id"))
+                .order_by()
+            )
+        }
+    )
     counts = Item.objects.filter(incident=incident).aggregate(
         needs_review=Count("id", filter=Q(status=Item.Status.NEEDS_REVIEW)),
         flagged=Count("id", filter=Q(flagged_at__isnull=False)),
-        undecided=Count("id", filter=Q(status__in=Item.UNDECIDED)))
-    return {"money": dict(sorted(money.items())), "queue": queue, "per_day": per_day, **counts,
-            "claims_unassigned": Claim.objects.filter(incident=incident, assigned_to__isnull=True,
-                                                      status__in=CLAIMS_OPEN).count(),
-            "runs": list(incident.detection_runs.filter(status=DetectionRun.Status.RUNNING).order_by("-id")),
-            "imports": ledger.import_runs_recent(), "decimals": ledger.asset_decimals()}
+        undecided=Count("id", filter=Q(status__in=Item.UNDECIDED)),
+    )
+    return {
+        "money": dict(sorted(money.items())),
+        "queue": queue,
+        "per_day": per_day,
+        **counts,
+        "claims_unassigned": Claim.objects.filter(
+            incident=incident, assigned_to__isnull=True, status__in=CLAIMS_OPEN
+        ).count(),
+        "runs": list(incident.detection_runs.filter(status=DetectionRun.Status.RUNNING).order_by("-id")),
+        "imports": ledger.import_runs_recent(),
+        "decimals": ledger.asset_decimals(),
+    }
 
 
-CLAIMS_OPEN = (Claim.Status.RECEIVED, Claim.Status.MATCHED, Claim.Status.UNMATCHED, Claim.Status.NO_LOSS,
-               Claim.Status.IN_REVIEW)
+CLAIMS_OPEN = (
+    Claim.Status.RECEIVED,
+    Claim.Status.MATCHED,
+    Claim.Status.UNMATCHED,
+    Claim.Status.NO_LOSS,
+    Claim.Status.IN_REVIEW,
+)
 
 
 def incident_list() -> list[Incident]:
@@ -259,8 +328,11 @@ def incident_list() -> list[Incident]:
 
 def payout_lines_paid(*, item_ids) -> list[PayoutLine]:
     """The paid payout lines holding any of these items, oldest first."""
-    return list(PayoutLine.objects.filter(status=PayoutLine.Status.PAID, entries__item_id__in=list(item_ids))
-                .distinct().order_by("confirmed_at", "id"))
+    return list(
+        PayoutLine.objects.filter(status=PayoutLine.Status.PAID, entries__item_id__in=list(item_ids))
+        .distinct()
+        .order_by("confirmed_at", "id")
+    )
 
 
 # --- e-mail received (email-intake.md) ---
@@ -271,8 +343,11 @@ EXPORT_LISTS = ("symbols", "tradeIds", "orderIds", "withdrawalIds", "txHashes", 
 def inbound_list(*, incident: Incident | None = None) -> QuerySet:
     """Messages in the order received, without their raw bytes or text (never needed for a list),
     with their claims and, for a duplicate, its original's."""
-    messages = (InboundMessage.objects.select_related("claim", "duplicate_of__claim")
-                .defer("raw", "text", "duplicate_of__raw", "duplicate_of__text").order_by("id"))
+    messages = (
+        InboundMessage.objects.select_related("claim", "duplicate_of__claim")
+        .defer("raw", "text", "duplicate_of__raw", "duplicate_of__text")
+        .order_by("id")
+    )
     return messages if incident is None else messages.filter(incident=incident)
 
 
@@ -284,11 +359,15 @@ def inbound_export_line(message: InboundMessage) -> dict:
     concerned = message.duplicate_of if message.duplicate_of_id else message
     return {
         "messageId": f"<{message.message_id}>" if message.message_id is not None else None,
-        "sha256": message.sha256, "outcome": message.outcome, "userId": concerned.user_id,
-        "claim": str(concerned.claim.public_id) if concerned.claim_id else None, "kind": extracted.get("kind"),
+        "sha256": message.sha256,
+        "outcome": message.outcome,
+        "userId": concerned.user_id,
+        "claim": str(concerned.claim.public_id) if concerned.claim_id else None,
+        "kind": extracted.get("kind"),
         **{name: extracted.get(name, []) for name in EXPORT_LISTS},
-        "attachments": [{"filename": a["filename"], "contentType": a["contentType"], "size": a["size"]}
-                        for a in message.attachments],
+        "attachments": [
+            {"filename": a["filename"], "contentType": a["contentType"], "size": a["size"]} for a in message.attachments
+        ],
         "ignoredReason": message.ignored_reason or None,
     }
 

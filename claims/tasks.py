@@ -34,38 +34,70 @@ def detection_chunk_run_task(*, chunk_id: int) -> bool:
     return services.detection_chunk_run(chunk_id=chunk_id)
 
 
-@shared_task(name="claims.claim_match", acks_late=True, reject_on_worker_lost=True,
-             autoretry_for=(OperationalError, IntegrityError), retry_backoff=True,
-             retry_backoff_max=RETRY_BACKOFF_MAX, max_retries=8)
+@shared_task(
+    name="claims.claim_match",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=(OperationalError, IntegrityError),
+    retry_backoff=True,
+    retry_backoff_max=RETRY_BACKOFF_MAX,
+    max_retries=8,
+)
 def claim_match_task(*, claim_id: int) -> str | None:
     return claim_match(claim_id=claim_id)
 
 
-@shared_task(name="claims.notification_send", acks_late=True, reject_on_worker_lost=True,
-             autoretry_for=(Exception,), retry_backoff=True, retry_backoff_max=RETRY_BACKOFF_MAX, max_retries=10)
+@shared_task(
+    name="claims.notification_send",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=(Exception,),
+    retry_backoff=True,
+    retry_backoff_max=RETRY_BACKOFF_MAX,
+    max_retries=10,
+)
 def notification_send_task(*, notification_id: int) -> bool:
     return notification_send(notification_id=notification_id)
 
 
-@shared_task(name="claims.audit_seal", acks_late=True, autoretry_for=(OperationalError,), retry_backoff=True,
-             retry_backoff_max=RETRY_BACKOFF_MAX, max_retries=3)
+@shared_task(
+    name="claims.audit_seal",
+    acks_late=True,
+    autoretry_for=(OperationalError,),
+    retry_backoff=True,
+    retry_backoff_max=RETRY_BACKOFF_MAX,
+    max_retries=3,
+)
 def audit_seal_task() -> int:
     """Chain the audit records written since the last seal (Celery beat runs it every minute)."""
     sealed = services.audit_seal()
     return sealed.seal.records if sealed.seal else 0
 
 
-@shared_task(name="claims.web_submission_file", acks_late=True, reject_on_worker_lost=True,
-             autoretry_for=(OperationalError,), retry_backoff=True, retry_backoff_max=RETRY_BACKOFF_MAX, max_retries=8)
+@shared_task(
+    name="claims.web_submission_file",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=(OperationalError,),
+    retry_backoff=True,
+    retry_backoff_max=RETRY_BACKOFF_MAX,
+    max_retries=8,
+)
 def web_submission_file_task(*, submission_id: int) -> str:
     return services.web_submission_file(submission_id=submission_id)
 
 
-@shared_task(name="claims.inbound_parse", acks_late=True, reject_on_worker_lost=True,
-             # IntegrityError: a copy of the message was decided at the same moment; the retry
-             # finds it. inbound_parse keeps the message itself after its last attempt.
-             autoretry_for=(OperationalError, IntegrityError), retry_backoff=True,
-             retry_backoff_max=RETRY_BACKOFF_MAX, max_retries=8)
+@shared_task(
+    name="claims.inbound_parse",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    # IntegrityError: a copy of the message was decided at the same moment; the retry
+    # finds it. inbound_parse keeps the message itself after its last attempt.
+    autoretry_for=(OperationalError, IntegrityError),
+    retry_backoff=True,
+    retry_backoff_max=RETRY_BACKOFF_MAX,
+    max_retries=8,
+)
 def inbound_parse_task(*, message_id: int) -> str | None:
     return services.inbound_parse(message_id=message_id)
 

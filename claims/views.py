@@ -48,19 +48,31 @@ def claim_new(request, slug: str):
             _file_claim(request, incident, form)
             if not form.errors:
                 return redirect("claims:sent")
-    return render(request, "claims/claim_form.html", {"incident": incident, "form": form, "closed": closed},
-                  status=200 if not form.errors else 400)
+    return render(
+        request,
+        "claims/claim_form.html",
+        {"incident": incident, "form": form, "closed": closed},
+        status=200 if not form.errors else 400,
+    )
 
 
 def _file_claim(request, incident: Incident, form: ClaimForm) -> None:
     """The same answer after the same work whatever account and e-mail were typed: whether they
     match the exchange's records is decided later, by a task (services.web_submission_file)."""
-    values = {"user_id": form.cleaned_data["user_id"], "email": form.cleaned_data["email"],
-              "kind": form.cleaned_data["kind"], "description": form.cleaned_data["description"],
-              "references": form.references()}
+    values = {
+        "user_id": form.cleaned_data["user_id"],
+        "email": form.cleaned_data["email"],
+        "kind": form.cleaned_data["kind"],
+        "description": form.cleaned_data["description"],
+        "references": form.references(),
+    }
     try:
-        services.web_claim_submit(incident=incident, values=values, attachments=form.cleaned_data["attachments"],
-                                  language=translation.get_language() or "en")
+        services.web_claim_submit(
+            incident=incident,
+            values=values,
+            attachments=form.cleaned_data["attachments"],
+            language=translation.get_language() or "en",
+        )
     except services.ClaimRefused as exc:
         form.add_error(exc.field if exc.field in form.fields else None, str(exc))
 
@@ -73,8 +85,11 @@ def claim_verify(request, token: str):
     try:
         claim = services.claim_verify(token=token)
     except services.VerificationUsed as used:
-        return render(request, "claims/verify_used.html", {"claim": used.claim, "used_at": used.used_at,
-                                                           "status_path": status_path(used.claim)})
+        return render(
+            request,
+            "claims/verify_used.html",
+            {"claim": used.claim, "used_at": used.used_at, "status_path": status_path(used.claim)},
+        )
     except services.VerificationFailed as exc:
         return render(request, "claims/verify_failed.html", {"reason": str(exc)}, status=410)
     return redirect(status_path(claim))
@@ -125,44 +140,82 @@ def claim_status(request, token: str):
         if refused := too_many(request, "status", _("Too many requests; please try again later.")):
             return refused
         if form.is_valid() and (form.cleaned_data["text"] or form.cleaned_data["attachments"]):
-            refused_files = services.claim_add_information(claim=shown, text=form.cleaned_data["text"],
-                                                           attachments=form.cleaned_data["attachments"],
-                                                           actor=f"claimant {claim.user_id}")
+            refused_files = services.claim_add_information(
+                claim=shown,
+                text=form.cleaned_data["text"],
+                attachments=form.cleaned_data["attachments"],
+                actor=f"claimant {claim.user_id}",
+            )
             if not refused_files:
                 return redirect(request.path + "?added=1#added")
             added = len(form.cleaned_data["attachments"]) - len(refused_files)
             for _name, why in refused_files:
                 form.add_error("attachments", why)
             form.data = {}  # what was kept is shown below; the claimant adds only the refused files again
-    return render(request, "claims/claim_status.html", {
-        **status_context(claim, shown), "form": form,
-        "added": added if added is not None else ("added" in request.GET and request.method == "GET"),
-    })
+    return render(
+        request,
+        "claims/claim_status.html",
+        {
+            **status_context(claim, shown),
+            "form": form,
+            "added": added if added is not None else ("added" in request.GET and request.method == "GET"),
+        },
+    )
 
 
 def status_context(claim: Claim, shown: Claim) -> dict:
     """What the status page shows: the claim's number, what was claimed beside what was found (and
     why they differ), every amount to its asset's decimals, what happens next, the payout."""
     decimals = ledger.asset_decimals()
-    items = [{"item": item, "amount": None if item.amount is None else amount_text(
-        item.amount, decimals.get(item.asset), grouped=False),
-              "explanation": explain(kind=item.kind, inputs=item.inputs, amount=item.amount, asset=item.asset,
-                                     review_reason=item.review_reason, decimals=decimals)}
-             for item in shown.items.order_by("kind", "reference")]
-    no_loss = [{"event": e, "explanation": explain(kind=e["kind"], inputs=e["inputs"], amount="0",
-                                                   asset=e["asset"], decimals=decimals)}
-               for e in shown.no_loss_details]
+    items = [
+        {
+            "item": item,
+            "amount": None
+            if item.amount is None
+            else amount_text(item.amount, decimals.get(item.asset), grouped=False),
+            "explanation": explain(
+                kind=item.kind,
+                inputs=item.inputs,
+                amount=item.amount,
+                asset=item.asset,
+                review_reason=item.review_reason,
+                decimals=decimals,
+            ),
+        }
+        for item in shown.items.order_by("kind", "reference")
+    ]
+    no_loss = [
+        {
+            "event": e,
+            "explanation": explain(kind=e["kind"], inputs=e["inputs"], amount="0", asset=e["asset"], decimals=decimals),
+        }
+        for e in shown.no_loss_details
+    ]
     history = selectors.history_of(object_type="claim", object_ids=[shown.id])[shown.id]
     return {
-        "claim": shown, "merged_from": claim if claim.merged_into else None, "items": items, "no_loss": no_loss,
-        "transitions": [{"at": r.at, "label": Claim.Status(r.to_status).label} for r in history
-                        if r.action in ("filed", "status")],
-        "messages_added": [{"at": r.at, "text": r.reason.removeprefix("information added: ")} for r in history
-                           if r.action == "information_added" and r.reason.startswith("information added: ")],
-        "attachments": shown.attachments.all(), "comparison": comparison(shown, items, decimals),
-        "next_step": next_step(shown), "payouts": [
-            {"amount": amount_text(line.amount, decimals.get(line.asset), grouped=False), "asset": line.asset,
-             "at": line.confirmed_at} for line in selectors.payout_lines_paid(item_ids=[i["item"].id for i in items])],
+        "claim": shown,
+        "merged_from": claim if claim.merged_into else None,
+        "items": items,
+        "no_loss": no_loss,
+        "transitions": [
+            {"at": r.at, "label": Claim.Status(r.to_status).label} for r in history if r.action in ("filed", "status")
+        ],
+        "messages_added": [
+            {"at": r.at, "text": r.reason.removeprefix("information added: ")}
+            for r in history
+            if r.action == "information_added" and r.reason.startswith("information added: ")
+        ],
+        "attachments": shown.attachments.all(),
+        "comparison": comparison(shown, items, decimals),
+        "next_step": next_step(shown),
+        "payouts": [
+            {
+                "amount": amount_text(line.amount, decimals.get(line.asset), grouped=False),
+                "asset": line.asset,
+                "at": line.confirmed_at,
+            }
+            for line in selectors.payout_lines_paid(item_ids=[i["item"].id for i in items])
+        ],
     }
 
 
@@ -176,50 +229,60 @@ def comparison(claim: Claim, items: list[dict], decimals: dict) -> dict | None:
         if item.amount is not None and item.status != item.Status.REJECTED:
             found[item.asset] = found.get(item.asset, 0) + item.amount
     claimed = amount_text(claim.claimed_amount, decimals.get(claim.claimed_asset), grouped=False)
-    shown = [f"{amount_text(total, decimals.get(asset), grouped=False)} {asset}" for asset, total in
-             sorted(found.items())]
+    shown = [
+        f"{amount_text(total, decimals.get(asset), grouped=False)} {asset}" for asset, total in sorted(found.items())
+    ]
     if found.get(claim.claimed_asset) == claim.claimed_amount and len(found) == 1:
         why = ""
     elif not found:
-        why = _("The exchange's records show no amount owed for this event yet; the section below says what we "
-                "found.") if claim.status not in (Claim.Status.UNVERIFIED, Claim.Status.RECEIVED) else ""
+        why = (
+            _("The exchange's records show no amount owed for this event yet; the section below says what we found.")
+            if claim.status not in (Claim.Status.UNVERIFIED, Claim.Status.RECEIVED)
+            else ""
+        )
     elif claim.claimed_asset and claim.claimed_asset not in found:
-        why = _("You named %(claimed)s, but what is owed is paid in the asset of the event itself; the "
-                "breakdown below shows how it is computed.") % {"claimed": claim.claimed_asset}
+        why = _(
+            "You named %(claimed)s, but what is owed is paid in the asset of the event itself; the "
+            "breakdown below shows how it is computed."
+        ) % {"claimed": claim.claimed_asset}
     else:
-        why = _("We pay what the exchange's records show, computed by the published compensation policy: "
-                "the breakdown below shows each number it uses. If you believe a number is wrong, tell us "
-                "below and attach what shows it.")
+        why = _(
+            "We pay what the exchange's records show, computed by the published compensation policy: "
+            "the breakdown below shows each number it uses. If you believe a number is wrong, tell us "
+            "below and attach what shows it."
+        )
     return {"claimed": f"{claimed} {claim.claimed_asset}".strip(), "found": shown, "why": why}
 
 
 NEXT_STEPS = {
-    Claim.Status.UNVERIFIED: gettext_lazy(
-        "Open the link we e-mailed you to confirm the claim. It works for 24 hours."),
+    Claim.Status.UNVERIFIED: gettext_lazy("Open the link we e-mailed you to confirm the claim. It works for 24 hours."),
     Claim.Status.RECEIVED: gettext_lazy(
         "We are comparing your claim with the exchange's records; this usually takes a "
-        "few minutes. We will e-mail you what we find."),
+        "few minutes. We will e-mail you what we find."
+    ),
     Claim.Status.MATCHED: gettext_lazy(
-        "Our staff check what we found, usually within 3 working days. We e-mail you "
-        "their decision."),
+        "Our staff check what we found, usually within 3 working days. We e-mail you their decision."
+    ),
     Claim.Status.UNMATCHED: gettext_lazy(
         "Our staff review your claim by hand, usually within 5 working days. You can "
-        "add information or screenshots below to help them."),
+        "add information or screenshots below to help them."
+    ),
     Claim.Status.NO_LOSS: gettext_lazy(
-        "Our staff confirm this result, usually within 5 working days. If you think "
-        "something is missing, add it below."),
-    Claim.Status.IN_REVIEW: gettext_lazy(
-        "Our staff are reviewing your claim now. We e-mail you their decision."),
+        "Our staff confirm this result, usually within 5 working days. If you think something is missing, add it below."
+    ),
+    Claim.Status.IN_REVIEW: gettext_lazy("Our staff are reviewing your claim now. We e-mail you their decision."),
     Claim.Status.APPROVED: gettext_lazy(
         "Payouts go out in batches, usually within 7 days of approval, to your exchange "
-        "account. We e-mail you when yours is paid."),
+        "account. We e-mail you when yours is paid."
+    ),
     Claim.Status.REJECTED: gettext_lazy(
         "Nothing will be paid for this claim. If you have information we did not see, "
-        "add it below and our staff will look again."),
+        "add it below and our staff will look again."
+    ),
     Claim.Status.PAID: gettext_lazy(
-        "Your compensation has been paid to your exchange account. Nothing more is needed."),
-    Claim.Status.MERGED: gettext_lazy(
-        "This claim is handled together with your earlier one, shown here."),
+        "Your compensation has been paid to your exchange account. Nothing more is needed."
+    ),
+    Claim.Status.MERGED: gettext_lazy("This claim is handled together with your earlier one, shown here."),
 }
 
 

@@ -18,9 +18,12 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 
 
 class TokenForm(forms.Form):
-    token = forms.RegexField(r"^[0-9]{6}$", label="Code from your authenticator app", max_length=6,
-                             widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric",
-                                                           "autofocus": True}))
+    token = forms.RegexField(
+        r"^[0-9]{6}$",
+        label="Code from your authenticator app",
+        max_length=6,
+        widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric", "autofocus": True}),
+    )
 
 
 def _next(request) -> str:
@@ -35,7 +38,8 @@ def two_factor_setup(request):
     if any(devices_for_user(request.user, confirmed=True)):
         return redirect("two_factor_verify")
     device = TOTPDevice.objects.filter(user=request.user, confirmed=False).first() or TOTPDevice.objects.create(
-        user=request.user, name="authenticator app", confirmed=False)
+        user=request.user, name="authenticator app", confirmed=False
+    )
     form = TokenForm(request.POST or None)
     if form.is_valid():
         if device.verify_token(form.cleaned_data["token"]):
@@ -45,9 +49,18 @@ def two_factor_setup(request):
             return redirect(_next(request))
         form.add_error("token", "That code does not match: check the time on your phone and try the next code.")
     qr = qrcode.make(device.config_url, image_factory=qrcode.image.svg.SvgPathImage).to_string(encoding="unicode")
-    return render(request, "admin/two_factor.html", {
-        "title": "Set up two-factor sign-in", "form": form, "next": _next(request), "setup": True,
-        "secret": base64.b32encode(device.bin_key).decode(), "qr": mark_safe(qr)})  # noqa: S308 - SVG we made
+    return render(
+        request,
+        "admin/two_factor.html",
+        {
+            "title": "Set up two-factor sign-in",
+            "form": form,
+            "next": _next(request),
+            "setup": True,
+            "secret": base64.b32encode(device.bin_key).decode(),
+            "qr": mark_safe(qr),
+        },
+    )  # noqa: S308 - SVG we made
 
 
 @never_cache
@@ -60,5 +73,8 @@ def two_factor_verify(request):
                 otp_login(request, device)
                 return redirect(_next(request))
         form.add_error("token", "That code does not match: try the current one.")
-    return render(request, "admin/two_factor.html", {"title": "Two-factor sign-in", "form": form,
-                                                      "next": _next(request), "setup": False})
+    return render(
+        request,
+        "admin/two_factor.html",
+        {"title": "Two-factor sign-in", "form": form, "next": _next(request), "setup": False},
+    )

@@ -90,8 +90,10 @@ def _body_read(request) -> HttpResponse | None:
     if request.content_type == "multipart/form-data":
         _multipart_read(request, body)
     elif request.content_type == "application/x-www-form-urlencoded":
-        request.inbound_fields = {name: value.encode("latin-1") for name, value in
-                                  parse_qsl(body.decode("latin-1"), keep_blank_values=True, encoding="latin-1")}
+        request.inbound_fields = {
+            name: value.encode("latin-1")
+            for name, value in parse_qsl(body.decode("latin-1"), keep_blank_values=True, encoding="latin-1")
+        }
     return None
 
 
@@ -141,9 +143,14 @@ def inbound_received(sender, event, esp_name: str, **kwargs) -> None:
     The incident is the one open for claims (of several, the newest)."""
     raw, envelope_sender = inbound_raw(event, esp_name)
     event_id = event.event_id if isinstance(event.event_id, str) else None
-    services.inbound_store(raw=raw, source=InboundMessage.Source.WEBHOOK, esp=esp_name,
-                           place=f"event {event_id}" if event_id else "", envelope_sender=envelope_sender,
-                           incident=_incident_open())
+    services.inbound_store(
+        raw=raw,
+        source=InboundMessage.Source.WEBHOOK,
+        esp=esp_name,
+        place=f"event {event_id}" if event_id else "",
+        envelope_sender=envelope_sender,
+        incident=_incident_open(),
+    )
 
 
 OPEN_INCIDENT_SECONDS = 10.0
@@ -184,9 +191,12 @@ def _mailgun_raw(request) -> bytes:
     files = [(name, upload) for name, uploads in request.FILES.lists() for upload in uploads]
     return mime_from_fields(
         headers=[(name, value) for name, value in json.loads(request.POST.get("message-headers") or "[]")],
-        text=request.POST.get("body-plain"), html=request.POST.get("body-html"),
-        attachments=[(upload.name, upload.content_type, _content(upload), content_ids.get(name))
-                     for name, upload in files])
+        text=request.POST.get("body-plain"),
+        html=request.POST.get("body-html"),
+        attachments=[
+            (upload.name, upload.content_type, _content(upload), content_ids.get(name)) for name, upload in files
+        ],
+    )
 
 
 def _content(upload) -> bytes:
@@ -200,14 +210,29 @@ def _postmark_raw(payload: dict) -> bytes:
     headers = [(h["Name"], h["Value"]) for h in payload.get("Headers") or []]
     if headers and headers[0][0].lower() == "return-path":
         headers = headers[1:]  # Postmark puts the envelope sender first; the message never held it
-    own = [("From", _addresses([payload.get("FromFull")])), ("To", _addresses(payload.get("ToFull"))),
-           ("Cc", _addresses(payload.get("CcFull"))), ("Subject", payload.get("Subject")),
-           ("Date", payload.get("Date")), ("Reply-To", payload.get("ReplyTo"))]
-    attachments = [(a.get("Name"), a.get("ContentType") or "application/octet-stream",
-                    base64.b64decode(a.get("Content") or a.get("Data") or ""), a.get("ContentID"))
-                   for a in payload.get("Attachments") or []]
-    return mime_from_fields(headers=headers + [(name, value) for name, value in own if value],
-                            text=payload.get("TextBody"), html=payload.get("HtmlBody"), attachments=attachments)
+    own = [
+        ("From", _addresses([payload.get("FromFull")])),
+        ("To", _addresses(payload.get("ToFull"))),
+        ("Cc", _addresses(payload.get("CcFull"))),
+        ("Subject", payload.get("Subject")),
+        ("Date", payload.get("Date")),
+        ("Reply-To", payload.get("ReplyTo")),
+    ]
+    attachments = [
+        (
+            a.get("Name"),
+            a.get("ContentType") or "application/octet-stream",
+            base64.b64decode(a.get("Content") or a.get("Data") or ""),
+            a.get("ContentID"),
+        )
+        for a in payload.get("Attachments") or []
+    ]
+    return mime_from_fields(
+        headers=headers + [(name, value) for name, value in own if value],
+        text=payload.get("TextBody"),
+        html=payload.get("HtmlBody"),
+        attachments=attachments,
+    )
 
 
 def _postmark_envelope_sender(payload: dict) -> str | None:
@@ -230,8 +255,13 @@ HEADER_NAME = re.compile(r"[!-9;-~]+\Z")
 CONTROLS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
-def mime_from_fields(*, headers: list[tuple[str, str]], text: str | None, html: str | None,
-                     attachments: list[tuple[str | None, str, bytes, str | None]]) -> bytes:
+def mime_from_fields(
+    *,
+    headers: list[tuple[str, str]],
+    text: str | None,
+    html: str | None,
+    attachments: list[tuple[str | None, str, bytes, str | None]],
+) -> bytes:
     """A MIME message from an ESP's parsed fields, for ESPs that send no raw message: their
     headers in their order (an Authentication-Results stays where it was), in UTF-8 as RFC 6532
     allows, a value with a line break as RFC 2047 encoded words (kept whole; never a header of its
@@ -246,8 +276,11 @@ def mime_from_fields(*, headers: list[tuple[str, str]], text: str | None, html: 
         body.set_content(_text(html), subtype="html", charset="utf-8")
     for filename, content_type, content, content_id in attachments:
         _attach(body, filename, content_type, content, content_id)
-    lines = [_header_line(name, str(value)) for name, value in headers
-             if HEADER_NAME.match(name) and name.lower() not in BODY_HEADERS]
+    lines = [
+        _header_line(name, str(value))
+        for name, value in headers
+        if HEADER_NAME.match(name) and name.lower() not in BODY_HEADERS
+    ]
     return b"".join(lines) + body.as_bytes()
 
 
@@ -304,8 +337,13 @@ class _KeptWhenAnymailCannotBuild:
             return super().esp_to_anymail_event(esp_event)
         except ValueError:  # "Header values may not contain linefeed or carriage return characters"
             event_id = esp_event.get("MessageID") if isinstance(esp_event, dict) else esp_event.POST.get("token")
-            return AnymailInboundEvent(event_type=EventType.INBOUND, timestamp=None, event_id=event_id,
-                                       esp_event=esp_event, message=AnymailInboundMessage())
+            return AnymailInboundEvent(
+                event_type=EventType.INBOUND,
+                timestamp=None,
+                event_id=event_id,
+                esp_event=esp_event,
+                message=AnymailInboundMessage(),
+            )
 
 
 class MailgunInboundView(_KeptWhenAnymailCannotBuild, MailgunInboundWebhookView):

@@ -40,8 +40,9 @@ class RedisCacheClient(DjangoRedisCacheClient):
         client = self.get_client(write=True)
         if self._count_script is None:
             self._count_script = client.register_script(COUNT_IN_WINDOWS)  # EVALSHA, loaded when missing
-        return self._count_script(keys=[key for key, _ in windows], args=[timeout for _, timeout in windows],
-                                  client=client)
+        return self._count_script(
+            keys=[key for key, _ in windows], args=[timeout for _, timeout in windows], client=client
+        )
 
 
 class RedisCache(DjangoRedisCache):

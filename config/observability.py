@@ -62,5 +62,10 @@ def sentry_init(dsn: str, environment: str, traces: float) -> None:
     from sentry_sdk.integrations.django import DjangoIntegration
 
     # No personal data leaves: claimants' e-mail addresses and accounts stay here.
-    sentry_sdk.init(dsn=dsn, environment=environment, traces_sample_rate=traces, send_default_pii=False,
-                    integrations=[DjangoIntegration(), CeleryIntegration()])
+    sentry_sdk.init(
+        dsn=dsn,
+        environment=environment,
+        traces_sample_rate=traces,
+        send_default_pii=False,
+        integrations=[DjangoIntegration(), CeleryIntegration()],
+    )

@@ -114,8 +114,9 @@ AUTH_PASSWORD_VALIDATORS = [
 # development setup (DEBUG) may turn it off, e.g. the demo.
 STAFF_2FA = env_bool("STAFF_2FA", True)
 if not STAFF_2FA and not DEBUG:
-    raise ImproperlyConfigured("STAFF_2FA=0 is for development only (DEBUG=1): staff who move money sign in with "
-                               "two factors.")
+    raise ImproperlyConfigured(
+        "STAFF_2FA=0 is for development only (DEBUG=1): staff who move money sign in with two factors."
+    )
 OTP_TOTP_ISSUER = "Claimdesk"
 # Repeated failed sign-ins lock that username from that address for an hour (django-axes).
 AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
@@ -149,9 +150,7 @@ EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.conso
 SITE_URL = os.environ.get("SITE_URL", "http://127.0.0.1:8000")  # for links in e-mail
 STATUS_LINK_DAYS = int(os.environ.get("STATUS_LINK_DAYS", "180"))  # how long a claim's status link opens it
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Claimdesk <claims@claimdesk.example>")
-ANYMAIL = {
-    key.removeprefix("ANYMAIL_"): value for key, value in os.environ.items() if key.startswith("ANYMAIL_")
-}
+ANYMAIL = {key.removeprefix("ANYMAIL_"): value for key, value in os.environ.items() if key.startswith("ANYMAIL_")}
 # E-mail intake (email-intake.md). Claimants write to SUPPORT_EMAIL, and answers to their e-mail
 # come from it. Only the Authentication-Results of the server named INBOUND_AUTHSERV_ID (ours, or
 # the ESP's inbound servers) can verify a sender; unset, no sender is verified.
@@ -201,8 +200,7 @@ CELERY_BEAT_SCHEDULE = {
     # Work whose task was lost (a process stopped between commit and publish, a worker killed with
     # the task in hand) is enqueued again once it has waited REQUEUE_AFTER_SECONDS: with the
     # defaults, within two minutes, long before Redis would redeliver (visibility timeout).
-    "tasks-requeue": {"task": "claims.tasks_requeue",
-                      "schedule": float(os.environ.get("REQUEUE_SWEEP_SECONDS", "60"))},
+    "tasks-requeue": {"task": "claims.tasks_requeue", "schedule": float(os.environ.get("REQUEUE_SWEEP_SECONDS", "60"))},
 }
 REQUEUE_AFTER_SECONDS = int(os.environ.get("REQUEUE_AFTER_SECONDS", "60"))
 CELERY_TASK_SERIALIZER = "json"
@@ -216,8 +214,11 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["claims.api_auth.IsStaffCaller"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_PARSER_CLASSES": ["claims.api_wire.DecimalJSONParser", "rest_framework.parsers.FormParser",
-                               "rest_framework.parsers.MultiPartParser"],
+    "DEFAULT_PARSER_CLASSES": [
+        "claims.api_wire.DecimalJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_RENDERER_CLASSES": ["claims.api_wire.JSONRenderer", "rest_framework.renderers.BrowsableAPIRenderer"],
     "EXCEPTION_HANDLER": "claims.api_wire.api_exception_handler",
     # Behind TRUSTED_PROXY_COUNT reverse proxies, a caller's address is read from X-Forwarded-For.
@@ -241,10 +242,13 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "ENUM_NAME_OVERRIDES": {
-        "ClaimKindEnum": "claims.models.ClaimKind", "ItemKindEnum": "claims.models.ItemKind",
-        "ClaimStatusEnum": "claims.models.ClaimStatus", "ItemStatusEnum": "claims.models.ItemStatus",
+        "ClaimKindEnum": "claims.models.ClaimKind",
+        "ItemKindEnum": "claims.models.ItemKind",
+        "ClaimStatusEnum": "claims.models.ClaimStatus",
+        "ItemStatusEnum": "claims.models.ItemStatus",
         "LimitChangeStatusEnum": "claims.models.LimitChangeStatus",
-        "PayoutLineStatusEnum": "claims.models.PayoutLineStatus", "ApprovalTierEnum": "claims.models.ItemApprovalTier",
+        "PayoutLineStatusEnum": "claims.models.PayoutLineStatus",
+        "ApprovalTierEnum": "claims.models.ItemApprovalTier",
         "InboundOutcomeEnum": "claims.models.InboundOutcome",
     },
     "POSTPROCESSING_HOOKS": [
@@ -270,8 +274,14 @@ X_FRAME_OPTIONS = "DENY"
 # from elsewhere on the claimant's pages; the admin gets what its pages need.
 CONTENT_SECURITY_POLICY = {
     "DIRECTIVES": {
-        "default-src": ["'self'"], "script-src": ["'self'"], "style-src": ["'self'"], "img-src": ["'self'", "data:"],
-        "object-src": ["'none'"], "base-uri": ["'self'"], "form-action": ["'self'"], "frame-ancestors": ["'none'"],
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
     },
 }
 
@@ -309,13 +319,14 @@ LOGGING = {
     "disable_existing_loggers": False,
     "filters": {"request_id": {"()": "config.observability.RequestIdFilter"}},
     "formatters": {
-        "json": {"()": "pythonjsonlogger.json.JsonFormatter",
-                 "format": "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s",
-                 "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"}},
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        },
         "text": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT,
-                             "filters": ["request_id"]}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["request_id"]}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
 }
 
@@ -324,5 +335,8 @@ SENTRY_DSN = os.environ.get("SENTRY_DSN", "")
 if SENTRY_DSN:
     from config.observability import sentry_init
 
-    sentry_init(SENTRY_DSN, os.environ.get("SENTRY_ENVIRONMENT", "production"),
-                float(os.environ.get("SENTRY_TRACES_SAMPLE_RATE", "0")))
+    sentry_init(
+        SENTRY_DSN,
+        os.environ.get("SENTRY_ENVIRONMENT", "production"),
+        float(os.environ.get("SENTRY_TRACES_SAMPLE_RATE", "0")),
+    )

@@ -55,8 +55,18 @@ class MarketAdmin(ReadOnlyAdmin):
 
 @admin.register(m.Fill)
 class FillAdmin(ReadOnlyAdmin):
-    list_display = ["trade_id", "side", "user_id", "symbol", "price", "quantity", "fee", "fee_symbol",
-                    "system_order_type", "timestamp"]
+    list_display = [
+        "trade_id",
+        "side",
+        "user_id",
+        "symbol",
+        "price",
+        "quantity",
+        "fee",
+        "fee_symbol",
+        "system_order_type",
+        "timestamp",
+    ]
     list_filter = ["symbol", "side", "system_order_type"]
     search_fields = ["=user_id", "=trade_id", "order_id"]
     date_hierarchy = "timestamp"

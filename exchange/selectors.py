@@ -9,8 +9,19 @@ from django.db.models.functions import Lower
 
 from . import models as m
 
-FILL_FIELDS = ("user_id", "trade_id", "side", "symbol", "price", "quantity", "fee", "fee_symbol", "timestamp",
-               "system_order_type", "order_id")
+FILL_FIELDS = (
+    "user_id",
+    "trade_id",
+    "side",
+    "symbol",
+    "price",
+    "quantity",
+    "fee",
+    "fee_symbol",
+    "timestamp",
+    "system_order_type",
+    "order_id",
+)
 WITHDRAWAL_FIELDS = ("id", "user_id", "symbol", "quantity", "fee", "status", "created_at", "transaction_hash")
 DEPOSIT_FIELDS = ("id", "user_id", "symbol", "quantity", "source", "status", "created_at", "withdrawal_id")
 JOURNAL_FIELDS = ("id", "user_id", "symbol", "quantity", "kind", "timestamp", "reference")
@@ -20,8 +31,7 @@ POSITION_FIELDS = ("user_id", "symbol", "net_quantity", "entry_price", "snapshot
 
 def _by_user(queryset: QuerySet, fields: tuple[str, ...], user_ids: Iterable[int], order: tuple[str, ...]):
     rows = defaultdict(list)
-    for row in queryset.filter(user_id__in=list(user_ids)).order_by("user_id", *order).values_list(*fields,
-                                                                                                    named=True):
+    for row in queryset.filter(user_id__in=list(user_ids)).order_by("user_id", *order).values_list(*fields, named=True):
         rows[row.user_id].append(row)
     return rows
 
@@ -58,8 +68,7 @@ def accounts_with_email(address: str) -> list[m.Account]:
     if not local or not domain:
         return []
     candidates = m.Account.objects.annotate(email_lower=Lower("email")).filter(email_lower=address.strip().lower())
-    return [account for account in candidates.order_by("user_id")
-            if account.email.strip().rpartition("@")[0] == local]
+    return [account for account in candidates.order_by("user_id") if account.email.strip().rpartition("@")[0] == local]
 
 
 def markets_list() -> list[m.Market]:
@@ -73,8 +82,11 @@ def asset_decimals() -> dict[str, int]:
 def mark_prices_between(start: datetime, end: datetime) -> dict[str, list[tuple]]:
     """Each market's (timestamp, mark, index) rows with start <= timestamp <= end, in time order."""
     series = defaultdict(list)
-    rows = (m.MarkPrice.objects.filter(timestamp__gte=start, timestamp__lte=end)
-            .order_by("symbol", "timestamp").values_list("symbol", "timestamp", "mark_price", "index_price"))
+    rows = (
+        m.MarkPrice.objects.filter(timestamp__gte=start, timestamp__lte=end)
+        .order_by("symbol", "timestamp")
+        .values_list("symbol", "timestamp", "mark_price", "index_price")
+    )
     for symbol, timestamp, mark, index in rows.iterator(chunk_size=10000):
         series[symbol].append((timestamp, mark, index))
     return series
@@ -82,18 +94,27 @@ def mark_prices_between(start: datetime, end: datetime) -> dict[str, list[tuple]
 
 def mark_price_latest(symbol: str, t: datetime) -> tuple | None:
     """The latest (timestamp, mark, index) of a market at or before t (a backward index scan)."""
-    return (m.MarkPrice.objects.filter(symbol=symbol, timestamp__lte=t).order_by("-timestamp")
-            .values_list("timestamp", "mark_price", "index_price").first())
+    return (
+        m.MarkPrice.objects.filter(symbol=symbol, timestamp__lte=t)
+        .order_by("-timestamp")
+        .values_list("timestamp", "mark_price", "index_price")
+        .first()
+    )
 
 
 def latest_import_marker() -> tuple | None:
     """Identifies the ledger's current content: the latest successful import (id and when it ended)."""
-    return m.ImportRun.objects.filter(status=m.ImportRun.Status.SUCCEEDED).order_by("-id").values_list(
-        "id", "finished_at").first()
+    return (
+        m.ImportRun.objects.filter(status=m.ImportRun.Status.SUCCEEDED)
+        .order_by("-id")
+        .values_list("id", "finished_at")
+        .first()
+    )
 
 
-def compensation_entry_list(*, reference: str | None = None, reference_prefix: str | None = None,
-                            outside_prefix: str | None = None) -> list:
+def compensation_entry_list(
+    *, reference: str | None = None, reference_prefix: str | None = None, outside_prefix: str | None = None
+) -> list:
     """The ledger's `compensation` entries (JOURNAL_FIELDS rows, by id): with exactly this
     reference, or one starting with `reference_prefix`, or none starting with `outside_prefix`
     (no reference at all included)."""
@@ -111,12 +132,25 @@ def reference_rows() -> dict[str, list[dict]]:
     """The required files of a bundle (accounts, assets, markets) as the export writes them: what
     a bundle made from this ledger (e.g. one holding later journal entries) must carry."""
     return {
-        "accounts.jsonl": [{"userId": a.user_id, "email": a.email, "createdAt": _naive(a.created_at),
-                            **({"locale": a.locale} if a.locale else {})}
-                           for a in m.Account.objects.order_by("user_id")],
+        "accounts.jsonl": [
+            {
+                "userId": a.user_id,
+                "email": a.email,
+                "createdAt": _naive(a.created_at),
+                **({"locale": a.locale} if a.locale else {}),
+            }
+            for a in m.Account.objects.order_by("user_id")
+        ],
         "assets.jsonl": [{"symbol": a.symbol, "decimals": a.decimals} for a in m.Asset.objects.order_by("symbol")],
-        "markets.jsonl": [{"symbol": k.symbol, "baseSymbol": k.base_symbol, "quoteSymbol": k.quote_symbol,
-                           "marketType": k.market_type} for k in m.Market.objects.order_by("symbol")],
+        "markets.jsonl": [
+            {
+                "symbol": k.symbol,
+                "baseSymbol": k.base_symbol,
+                "quoteSymbol": k.quote_symbol,
+                "marketType": k.market_type,
+            }
+            for k in m.Market.objects.order_by("symbol")
+        ],
     }
 
 
@@ -141,8 +175,9 @@ def ledger_search(term: str) -> dict[str, list]:
         found["user_ids"] = list(m.Account.objects.filter(email__iexact=term).values_list("user_id", flat=True))
         return found
     found["trade_ids"] = list(m.Fill.objects.filter(order_id=term).values_list("trade_id", flat=True)[:100])
-    found["withdrawal_ids"] = list(m.Withdrawal.objects.filter(transaction_hash=term).values_list("id", flat=True)
-                                   [:100])
+    found["withdrawal_ids"] = list(
+        m.Withdrawal.objects.filter(transaction_hash=term).values_list("id", flat=True)[:100]
+    )
     return found
 
 

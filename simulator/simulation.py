@@ -43,8 +43,7 @@ ASSET_DECIMALS = {"USDC": 6, "USDT": 6, "SOL": 9, "BTC": 8, "ETH": 8}
 # Deposits, withdrawals and planted balance errors use these steps, far coarser than
 # the asset's decimals so that every balance stays well under 15 significant digits.
 ASSET_STEP = {"USDC": Q2, "USDT": Q2, "SOL": Q4, "BTC": Decimal("0.00001"), "ETH": Q4}
-WITHDRAWAL_FEE = {"USDC": ONE, "USDT": ONE, "SOL": Decimal("0.01"), "BTC": Decimal("0.00005"),
-                  "ETH": Decimal("0.0005")}
+WITHDRAWAL_FEE = {"USDC": ONE, "USDT": ONE, "SOL": Decimal("0.01"), "BTC": Decimal("0.00005"), "ETH": Decimal("0.0005")}
 BLOCKCHAIN = {"USDC": "Solana", "USDT": "Ethereum", "SOL": "Solana", "BTC": "Bitcoin", "ETH": "Ethereum"}
 LOCALES = ("en-US", "zh-CN", "pt-BR")
 
@@ -85,8 +84,14 @@ GAP_LAST_MINUTE = 3 * 60 + 11
 # Planted errors: share of users with any, and the relative weight of each pattern.
 ERROR_RATE_PERCENT = 17
 TWO_ERRORS_PERCENT = 30
-ERROR_WEIGHTS = {"liquidation": 20, "bad_fill": 20, "wrong_withdrawal": 20, "position_error": 15,
-                 "holdings_gone": 15, "margin_jump": 10}
+ERROR_WEIGHTS = {
+    "liquidation": 20,
+    "bad_fill": 20,
+    "wrong_withdrawal": 20,
+    "position_error": 15,
+    "holdings_gone": 15,
+    "margin_jump": 10,
+}
 FILL_SLOTS = {"liquidation": 2, "bad_fill": 1, "position_error": 1, "favourable_fill": 1, "no_price_fill": 1}
 MARGIN_USER_PERCENT = 8  # ordinary users with a negative USDT balance (a margin borrow)
 
@@ -95,8 +100,18 @@ LIQUIDATION_TYPES = ("LiquidatePositionOnBook", "LiquidatePositionOnBackstop", "
 # deposit with or without the withdrawalId link; or not at all.
 WRONG_WITHDRAWAL_VARIANTS = ("linked_other", "unlinked_other", "linked_short", "unlinked_short", "not_returned")
 
-FILES = ("accounts", "assets", "markets", "fills", "withdrawals", "deposits", "ledger",
-         "balance_snapshots", "position_snapshots", "mark_prices")
+FILES = (
+    "accounts",
+    "assets",
+    "markets",
+    "fills",
+    "withdrawals",
+    "deposits",
+    "ledger",
+    "balance_snapshots",
+    "position_snapshots",
+    "mark_prices",
+)
 
 
 def text(value: Decimal) -> str:
@@ -126,8 +141,9 @@ def fill_slippage(*, reference_price: Decimal, price: Decimal, quantity: Decimal
     return (reference_price - price) * quantity * fill_direction(side)
 
 
-def liquidation_owed(*, reference_price: Decimal, price: Decimal, quantity: Decimal, side: str,
-                     fee: Decimal) -> Decimal:
+def liquidation_owed(
+    *, reference_price: Decimal, price: Decimal, quantity: Decimal, side: str, fee: Decimal
+) -> Decimal:
     slippage = fill_slippage(reference_price=reference_price, price=price, quantity=quantity, side=side)
     return max(ZERO, slippage) + max(ZERO, fee)
 
@@ -136,8 +152,9 @@ def position_error_owed(*, delta: Decimal, price_at_error: Decimal, price_at_end
     return max(ZERO, -delta * (price_at_end - price_at_error))
 
 
-def wrong_withdrawal_owed(*, quantity: Decimal, fee: Decimal, returned_in_usdc: Decimal,
-                          withdrawn_unit_in_usdc: Decimal) -> Decimal:
+def wrong_withdrawal_owed(
+    *, quantity: Decimal, fee: Decimal, returned_in_usdc: Decimal, withdrawn_unit_in_usdc: Decimal
+) -> Decimal:
     """`W.quantity + W.fee - D.quantity * V(D.symbol) / V(W.symbol)`, for one return credit."""
     return max(ZERO, quantity + fee - returned_in_usdc / withdrawn_unit_in_usdc)
 
@@ -408,10 +425,15 @@ class UserHistory:
 
     def _write_account(self) -> int:
         created_at = -self.rng.randint(30, 900) * DAY
-        self.writer.write("accounts", {
-            "userId": self.plan.user_id, "email": f"trader{self.plan.user_id}@example.com",
-            "createdAt": self.timeline.stamp(created_at), "locale": self.rng.choice(LOCALES),
-        })
+        self.writer.write(
+            "accounts",
+            {
+                "userId": self.plan.user_id,
+                "email": f"trader{self.plan.user_id}@example.com",
+                "createdAt": self.timeline.stamp(created_at),
+                "locale": self.rng.choice(LOCALES),
+            },
+        )
         return created_at
 
     # planning
@@ -458,8 +480,11 @@ class UserHistory:
                 fills.append(self._fill_event(perps[-1], tl.start - 22 * HOUR, tl.start - 2 * HOUR, "opening"))
             elif kind == "no_price_fill":
                 market = MARKETS_BY_SYMBOL[GAP_MARKET]
-                fills.append(Event(rng.randint(self.prices.no_price_from + 1, self.prices.no_price_until - 1),
-                                   "fill", market, kind))
+                fills.append(
+                    Event(
+                        rng.randint(self.prices.no_price_from + 1, self.prices.no_price_until - 1), "fill", market, kind
+                    )
+                )
             else:  # bad_fill, favourable_fill: the user's own order, in the window
                 fills.append(self._fill_event(rng.choice(plan.markets), tl.start, tl.end, kind))
         for _ in range(plan.fill_count - len(fills)):
@@ -488,17 +513,30 @@ class UserHistory:
         if quantity == 0:
             return
         self.balances[asset] = self.balances.get(asset, ZERO) + quantity
-        row = {"id": next(self.sim.ids.ledger), "userId": self.plan.user_id, "symbol": asset,
-               "quantity": text(quantity), "kind": kind, "timestamp": self.timeline.stamp(t)}
+        row = {
+            "id": next(self.sim.ids.ledger),
+            "userId": self.plan.user_id,
+            "symbol": asset,
+            "quantity": text(quantity),
+            "kind": kind,
+            "timestamp": self.timeline.stamp(t),
+        }
         if reference:
             row["reference"] = reference
         self.writer.write("ledger", row)
 
     def _inject(self, kind: str, reference: str, asset: str, amount: Decimal | None, expect: str) -> None:
-        self.writer.write("injected", {
-            "userId": self.plan.user_id, "kind": kind, "reference": reference, "asset": asset,
-            "amount": None if amount is None else text(amount), "expect": expect,
-        })
+        self.writer.write(
+            "injected",
+            {
+                "userId": self.plan.user_id,
+                "kind": kind,
+                "reference": reference,
+                "asset": asset,
+                "amount": None if amount is None else text(amount),
+                "expect": expect,
+            },
+        )
 
     # deposits, withdrawals, borrows
 
@@ -507,19 +545,27 @@ class UserHistory:
         self._deposit(event.t, "USDC", Decimal(rng.randint(2_000_000, 30_000_000)) * Q2)
         for asset in rng.sample(("SOL", "BTC", "ETH", "USDT"), rng.randint(0, 2)):
             usdc = Decimal(rng.randint(2_000, 40_000) * 10)  # 20k to 400k USDC worth
-            self._deposit(event.t + rng.randint(MINUTE, HOUR), asset,
-                          quantize_down(usdc / INDEX_START[asset], ASSET_STEP[asset]))
+            self._deposit(
+                event.t + rng.randint(MINUTE, HOUR), asset, quantize_down(usdc / INDEX_START[asset], ASSET_STEP[asset])
+            )
 
     def _on_deposit(self, event: Event) -> None:
         asset = self.rng.choice(("USDC", "USDC", "SOL", "BTC", "ETH", "USDT"))
         usdc = Decimal(self.rng.randint(100_000, 5_000_000)) * Q2
         self._deposit(event.t, asset, quantize_down(usdc / self.prices.value(asset, event.t), ASSET_STEP[asset]))
 
-    def _deposit(self, t: int, asset: str, quantity: Decimal, *, source: str = "blockchain",
-                 withdrawal_id: int | None = None) -> dict:
-        row = {"id": next(self.sim.ids.deposit), "userId": self.plan.user_id, "symbol": asset,
-               "quantity": text(quantity), "source": source, "status": "confirmed",
-               "createdAt": self.timeline.stamp(t)}
+    def _deposit(
+        self, t: int, asset: str, quantity: Decimal, *, source: str = "blockchain", withdrawal_id: int | None = None
+    ) -> dict:
+        row = {
+            "id": next(self.sim.ids.deposit),
+            "userId": self.plan.user_id,
+            "symbol": asset,
+            "quantity": text(quantity),
+            "source": source,
+            "status": "confirmed",
+            "createdAt": self.timeline.stamp(t),
+        }
         if source == "blockchain":
             row["transactionHash"] = f"{self.rng.getrandbits(128):032x}"
         if withdrawal_id is not None:
@@ -541,10 +587,18 @@ class UserHistory:
 
     def _withdraw(self, t: int, asset: str, quantity: Decimal, status: str) -> dict:
         fee = WITHDRAWAL_FEE[asset]
-        row = {"id": next(self.sim.ids.withdrawal), "userId": self.plan.user_id, "symbol": asset,
-               "quantity": text(quantity), "fee": text(fee), "status": status, "blockchain": BLOCKCHAIN[asset],
-               "toAddress": f"addr{self.rng.getrandbits(64):016x}", "createdAt": self.timeline.stamp(t),
-               "isInternal": False}
+        row = {
+            "id": next(self.sim.ids.withdrawal),
+            "userId": self.plan.user_id,
+            "symbol": asset,
+            "quantity": text(quantity),
+            "fee": text(fee),
+            "status": status,
+            "blockchain": BLOCKCHAIN[asset],
+            "toAddress": f"addr{self.rng.getrandbits(64):016x}",
+            "createdAt": self.timeline.stamp(t),
+            "isInternal": False,
+        }
         if status == "confirmed":
             row["transactionHash"] = f"{self.rng.getrandbits(128):032x}"
         self.writer.write("withdrawals", row)
@@ -564,13 +618,23 @@ class UserHistory:
         rate = Decimal("0.005") if is_liquidation else Decimal("0.0002") if is_maker else Decimal("0.0005")
         fee = (price * quantity * rate).quantize(Q6, rounding=ROUND_HALF_UP)
         trade_id = next(self.sim.ids.trade)
-        self.writer.write("fills", {
-            "userId": self.plan.user_id, "tradeId": trade_id, "orderId": str(rng.getrandbits(40)),
-            "symbol": market.symbol, "side": side, "price": text(price), "quantity": text(quantity),
-            "fee": text(fee), "feeSymbol": "USDC", "isMaker": is_maker,
-            "systemOrderType": rng.choice(LIQUIDATION_TYPES) if is_liquidation else None,
-            "timestamp": self.timeline.stamp(event.t),
-        })
+        self.writer.write(
+            "fills",
+            {
+                "userId": self.plan.user_id,
+                "tradeId": trade_id,
+                "orderId": str(rng.getrandbits(40)),
+                "symbol": market.symbol,
+                "side": side,
+                "price": text(price),
+                "quantity": text(quantity),
+                "fee": text(fee),
+                "feeSymbol": "USDC",
+                "isMaker": is_maker,
+                "systemOrderType": rng.choice(LIQUIDATION_TYPES) if is_liquidation else None,
+                "timestamp": self.timeline.stamp(event.t),
+            },
+        )
         reference = f"fill:{trade_id}:{side}"
         self._book_fill(event, side, quantity, price, fee, reference)
         if event.tag in ("liquidation", "bad_fill", "favourable_fill", "no_price_fill"):
@@ -602,8 +666,9 @@ class UserHistory:
         # ordinary slippage; with the tick it stays within 0.2%, under the 0.5% tolerance
         return ppm(self.rng.randint(-1_500, 1_500))
 
-    def _book_fill(self, event: Event, side: str, quantity: Decimal, price: Decimal, fee: Decimal,
-                   reference: str) -> None:
+    def _book_fill(
+        self, event: Event, side: str, quantity: Decimal, price: Decimal, fee: Decimal, reference: str
+    ) -> None:
         market, t = event.market, event.t
         signed = quantity if side == "Bid" else -quantity
         if market.is_perp:
@@ -631,8 +696,9 @@ class UserHistory:
         self.positions[symbol] = (new_net, entry)
         return realized
 
-    def _inject_fill(self, event: Event, side: str, quantity: Decimal, price: Decimal, fee: Decimal,
-                     reference: str) -> None:
+    def _inject_fill(
+        self, event: Event, side: str, quantity: Decimal, price: Decimal, fee: Decimal, reference: str
+    ) -> None:
         pf = self.prices.reference(event.market.symbol, event.t)
         if event.tag == "no_price_fill":
             self._inject("bad_fill", reference, "USDC", None, "needs_review")
@@ -652,8 +718,9 @@ class UserHistory:
             self._journal(event.t, "USDC", payment, "funding")
         borrowed = self.balances.get("USDT", ZERO)
         if borrowed < 0:
-            self._journal(event.t, "USDT", (borrowed * Decimal("0.00003")).quantize(Q6, rounding=ROUND_HALF_UP),
-                          "interest")
+            self._journal(
+                event.t, "USDT", (borrowed * Decimal("0.00003")).quantize(Q6, rounding=ROUND_HALF_UP), "interest"
+            )
 
     # the planted wrong withdrawal (July 3: failed withdrawals returned in another asset, or not at all)
 
@@ -696,8 +763,12 @@ class UserHistory:
             else:
                 returned_in_usdc = returned * self.prices.value(returned_asset, t)
                 unit_in_usdc = self.prices.value(asset, t)
-            owed = wrong_withdrawal_owed(quantity=withdrawal["quantity"], fee=WITHDRAWAL_FEE[asset],
-                                         returned_in_usdc=returned_in_usdc, withdrawn_unit_in_usdc=unit_in_usdc)
+            owed = wrong_withdrawal_owed(
+                quantity=withdrawal["quantity"],
+                fee=WITHDRAWAL_FEE[asset],
+                returned_in_usdc=returned_in_usdc,
+                withdrawn_unit_in_usdc=unit_in_usdc,
+            )
         self._inject("wrong_withdrawal", f"withdrawal:{withdrawal['id']}", asset, to_asset(owed, asset), "item")
 
     # snapshots, and the errors planted in the one taken when trading resumed
@@ -712,12 +783,22 @@ class UserHistory:
         tl, user_id = self.timeline, self.plan.user_id
         for asset, total in balances.items():
             for t, value in ((tl.before, before_balances.get(asset, ZERO)), (tl.after, total)):
-                self.writer.write("balance_snapshots", {"userId": user_id, "symbol": asset, "total": text(value),
-                                                        "snapshotAt": tl.stamp(t)})
+                self.writer.write(
+                    "balance_snapshots",
+                    {"userId": user_id, "symbol": asset, "total": text(value), "snapshotAt": tl.stamp(t)},
+                )
         for symbol, position in positions.items():
             for t, (net, entry) in ((tl.before, before_positions.get(symbol, (ZERO, ZERO))), (tl.after, position)):
-                self.writer.write("position_snapshots", {"userId": user_id, "symbol": symbol, "netQuantity": text(net),
-                                                         "entryPrice": text(entry), "snapshotAt": tl.stamp(t)})
+                self.writer.write(
+                    "position_snapshots",
+                    {
+                        "userId": user_id,
+                        "symbol": symbol,
+                        "netQuantity": text(net),
+                        "entryPrice": text(entry),
+                        "snapshotAt": tl.stamp(t),
+                    },
+                )
         # From here on the exchange works from the wrong numbers, as it did on July 3.
         self.balances, self.positions = balances, positions
 
@@ -777,16 +858,18 @@ class UserHistory:
         if price_at_error is None or price_at_end is None:
             self._inject("position_error", f"position:{symbol}", "USDC", None, "needs_review")
             return
-        owed = to_asset(position_error_owed(delta=delta, price_at_error=price_at_error, price_at_end=price_at_end),
-                        "USDC")
+        owed = to_asset(
+            position_error_owed(delta=delta, price_at_error=price_at_error, price_at_end=price_at_end), "USDC"
+        )
         self._inject("position_error", f"position:{symbol}", "USDC", owed, "item" if owed > 0 else "no_loss")
 
 
 # --- the whole run ---
 
 
-def simulate(*, outdir: Path, users: int, seed: int, fills: int | None = None,
-             window_start: datetime | None = None) -> dict[str, int]:
+def simulate(
+    *, outdir: Path, users: int, seed: int, fills: int | None = None, window_start: datetime | None = None
+) -> dict[str, int]:
     """Write a simulated incident under outdir; returns the number of lines of each file."""
     timeline = Timeline(window_start or default_window_start(datetime.now(UTC)))
     rng = random.Random(seed)
@@ -808,7 +891,14 @@ def _write_reference_data(writer: BundleWriter, prices: PriceBook) -> None:
     for asset, decimals in ASSET_DECIMALS.items():
         writer.write("assets", {"symbol": asset, "decimals": decimals})
     for market in MARKETS:
-        writer.write("markets", {"symbol": market.symbol, "baseSymbol": market.base, "quoteSymbol": "USDC",
-                                 "marketType": "PERP" if market.is_perp else "SPOT"})
+        writer.write(
+            "markets",
+            {
+                "symbol": market.symbol,
+                "baseSymbol": market.base,
+                "quoteSymbol": "USDC",
+                "marketType": "PERP" if market.is_perp else "SPOT",
+            },
+        )
     for row in prices.rows():
         writer.write("mark_prices", row)

@@ -36,6 +36,7 @@ def api_client_for(name: str, *roles: str, scopes=("staff",), bound: bool = True
     person = StaffFactory(username=name, roles=list(roles)) if bound and "staff" in scopes else None
     ApiClient.objects.create(name=name, token_hash=token_digest(f"token-{name}"), scopes=list(scopes), user=person)
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token token-{name}",
-                       **({"HTTP_X_CLAIMDESK_USER": str(user_id)} if user_id else {}))
+    client.credentials(
+        HTTP_AUTHORIZATION=f"Token token-{name}", **({"HTTP_X_CLAIMDESK_USER": str(user_id)} if user_id else {})
+    )
     return client

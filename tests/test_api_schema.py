@@ -59,13 +59,23 @@ pytestmark = pytest.mark.django_db(transaction=True)
 SLUG = "sample-2025-07-03"
 FRONT_END_USER = 100007  # an account of the July 3 sample
 OTHER_USER = 100014
-CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_headers_conformance,
-          response_schema_conformance]
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+]
 MODES = [schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE]
 MAX_EXAMPLES = int(os.environ.get("CLAIMDESK_SCHEMA_EXAMPLES", "20"))  # per operation and mode
-HYPOTHESIS = settings(max_examples=MAX_EXAMPLES, deadline=None, database=None, derandomize=True,
-                      phases=[Phase.explicit, Phase.generate],
-                      suppress_health_check=list(HealthCheck))
+HYPOTHESIS = settings(
+    max_examples=MAX_EXAMPLES,
+    deadline=None,
+    database=None,
+    derandomize=True,
+    phases=[Phase.explicit, Phase.generate],
+    suppress_health_check=list(HealthCheck),
+)
 
 
 @pytest.fixture
@@ -85,8 +95,15 @@ def sample(july3_bundle):
     Incident.objects.filter(slug=SLUG).update(claims_close=timezone.now() + timedelta(days=30))
     incident = Incident.objects.get(slug=SLUG)
     claims = [
-        services.claim_create(incident=incident, user_id=user_id, channel=Claim.Channel.API, kind=kind,
-                              description="filed before the fuzzing", references=references, actor="test")
+        services.claim_create(
+            incident=incident,
+            user_id=user_id,
+            channel=Claim.Channel.API,
+            kind=kind,
+            description="filed before the fuzzing",
+            references=references,
+            actor="test",
+        )
         for user_id, kind, references in [
             (FRONT_END_USER, "liquidation", {"trade_id": 982069}),
             (FRONT_END_USER, "other", {}),
@@ -94,10 +111,18 @@ def sample(july3_bundle):
         ]
     ]
     # E-mail received (the list of GET /api/inbound-messages/): a claim, a broken message, a bounce.
-    for name in ("01-en-liquidation-verified.eml", "42-broken-multipart-without-boundary.eml",
-                 "29-bounce-from-mailer-daemon.eml"):
-        services.inbound_store(raw=(ROOT / "tests" / "email" / name).read_bytes(), source="mailbox",
-                               mailbox="tests/email", place=name, incident=incident)
+    for name in (
+        "01-en-liquidation-verified.eml",
+        "42-broken-multipart-without-boundary.eml",
+        "29-bounce-from-mailer-daemon.eml",
+    ):
+        services.inbound_store(
+            raw=(ROOT / "tests" / "email" / name).read_bytes(),
+            source="mailbox",
+            mailbox="tests/email",
+            place=name,
+            incident=incident,
+        )
     return incident, [str(claim.public_id) for claim in claims]
 
 
@@ -118,8 +143,11 @@ class ServerErrors:
     def __call__(self, sender, request=None, **kwargs):
         # The project's own frames and the exception: enough to find the line to fix.
         lines = traceback.format_exc().rstrip().splitlines()
-        frames = [f"{a.strip()} | {b.strip()}" for a, b in zip(lines, lines[1:])
-                  if a.lstrip().startswith("File ") and str(ROOT) in a and "/.venv/" not in a]
+        frames = [
+            f"{a.strip()} | {b.strip()}"
+            for a, b in zip(lines, lines[1:])
+            if a.lstrip().startswith("File ") and str(ROOT) in a and "/.venv/" not in a
+        ]
         self.last = "\n".join([*frames, lines[-1]])
 
 
@@ -132,14 +160,17 @@ def strategy_for(operation, mode, headers: dict, claim_ids: list[str]):
     if "id" in names and operation.path.startswith("/api/items/"):
         item_ids = list(Item.objects.order_by("id").values_list("id", flat=True)) or [1]
         aimed = st.sampled_from(item_ids).flatmap(
-            lambda item_id: operation.as_strategy(mode, headers=headers, path_parameters={"id": item_id}))
+            lambda item_id: operation.as_strategy(mode, headers=headers, path_parameters={"id": item_id})
+        )
     elif "public_id" in names:
         aimed = st.sampled_from(claim_ids).flatmap(
-            lambda public_id: operation.as_strategy(mode, headers=headers, path_parameters={"public_id": public_id}))
+            lambda public_id: operation.as_strategy(mode, headers=headers, path_parameters={"public_id": public_id})
+        )
     elif "slug" in names:
         real = {"slug": SLUG, "number": "1", "kind": "csv"}
-        aimed = operation.as_strategy(mode, headers=headers, path_parameters={k: v for k, v in real.items()
-                                                                              if k in names})
+        aimed = operation.as_strategy(
+            mode, headers=headers, path_parameters={k: v for k, v in real.items() if k in names}
+        )
     elif operation.method.upper() == "POST":
         aimed = generated.map(_aimed_at_sample)
     else:
@@ -259,10 +290,15 @@ def record(failures, role, operation, mode, case, response, found, server_traceb
             groups[(role, operation.label, response.status_code, failure.title, first, where)] = [failure]
     for key, group in groups.items():
         entry = {
-            "role": role, "operation": operation.label, "mode": mode, "status": response.status_code,
+            "role": role,
+            "operation": operation.label,
+            "mode": mode,
+            "status": response.status_code,
             "check": ", ".join(failure.title for failure in group),
             "message": "\n".join(failure.message.strip() for failure in group if failure.message.strip())[:1500],
-            "request": case.as_curl_command(), "response": body[:1500], "traceback": server_traceback,
+            "request": case.as_curl_command(),
+            "response": body[:1500],
+            "traceback": server_traceback,
             "count": 1,
         }
         seen = failures.get(key)
@@ -295,19 +331,33 @@ def test_the_api_schema_is_served_and_lists_every_operation(api_schema):
     labels = {result.ok().label for result in api_schema.get_all_operations()}
 
     assert labels == {
-        "GET /api/claims/", "POST /api/claims/", "GET /api/claims/{public_id}/", "GET /api/incidents/",
-        "GET /api/incidents/{slug}/", "GET /api/incidents/{slug}/items/", "GET /api/incidents/{slug}/items-export/",
+        "GET /api/claims/",
+        "POST /api/claims/",
+        "GET /api/claims/{public_id}/",
+        "GET /api/incidents/",
+        "GET /api/incidents/{slug}/",
+        "GET /api/incidents/{slug}/items/",
+        "GET /api/incidents/{slug}/items-export/",
         # staff operations, acting for a person
-        "GET /api/items/{id}/", "POST /api/items/{id}/approve/", "POST /api/items/{id}/reject/",
-        "POST /api/items/{id}/amount/", "POST /api/items/{id}/accept-recomputation/",
-        "POST /api/items/{id}/send-back/", "POST /api/claims/{public_id}/approve/",
-        "POST /api/claims/{public_id}/reject/", "POST /api/claims/{public_id}/review/",
-        "POST /api/claims/{public_id}/amount/", "GET /api/limit-changes/", "POST /api/limit-changes/{id}/confirm/",
+        "GET /api/items/{id}/",
+        "POST /api/items/{id}/approve/",
+        "POST /api/items/{id}/reject/",
+        "POST /api/items/{id}/amount/",
+        "POST /api/items/{id}/accept-recomputation/",
+        "POST /api/items/{id}/send-back/",
+        "POST /api/claims/{public_id}/approve/",
+        "POST /api/claims/{public_id}/reject/",
+        "POST /api/claims/{public_id}/review/",
+        "POST /api/claims/{public_id}/amount/",
+        "GET /api/limit-changes/",
+        "POST /api/limit-changes/{id}/confirm/",
         # payouts, for finance
-        "GET /api/incidents/{slug}/payout-batches/", "POST /api/incidents/{slug}/payout-batches/",
+        "GET /api/incidents/{slug}/payout-batches/",
+        "POST /api/incidents/{slug}/payout-batches/",
         "GET /api/incidents/{slug}/payout-batches/{number}/",
         "GET /api/incidents/{slug}/payout-batches/{number}/treasury/{kind}/",
-        "GET /api/incidents/{slug}/reconciliation/", "POST /api/payout-confirmations/",
+        "GET /api/incidents/{slug}/reconciliation/",
+        "POST /api/payout-confirmations/",
         "POST /api/payout-lines/{key}/release/",
         # e-mail received
         "GET /api/inbound-messages/",
@@ -315,15 +365,19 @@ def test_the_api_schema_is_served_and_lists_every_operation(api_schema):
     assert json.loads(json.dumps(api_schema.raw_schema))["components"]["securitySchemes"]["apiToken"]["in"] == "header"
 
 
-@pytest.mark.parametrize("role, scopes, user_header", [
-    ("staff", ["claims", "staff"], None),
-    # A staff client bound to a person who approves: the write operations succeed too.
-    ("staff acting for an approver", ["claims", "staff"], None),
-    ("staff acting for finance", ["claims", "staff"], None),
-    ("front end", ["claims"], str(FRONT_END_USER)),
-    # The front end again, with X-Claimdesk-User generated from the schema (any, or a malformed, userId).
-    ("front end, generated user header", ["claims"], None),
-], ids=["staff", "staff-person", "staff-finance", "front-end", "front-end-any-user-header"])
+@pytest.mark.parametrize(
+    "role, scopes, user_header",
+    [
+        ("staff", ["claims", "staff"], None),
+        # A staff client bound to a person who approves: the write operations succeed too.
+        ("staff acting for an approver", ["claims", "staff"], None),
+        ("staff acting for finance", ["claims", "staff"], None),
+        ("front end", ["claims"], str(FRONT_END_USER)),
+        # The front end again, with X-Claimdesk-User generated from the schema (any, or a malformed, userId).
+        ("front end, generated user header", ["claims"], None),
+    ],
+    ids=["staff", "staff-person", "staff-finance", "front-end", "front-end-any-user-header"],
+)
 def test_every_operation_gives_only_documented_responses(api_schema, sample, role, scopes, user_header):
     _, claim_ids = sample
     headers = {"Authorization": f"Token {api_client(role, scopes)}"}
@@ -341,7 +395,8 @@ def test_operation_descriptions_are_written_for_callers_not_for_us():
 
     schema = SchemaGenerator().get_schema(request=None, public=True)
 
-    descriptions = [op.get("description", "") for ops in schema["paths"].values() for op in ops.values()
-                    if isinstance(op, dict)]
+    descriptions = [
+        op.get("description", "") for ops in schema["paths"].values() for op in ops.values() if isinstance(op, dict)
+    ]
     assert descriptions and all(descriptions)
     assert not [d for d in descriptions if "mixin" in d.lower() or "round trip" in d.lower()]

@@ -12,8 +12,9 @@ from claims.throttling import count_in_window, count_in_windows
 from config.cache import RedisCache
 
 CACHE_URL = os.environ.get("CLAIMDESK_TEST_CACHE_URL", "")
-pytestmark = pytest.mark.skipif(not CACHE_URL,
-                                reason="needs a Redis server (CLAIMDESK_TEST_CACHE_URL); .ci/run has one")
+pytestmark = pytest.mark.skipif(
+    not CACHE_URL, reason="needs a Redis server (CLAIMDESK_TEST_CACHE_URL); .ci/run has one"
+)
 
 
 @pytest.fixture
@@ -76,16 +77,19 @@ def test_the_api_answers_429_with_the_redis_counters(open_sample_incident, setti
     from claims.api_auth import ClaimantThrottle, token_digest
     from claims.models import ApiClient
 
-    settings.CACHES = {"default": {"BACKEND": "config.cache.RedisCache", "LOCATION": CACHE_URL,
-                                   "KEY_PREFIX": "cache-test"}}
+    settings.CACHES = {
+        "default": {"BACKEND": "config.cache.RedisCache", "LOCATION": CACHE_URL, "KEY_PREFIX": "cache-test"}
+    }
     RedisCache(CACHE_URL, {"KEY_PREFIX": "cache-test"}).clear()
     monkeypatch.setitem(ClaimantThrottle.THROTTLE_RATES, "claimant", "2/min")
     ApiClient.objects.create(name="fe", token_hash=token_digest("t"), scopes=["claims"])
     front = APIClient()
     front.credentials(HTTP_AUTHORIZATION="Token t", HTTP_X_CLAIMDESK_USER="100056")
 
-    statuses = [front.post("/api/claims/", {"incident": open_sample_incident.slug, "kind": "other"},
-                           format="json").status_code for _ in range(3)]
+    statuses = [
+        front.post("/api/claims/", {"incident": open_sample_incident.slug, "kind": "other"}, format="json").status_code
+        for _ in range(3)
+    ]
 
     assert statuses == [201, 201, 429]
     redis = RedisCache(CACHE_URL, {"KEY_PREFIX": "cache-test"})._cache.get_client()

@@ -21,8 +21,22 @@ def test_the_start_page_is_served(client):
     assert b"Claimdesk" in response.content
 
 
-@pytest.mark.parametrize("model", [m.ImportRun, m.Account, m.Asset, m.Market, m.Fill, m.Withdrawal, m.Deposit,
-                                   m.JournalEntry, m.BalanceSnapshot, m.PositionSnapshot, m.MarkPrice])
+@pytest.mark.parametrize(
+    "model",
+    [
+        m.ImportRun,
+        m.Account,
+        m.Asset,
+        m.Market,
+        m.Fill,
+        m.Withdrawal,
+        m.Deposit,
+        m.JournalEntry,
+        m.BalanceSnapshot,
+        m.PositionSnapshot,
+        m.MarkPrice,
+    ],
+)
 def test_staff_can_browse_the_imported_ledger_but_not_change_it(client, small_bundle, model):
     call_command("import_bundle", str(small_bundle), stdout=io.StringIO())
     staff = get_user_model().objects.create_superuser("staff", "staff@example.com", "pw")

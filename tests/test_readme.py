@@ -42,8 +42,14 @@ def test_the_readme_api_example_files_a_claim_on_the_demo_data(demo, live_server
     token = re.search(r"Token \(shown once\): (\S+)", out.getvalue()).group(1)
     script = "\n".join(commands).replace("http://127.0.0.1:8000", live_server.url)
 
-    result = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=demo, capture_output=True, text=True,
-                            env={**os.environ, "TOKEN": token}, timeout=120)
+    result = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script],
+        cwd=demo,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TOKEN": token},
+        timeout=120,
+    )
 
     assert result.returncode == 0, result.stderr
     filed, listed = [json.loads(line) for line in result.stdout.replace("}{", "}\n{").splitlines() if line]

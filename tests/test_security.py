@@ -134,26 +134,48 @@ def test_weak_passwords_are_refused(password):
 
 def test_check_deploy_passes_with_the_production_settings(tmp_path):
     env = {key: value for key, value in os.environ.items() if key not in ("DEBUG", "STAFF_2FA")}
-    env.update(DEBUG="0", SECRET_KEY=secrets.token_urlsafe(50), ALLOWED_HOSTS="claims.example.com",
-               DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}", SITE_URL="https://claims.example.com")
+    env.update(
+        DEBUG="0",
+        SECRET_KEY=secrets.token_urlsafe(50),
+        ALLOWED_HOSTS="claims.example.com",
+        DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        SITE_URL="https://claims.example.com",
+    )
 
-    result = subprocess.run([sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-                            cwd=ROOT, env=env, capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert "System check identified no issues" in result.stdout
 
 
 def test_the_production_defaults_are_safe_when_debug_is_off():
-    code_ = ("from django.conf import settings as s; print(s.SECURE_SSL_REDIRECT, s.SESSION_COOKIE_SECURE, "
-             "s.CSRF_COOKIE_SECURE, s.SECURE_HSTS_SECONDS >= 31536000, s.STAFF_2FA)")
+    code_ = (
+        "from django.conf import settings as s; print(s.SECURE_SSL_REDIRECT, s.SESSION_COOKIE_SECURE, "
+        "s.CSRF_COOKIE_SECURE, s.SECURE_HSTS_SECONDS >= 31536000, s.STAFF_2FA)"
+    )
     env = {key: value for key, value in os.environ.items() if key not in ("DEBUG", "STAFF_2FA", "SECURE_SSL_REDIRECT")}
     env.update(SECRET_KEY="x" * 50, DJANGO_SETTINGS_MODULE="config.settings")
 
-    result = subprocess.run([sys.executable, "-c", f"import django; django.setup(); {code_}"], cwd=ROOT, env=env,
-                            capture_output=True, text=True)
-    refused = subprocess.run([sys.executable, "-c", "import django; django.setup()"], cwd=ROOT,
-                             env={**env, "STAFF_2FA": "0"}, capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-c", f"import django; django.setup(); {code_}"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    refused = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"],
+        cwd=ROOT,
+        env={**env, "STAFF_2FA": "0"},
+        capture_output=True,
+        text=True,
+    )
 
     assert result.stdout.split() == ["True", "True", "True", "True", "True"], result.stderr
     assert refused.returncode != 0 and "STAFF_2FA=0 is for development only" in refused.stderr
@@ -171,8 +193,14 @@ def test_the_claimants_pages_run_no_inline_script_and_the_policy_forbids_it(clie
     from claims.models import Claim
     from claims.notifications import status_path
 
-    claim = Claim.objects.create(incident=open_sample_incident, user_id=100056, channel="api", kind="other",
-                                 status="received", description="<script>alert(1)</script>")
+    claim = Claim.objects.create(
+        incident=open_sample_incident,
+        user_id=100056,
+        channel="api",
+        kind="other",
+        status="received",
+        description="<script>alert(1)</script>",
+    )
     for url in ("/", f"/claims/new/{open_sample_incident.slug}/", "/claims/sent/", status_path(claim)):
         page = client.get(url)
         html = page.content.decode()
@@ -188,8 +216,10 @@ def test_the_claimants_pages_run_no_inline_script_and_the_policy_forbids_it(clie
 def test_a_page_that_shows_a_claim_is_never_stored(client, open_sample_incident):
     from django.core import mail
 
-    client.post(f"/claims/new/{open_sample_incident.slug}/", {
-        "user_id": "100056", "email": "trader100056@example.com", "kind": "other", "description": "x"})
+    client.post(
+        f"/claims/new/{open_sample_incident.slug}/",
+        {"user_id": "100056", "email": "trader100056@example.com", "kind": "other", "description": "x"},
+    )
     link = re.search(r"http://\S+(/claims/verify/\S+/)", mail.outbox[-1].body).group(1)
 
     page = client.get(link, follow=True)
@@ -215,7 +245,8 @@ def test_health_fails_when_the_broker_is_unreachable(client, settings):
 
     assert response.status_code == 500
     assert [name for name, result in response.json().items() if result != "OK"] == [
-        "Redis(db=0, host='127.0.0.1', port=1)"]
+        "Redis(db=0, host='127.0.0.1', port=1)"
+    ]
 
 
 # --- observability ---
@@ -256,8 +287,9 @@ def test_a_task_published_during_a_request_carries_its_id_to_the_worker():
 
 
 def test_logs_are_json_lines_in_production():
-    code_ = ("import django, logging, sys; django.setup(); "
-             "logging.getLogger('claims').warning('payout batch %s created', 3)")
+    code_ = (
+        "import django, logging, sys; django.setup(); logging.getLogger('claims').warning('payout batch %s created', 3)"
+    )
     env = {key: value for key, value in os.environ.items() if key not in ("DEBUG", "LOG_FORMAT")}
     env.update(SECRET_KEY="x" * 50, DJANGO_SETTINGS_MODULE="config.settings")
 
@@ -276,7 +308,12 @@ def test_errors_go_to_sentry_only_when_a_dsn_is_set():
     env.update(SECRET_KEY="x" * 50, DJANGO_SETTINGS_MODULE="config.settings")
 
     off = subprocess.run([sys.executable, "-c", code_], cwd=ROOT, env=env, capture_output=True, text=True)
-    on = subprocess.run([sys.executable, "-c", code_], cwd=ROOT, capture_output=True, text=True,
-                        env={**env, "SENTRY_DSN": "https://public@sentry.example/1"})
+    on = subprocess.run(
+        [sys.executable, "-c", code_],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**env, "SENTRY_DSN": "https://public@sentry.example/1"},
+    )
 
     assert (off.stdout.strip(), on.stdout.strip()) == ("False", "True"), off.stderr + on.stderr

@@ -46,13 +46,13 @@ def outcomes_report(request, what: str, outcomes) -> None:
 
 
 class ReasonForm(forms.Form):
-    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
-                             help_text="Recorded in the audit trail with the change.")
+    reason = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}), help_text="Recorded in the audit trail with the change."
+    )
 
 
 class AmountForm(ReasonForm):
-    amount = forms.CharField(max_length=60, help_text="A plain decimal with at most the asset's decimals, "
-                                                      "e.g. 1250.5")
+    amount = forms.CharField(max_length=60, help_text="A plain decimal with at most the asset's decimals, e.g. 1250.5")
     field_order = ["amount", "reason"]
 
 
@@ -70,10 +70,19 @@ def ask(modeladmin, request, queryset, *, form_class, title: str, action: str, s
     form = form_class(request.POST if "apply" in request.POST else None)
     if form.is_bound and form.is_valid():
         return form, None
-    return None, TemplateResponse(request, "admin/claims/action_form.html", {
-        **modeladmin.admin_site.each_context(request), "title": title, "form": form, "objects": queryset,
-        "action": action, "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME, "opts": modeladmin.model._meta,
-    })
+    return None, TemplateResponse(
+        request,
+        "admin/claims/action_form.html",
+        {
+            **modeladmin.admin_site.each_context(request),
+            "title": title,
+            "form": form,
+            "objects": queryset,
+            "action": action,
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            "opts": modeladmin.model._meta,
+        },
+    )
 
 
 def each(request, label: str, object_ids, act) -> None:

@@ -51,10 +51,16 @@ def item_actions(item: Item, user, given: list, live_key: str | None) -> set[str
         actions.add("reject")
     if item.flagged_at and item.flagged_amount is not None:
         actions.add("accept_recomputation")
-    second_needs_approver = (item.approvals_required == 2 and given and not given[0].is_approver_role
-                             and APPROVER not in roles)
-    if (item.status == Item.Status.COMPUTED and not item.flagged_at and item.amount_set_by != user.get_username()
-            and all(a.approver_id != user.pk for a in given) and not second_needs_approver):
+    second_needs_approver = (
+        item.approvals_required == 2 and given and not given[0].is_approver_role and APPROVER not in roles
+    )
+    if (
+        item.status == Item.Status.COMPUTED
+        and not item.flagged_at
+        and item.amount_set_by != user.get_username()
+        and all(a.approver_id != user.pk for a in given)
+        and not second_needs_approver
+    ):
         actions.add("approve")
     return actions
 
@@ -77,8 +83,14 @@ def explanation(item: Item, decimals: dict[str, int]) -> str:
     """The claimant's own explanation; an item whose stored inputs lack what it names (rows made by
     hand, not by detection) says so rather than breaking the page."""
     try:
-        return explain(kind=item.kind, inputs=item.inputs, amount=item.amount, asset=item.asset,
-                       review_reason=item.review_reason, decimals=decimals)
+        return explain(
+            kind=item.kind,
+            inputs=item.inputs,
+            amount=item.amount,
+            asset=item.asset,
+            review_reason=item.review_reason,
+            decimals=decimals,
+        )
     except (KeyError, TypeError, ArithmeticError):
         return f"{item.formula} (its inputs do not say more)"
 
@@ -89,28 +101,46 @@ def case_context(request, incident: Incident, user_id: int) -> dict:
     for item in case.items:
         given = [a for a in item.approvals.all() if a.version == item.version]
         live_key = case.live_lines.get(item.id)
-        rows.append(ItemRow(
-            item=item, amount=amount_text(item.amount, case.decimals.get(item.asset)),
-            explanation=explanation(item, case.decimals),
-            approvals=list(item.approvals.all()),
-            missing=max(item.approvals_required - len(given), 0) if item.status == Item.Status.COMPUTED
-            and item.approval != Item.Approval.POLICY else 0,
-            live_key=live_key, usdc=amount_text(item.usdc_value, 2),
-            actions=item_actions(item, request.user, given, live_key)))
+        rows.append(
+            ItemRow(
+                item=item,
+                amount=amount_text(item.amount, case.decimals.get(item.asset)),
+                explanation=explanation(item, case.decimals),
+                approvals=list(item.approvals.all()),
+                missing=max(item.approvals_required - len(given), 0)
+                if item.status == Item.Status.COMPUTED and item.approval != Item.Approval.POLICY
+                else 0,
+                live_key=live_key,
+                usdc=amount_text(item.usdc_value, 2),
+                actions=item_actions(item, request.user, given, live_key),
+            )
+        )
     found: dict[int, dict[str, object]] = {}
     for row in rows:
         for claim in row.item.claims.all():
             totals = found.setdefault(claim.id, {})
             if row.item.amount is not None and row.item.status != Item.Status.REJECTED:
                 totals[row.item.asset] = totals.get(row.item.asset, 0) + row.item.amount
-    claims = [{"claim": claim, "actions": claim_actions(claim, request.user, bool(found.get(claim.id))),
-               "claimed": amount_text(claim.claimed_amount, case.decimals.get(claim.claimed_asset)),
-               "found": [f"{amount_text(total, case.decimals.get(asset))} {asset}"
-                         for asset, total in sorted(found.get(claim.id, {}).items())]}
-              for claim in case.claims]
-    return {"case": case, "items": rows, "claims": claims, "now": timezone.now(),
-            "events": [{**event, "text": event_text(event, case.decimals)} for event in case.events],
-            "may_act": bool(roles_of(request.user) & APPROVING_ROLES)}
+    claims = [
+        {
+            "claim": claim,
+            "actions": claim_actions(claim, request.user, bool(found.get(claim.id))),
+            "claimed": amount_text(claim.claimed_amount, case.decimals.get(claim.claimed_asset)),
+            "found": [
+                f"{amount_text(total, case.decimals.get(asset))} {asset}"
+                for asset, total in sorted(found.get(claim.id, {}).items())
+            ],
+        }
+        for claim in case.claims
+    ]
+    return {
+        "case": case,
+        "items": rows,
+        "claims": claims,
+        "now": timezone.now(),
+        "events": [{**event, "text": event_text(event, case.decimals)} for event in case.events],
+        "may_act": bool(roles_of(request.user) & APPROVING_ROLES),
+    }
 
 
 def event_text(event: dict, decimals: dict[str, int]) -> str:
@@ -119,24 +149,33 @@ def event_text(event: dict, decimals: dict[str, int]) -> str:
     kind = event["event"]
     if kind == "fill":
         how = f" ({event['system_order_type']})" if event["system_order_type"] else ""
-        return (f"{'bought' if event['side'] == 'Bid' else 'sold'} {amount_text(event['quantity'], None)} "
-                f"{event['symbol']} at {amount_text(event['price'], None)}{how}, fee "
-                f"{amount(event['fee'], event['fee_symbol'])}; trade {event['trade_id']}, order {event['order_id']}")
+        return (
+            f"{'bought' if event['side'] == 'Bid' else 'sold'} {amount_text(event['quantity'], None)} "
+            f"{event['symbol']} at {amount_text(event['price'], None)}{how}, fee "
+            f"{amount(event['fee'], event['fee_symbol'])}; trade {event['trade_id']}, order {event['order_id']}"
+        )
     if kind == "withdrawal":
-        return (f"withdrawal {event['id']} of {amount(event['quantity'], event['symbol'])} (fee "
-                f"{amount_text(event['fee'], decimals.get(event['symbol']))}), {event['status']}"
-                + (f", tx {event['transaction_hash']}" if event["transaction_hash"] else ""))
+        return (
+            f"withdrawal {event['id']} of {amount(event['quantity'], event['symbol'])} (fee "
+            f"{amount_text(event['fee'], decimals.get(event['symbol']))}), {event['status']}"
+            + (f", tx {event['transaction_hash']}" if event["transaction_hash"] else "")
+        )
     if kind == "deposit":
-        return (f"deposit {event['id']} of {amount(event['quantity'], event['symbol'])} ({event['source']}, "
-                f"{event['status']})" + (f" returning withdrawal {event['withdrawal_id']}" if event["withdrawal_id"]
-                                         else ""))
+        return (
+            f"deposit {event['id']} of {amount(event['quantity'], event['symbol'])} ({event['source']}, "
+            f"{event['status']})"
+            + (f" returning withdrawal {event['withdrawal_id']}" if event["withdrawal_id"] else "")
+        )
     if kind == "journal":
-        return (f"journal {event['id']}, {event['kind']}: {amount(event['quantity'], event['symbol'])}"
-                + (f" ({event['reference']})" if event["reference"] else ""))
+        return f"journal {event['id']}, {event['kind']}: {amount(event['quantity'], event['symbol'])}" + (
+            f" ({event['reference']})" if event["reference"] else ""
+        )
     if kind == "balance":
         return f"balance {amount(event['total'], event['symbol'])}"
-    return (f"position {event['symbol']} {amount_text(event['net_quantity'], None)} at entry price "
-            f"{amount_text(event['entry_price'], None)}")
+    return (
+        f"position {event['symbol']} {amount_text(event['net_quantity'], None)} at entry price "
+        f"{amount_text(event['entry_price'], None)}"
+    )
 
 
 def case_view(model_admin, request, incident_id: int, user_id: int):
@@ -147,9 +186,16 @@ def case_view(model_admin, request, incident_id: int, user_id: int):
     if request.method == "POST":
         case_act(request, incident, user_id)
         return redirect(case_url(incident.pk, user_id))
-    return TemplateResponse(request, "admin/claims/case.html", {
-        **model_admin.admin_site.each_context(request), "title": f"Case of {user_id} in {incident.slug}",
-        "opts": Claim._meta, **case_context(request, incident, user_id)})
+    return TemplateResponse(
+        request,
+        "admin/claims/case.html",
+        {
+            **model_admin.admin_site.each_context(request),
+            "title": f"Case of {user_id} in {incident.slug}",
+            "opts": Claim._meta,
+            **case_context(request, incident, user_id),
+        },
+    )
 
 
 def case_act(request, incident: Incident, user_id: int) -> None:
@@ -160,44 +206,68 @@ def case_act(request, incident: Incident, user_id: int) -> None:
     # Only this case's objects: a forged id of another claimant's item acts on nothing.
     if data.get("object") == "item" and not Item.objects.filter(pk=target, incident=incident, user_id=user_id).exists():
         return messages.error(request, "That item is not in this case.")
-    if data.get("object") == "claim" and not Claim.objects.filter(pk=target, incident=incident,
-                                                                  user_id=user_id).exists():
+    if (
+        data.get("object") == "claim"
+        and not Claim.objects.filter(pk=target, incident=incident, user_id=user_id).exists()
+    ):
         return messages.error(request, "That claim is not in this case.")
     reason = data.get("reason", "")
     try:
         if action == "approve":
             return outcomes_report(request, "Approve", [services.item_approve(item_id=target, actor=actor)])
         if action == "reject":
-            return outcomes_report(request, "Reject", [services.item_reject(item_id=target, actor=actor,
-                                                                            reason=reason)])
+            return outcomes_report(
+                request, "Reject", [services.item_reject(item_id=target, actor=actor, reason=reason)]
+            )
         done = {
-            "set_amount": lambda: services.item_amount_set(item_id=target, actor=actor, amount=data.get(
-                "amount", "").strip(), reason=reason),
+            "set_amount": lambda: services.item_amount_set(
+                item_id=target, actor=actor, amount=data.get("amount", "").strip(), reason=reason
+            ),
             "send_back": lambda: services.item_send_back(item_id=target, actor=actor, reason=reason),
-            "accept_recomputation": lambda: services.item_recomputation_accept(item_id=target, actor=actor,
-                                                                               reason=reason),
+            "accept_recomputation": lambda: services.item_recomputation_accept(
+                item_id=target, actor=actor, reason=reason
+            ),
             "claim_set_amount": lambda: services.item_for_claim_create(
-                claim_id=target, actor=actor, asset=data.get("asset", "").strip().upper(),
-                amount=data.get("amount", "").strip(), reason=reason),
+                claim_id=target,
+                actor=actor,
+                asset=data.get("asset", "").strip().upper(),
+                amount=data.get("amount", "").strip(),
+                reason=reason,
+            ),
         }
         if action in done:
             done[action]()
             return messages.success(request, f"{ACTION_LABELS[action]}: done.")
         if action == "take_into_review":
-            return outcomes_report(request, "Take into review", [services.claim_take_into_review(
-                claim_id=target, actor=actor)])
+            return outcomes_report(
+                request, "Take into review", [services.claim_take_into_review(claim_id=target, actor=actor)]
+            )
         if action == "claim_reject":
-            return outcomes_report(request, "Reject", services.claim_reject(claim_id=target, actor=actor,
-                                                                            reason=reason))
+            return outcomes_report(
+                request, "Reject", services.claim_reject(claim_id=target, actor=actor, reason=reason)
+            )
         if action in ("assign_to_me", "unassign"):
-            return outcomes_report(request, "Assign", services.claims_assign(
-                claim_ids=[target], actor=actor, to=request.user if action == "assign_to_me" else None))
+            return outcomes_report(
+                request,
+                "Assign",
+                services.claims_assign(
+                    claim_ids=[target], actor=actor, to=request.user if action == "assign_to_me" else None
+                ),
+            )
     except Refused as exc:
         return messages.error(request, f"{ACTION_LABELS.get(action, action)}: refused ({exc}).")
     return messages.error(request, f"There is no action {action!r}.")
 
 
-ACTION_LABELS = {"approve": "Approve", "reject": "Reject", "set_amount": "Set the amount", "send_back": "Send back",
-                 "accept_recomputation": "Accept the recomputation", "claim_set_amount": "Set an amount owed",
-                 "take_into_review": "Take into review", "claim_reject": "Reject", "assign_to_me": "Assign",
-                 "unassign": "Assign"}
+ACTION_LABELS = {
+    "approve": "Approve",
+    "reject": "Reject",
+    "set_amount": "Set the amount",
+    "send_back": "Send back",
+    "accept_recomputation": "Accept the recomputation",
+    "claim_set_amount": "Set an amount owed",
+    "take_into_review": "Take into review",
+    "claim_reject": "Reject",
+    "assign_to_me": "Assign",
+    "unassign": "Assign",
+}

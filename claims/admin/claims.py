@@ -52,8 +52,11 @@ class ClaimAttachmentInline(ReadOnlyInline):
 
     @admin.display(description="file")
     def open(self, attachment):
-        return format_html('<a href="{}" target="_blank" rel="noopener">{}</a>',
-                           reverse("admin:claims_claim_attachment", args=[attachment.pk]), attachment.original_name)
+        return format_html(
+            '<a href="{}" target="_blank" rel="noopener">{}</a>',
+            reverse("admin:claims_claim_attachment", args=[attachment.pk]),
+            attachment.original_name,
+        )
 
 
 class ClaimItemInline(ReadOnlyInline):
@@ -70,8 +73,11 @@ class ClaimItemInline(ReadOnlyInline):
 
     @admin.display(description="amount")
     def amount(self, link):
-        return f"{amount_text(link.item.amount, self.decimals.get(link.item.asset))} {link.item.asset}" if (
-            link.item.amount is not None) else "needs review"
+        return (
+            f"{amount_text(link.item.amount, self.decimals.get(link.item.asset))} {link.item.asset}"
+            if (link.item.amount is not None)
+            else "needs review"
+        )
 
     @admin.display(description="item status")
     def status(self, link):
@@ -81,28 +87,43 @@ class ClaimItemInline(ReadOnlyInline):
 @admin.register(Claim)
 class ClaimAdmin(QueueSearch, CsvExport, QueueRows, DetectedAdmin):
     audit_object_type = "claim"
-    list_display = ["number", "account", "kind_shown", "channel", "claimed", "found", "status_shown", "age",
-                    "assignee"]
-    list_filter = ["incident", "kind", "status", "channel", "language", ClaimNeedsReviewFilter, ClaimFlaggedFilter,
-                   ClaimWaitingForMeFilter, AgeFilter, ClaimAmountFilter]
+    list_display = ["number", "account", "kind_shown", "channel", "claimed", "found", "status_shown", "age", "assignee"]
+    list_filter = [
+        "incident",
+        "kind",
+        "status",
+        "channel",
+        "language",
+        ClaimNeedsReviewFilter,
+        ClaimFlaggedFilter,
+        ClaimWaitingForMeFilter,
+        AgeFilter,
+        ClaimAmountFilter,
+    ]
     list_select_related = ["incident", "assigned_to"]
     queue_search = staticmethod(claim_search)
     list_per_page = 50
     show_full_result_count = False
-    readonly_fields = ["case", *[f.name if f.name != "claimed_amount" else "claimed_amount_shown"
-                                 for f in Claim._meta.fields]]
+    readonly_fields = [
+        "case",
+        *[f.name if f.name != "claimed_amount" else "claimed_amount_shown" for f in Claim._meta.fields],
+    ]
     claimed_amount_shown = amount_column("claimed_amount", "claimed_asset", "claimed amount")
     inlines = [ClaimItemInline, ClaimAttachmentInline]
     change_list_template = "admin/claims/queue_change_list.html"
     actions = ["take_into_review", "approve", "reject", "set_amount", "assign_to_me"]
     csv_columns = [
-        ("number", lambda c, d: c.number), ("incident", lambda c, d: c.incident.slug),
-        ("userId", lambda c, d: c.user_id), ("kind", lambda c, d: c.kind), ("channel", lambda c, d: c.channel),
+        ("number", lambda c, d: c.number),
+        ("incident", lambda c, d: c.incident.slug),
+        ("userId", lambda c, d: c.user_id),
+        ("kind", lambda c, d: c.kind),
+        ("channel", lambda c, d: c.channel),
         ("language", lambda c, d: c.language),
         ("claimed", lambda c, d: plain(c.claimed_amount, d.get(c.claimed_asset))),
         ("claimedAsset", lambda c, d: c.claimed_asset),
         ("found", lambda c, d: " ".join(f"{plain(t, d.get(a))} {a}" for a, t in found_totals(c))),
-        ("status", lambda c, d: c.status), ("createdAt", lambda c, d: c.created_at.isoformat()),
+        ("status", lambda c, d: c.status),
+        ("createdAt", lambda c, d: c.created_at.isoformat()),
         ("assignee", lambda c, d: c.assigned_to.username if c.assigned_to else ""),
     ]
 
@@ -111,10 +132,17 @@ class ClaimAdmin(QueueSearch, CsvExport, QueueRows, DetectedAdmin):
         return super().get_queryset(request).prefetch_related(Prefetch("items", queryset=items))
 
     def get_urls(self):
-        return [path("attachment/<int:attachment_id>/", self.admin_site.admin_view(self.attachment),
-                     name="claims_claim_attachment"),
-                path("case/<int:incident_id>/<int:user_id>/", self.admin_site.admin_view(self.case_view),
-                     name="claims_case"), *super().get_urls()]
+        return [
+            path(
+                "attachment/<int:attachment_id>/",
+                self.admin_site.admin_view(self.attachment),
+                name="claims_claim_attachment",
+            ),
+            path(
+                "case/<int:incident_id>/<int:user_id>/", self.admin_site.admin_view(self.case_view), name="claims_case"
+            ),
+            *super().get_urls(),
+        ]
 
     def case_view(self, request, incident_id: int, user_id: int):
         return case_view(self, request, incident_id, user_id)
@@ -144,13 +172,17 @@ class ClaimAdmin(QueueSearch, CsvExport, QueueRows, DetectedAdmin):
             return "–"
         text = ", ".join(f"{amount_text(total, claim.decimals.get(asset))} {asset}" for asset, total in totals)
         differs = claim.claimed_amount is not None and dict(totals).get(claim.claimed_asset) != claim.claimed_amount
-        return format_html('<span class="cd-diff" title="differs from what was claimed">{}</span>', text) if (
-            differs) else text
+        return (
+            format_html('<span class="cd-diff" title="differs from what was claimed">{}</span>', text)
+            if (differs)
+            else text
+        )
 
     @admin.display(description="status", ordering="status")
     def status_shown(self, claim):
         tone = {"approved": "ok", "paid": "ok", "rejected": "bad", "unmatched": "warn", "in_review": "warn"}.get(
-            claim.status, "info")
+            claim.status, "info"
+        )
         return format_html('<span class="cd-badge {}">{}</span>', tone, claim.status.replace("_", " "))
 
     @admin.display(description="age", ordering="created_at")
@@ -167,8 +199,13 @@ class ClaimAdmin(QueueSearch, CsvExport, QueueRows, DetectedAdmin):
 
     @admin.action(description="Assign to me", permissions=["approve"])
     def assign_to_me(self, request, queryset):
-        outcomes_report(request, "Assign", services.claims_assign(
-            claim_ids=list(queryset.values_list("id", flat=True)), actor=actor_of(request), to=request.user))
+        outcomes_report(
+            request,
+            "Assign",
+            services.claims_assign(
+                claim_ids=list(queryset.values_list("id", flat=True)), actor=actor_of(request), to=request.user
+            ),
+        )
 
     def attachment(self, request, attachment_id: int):
         """A claimant's file, for staff only: never rendered as a page of this site (a download,
@@ -176,9 +213,12 @@ class ClaimAdmin(QueueSearch, CsvExport, QueueRows, DetectedAdmin):
         found = get_object_or_404(ClaimAttachment.objects.select_related("claim"), pk=attachment_id)
         if not self.has_view_permission(request, found.claim):
             raise PermissionDenied
-        response = FileResponse(found.file.open("rb"), content_type=found.content_type,
-                                as_attachment=not found.content_type.startswith("image/"),
-                                filename=header_safe_name(found.original_name))
+        response = FileResponse(
+            found.file.open("rb"),
+            content_type=found.content_type,
+            as_attachment=not found.content_type.startswith("image/"),
+            filename=header_safe_name(found.original_name),
+        )
         response["X-Content-Type-Options"] = "nosniff"
         response["Content-Security-Policy"] = "default-src 'none'; sandbox"
         response["Cache-Control"] = "private, no-store"
@@ -186,8 +226,12 @@ class ClaimAdmin(QueueSearch, CsvExport, QueueRows, DetectedAdmin):
 
     @admin.action(description="Take into review", permissions=["approve"])
     def take_into_review(self, request, queryset):
-        each(request, "Take into review", queryset.values_list("id", flat=True),
-             lambda claim_id: _changed(services.claim_take_into_review(claim_id=claim_id, actor=actor_of(request))))
+        each(
+            request,
+            "Take into review",
+            queryset.values_list("id", flat=True),
+            lambda claim_id: _changed(services.claim_take_into_review(claim_id=claim_id, actor=actor_of(request))),
+        )
 
     @admin.action(description="Approve the claims' items", permissions=["approve"])
     def approve(self, request, queryset):
@@ -207,8 +251,9 @@ class ClaimAdmin(QueueSearch, CsvExport, QueueRows, DetectedAdmin):
         outcomes = []
         for claim_id in queryset.order_by("id").values_list("id", flat=True):
             try:
-                outcomes += services.claim_reject(claim_id=claim_id, actor=actor_of(request),
-                                                  reason=form.cleaned_data["reason"])
+                outcomes += services.claim_reject(
+                    claim_id=claim_id, actor=actor_of(request), reason=form.cleaned_data["reason"]
+                )
             except Refused as exc:
                 outcomes.append(Outcome(claim_id, False, str(exc)))
         outcomes_report(request, "Reject", outcomes)
@@ -216,15 +261,30 @@ class ClaimAdmin(QueueSearch, CsvExport, QueueRows, DetectedAdmin):
 
     @admin.action(description="Set an amount owed (kind other)…", permissions=["approve"])
     def set_amount(self, request, queryset):
-        form, page = ask(self, request, queryset, form_class=AssetAmountForm, title="Set an amount owed",
-                         action="set_amount", single=True)
+        form, page = ask(
+            self,
+            request,
+            queryset,
+            form_class=AssetAmountForm,
+            title="Set an amount owed",
+            action="set_amount",
+            single=True,
+        )
         if form is None:
             return page
         values = form.cleaned_data
-        each(request, "Set an amount", queryset.values_list("id", flat=True),
-             lambda claim_id: services.item_for_claim_create(claim_id=claim_id, actor=actor_of(request),
-                                                             asset=values["asset"].upper(), amount=values["amount"],
-                                                             reason=values["reason"]))
+        each(
+            request,
+            "Set an amount",
+            queryset.values_list("id", flat=True),
+            lambda claim_id: services.item_for_claim_create(
+                claim_id=claim_id,
+                actor=actor_of(request),
+                asset=values["asset"].upper(),
+                amount=values["amount"],
+                reason=values["reason"],
+            ),
+        )
         return None
 
 

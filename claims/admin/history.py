@@ -21,12 +21,18 @@ class AuditHistory:
         if not self.has_view_or_change_permission(request, obj):
             raise PermissionDenied
         records = self.audit_records(obj).order_by("-id")
-        return TemplateResponse(request, "admin/claims/audit_history.html", {
-            **self.admin_site.each_context(request), "title": f"History of {obj}", "object": obj,
-            "records": [(r, _side_by_side(r.before, r.after)) for r in records], "opts": self.model._meta,
-            **(extra_context or {}),
-        })
-
+        return TemplateResponse(
+            request,
+            "admin/claims/audit_history.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": f"History of {obj}",
+                "object": obj,
+                "records": [(r, _side_by_side(r.before, r.after)) for r in records],
+                "opts": self.model._meta,
+                **(extra_context or {}),
+            },
+        )
 
     def audit_records(self, obj):
         return AuditRecord.objects.filter(object_type=self.audit_object_type, object_id=obj.pk)

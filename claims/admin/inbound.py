@@ -27,23 +27,75 @@ RAW_SHOWN = 200_000  # characters of the raw message shown on its page; the down
 @admin.register(InboundMessage)
 class InboundMessageAdmin(DetectedAdmin):
     audit_object_type = "inbound_message"
-    list_display = ["id", "received_at", "outcome", "ignored_reason", "from_address", "subject_line", "user_id",
-                    "claim_link", "source"]
+    list_display = [
+        "id",
+        "received_at",
+        "outcome",
+        "ignored_reason",
+        "from_address",
+        "subject_line",
+        "user_id",
+        "claim_link",
+        "source",
+    ]
     list_filter = ["outcome", "ignored_reason", "is_verified", "source", "incident"]
     search_fields = ["=user_id", "=from_address", "=sha256", "subject"]
     list_select_related = ["claim"]
     actions = ["parse_again"]
     change_list_template = "admin/claims/inboundmessage/change_list.html"
     fieldsets = [
-        (None, {"fields": ["received", "outcome", "ignored_reason", "user_id", "claim_link", "duplicate_of",
-                           "problems_list"]}),
-        ("What was read", {"fields": ["sender", "subject", "message_id", "thread", "is_verified", "text_shown",
-                                      "attachments_list", "export_line"]}),
+        (
+            None,
+            {
+                "fields": [
+                    "received",
+                    "outcome",
+                    "ignored_reason",
+                    "user_id",
+                    "claim_link",
+                    "duplicate_of",
+                    "problems_list",
+                ]
+            },
+        ),
+        (
+            "What was read",
+            {
+                "fields": [
+                    "sender",
+                    "subject",
+                    "message_id",
+                    "thread",
+                    "is_verified",
+                    "text_shown",
+                    "attachments_list",
+                    "export_line",
+                ]
+            },
+        ),
         ("As received", {"fields": ["sha256", "size", "envelope_sender", "raw_shown"]}),
     ]
-    readonly_fields = ["received", "outcome", "ignored_reason", "user_id", "claim_link", "duplicate_of",
-                       "problems_list", "sender", "subject", "message_id", "thread", "is_verified", "text_shown",
-                       "attachments_list", "export_line", "sha256", "size", "envelope_sender", "raw_shown"]
+    readonly_fields = [
+        "received",
+        "outcome",
+        "ignored_reason",
+        "user_id",
+        "claim_link",
+        "duplicate_of",
+        "problems_list",
+        "sender",
+        "subject",
+        "message_id",
+        "thread",
+        "is_verified",
+        "text_shown",
+        "attachments_list",
+        "export_line",
+        "sha256",
+        "size",
+        "envelope_sender",
+        "raw_shown",
+    ]
 
     def get_queryset(self, request):
         # Neither the list nor the page needs every message's bytes; raw_shown reads this one's.
@@ -51,12 +103,18 @@ class InboundMessageAdmin(DetectedAdmin):
 
     def get_urls(self):
         view = self.admin_site.admin_view
-        return [path("<int:message_id>/raw/", view(self.raw_download), name="claims_inboundmessage_raw"),
-                path("<int:message_id>/attachment/<int:position>/", view(self.attachment_download),
-                     name="claims_inboundmessage_attachment"),
-                path("parse-again-unparseable/", view(self.parse_again_unparseable),
-                     name="claims_inboundmessage_parse_again"),
-                *super().get_urls()]
+        return [
+            path("<int:message_id>/raw/", view(self.raw_download), name="claims_inboundmessage_raw"),
+            path(
+                "<int:message_id>/attachment/<int:position>/",
+                view(self.attachment_download),
+                name="claims_inboundmessage_attachment",
+            ),
+            path(
+                "parse-again-unparseable/", view(self.parse_again_unparseable), name="claims_inboundmessage_parse_again"
+            ),
+            *super().get_urls(),
+        ]
 
     def changelist_view(self, request, extra_context=None):
         return super().changelist_view(request, {**(extra_context or {}), "may_parse_again": may_approve(request)})
@@ -69,8 +127,11 @@ class InboundMessageAdmin(DetectedAdmin):
     def claim_link(self, message):
         if message.claim_id is None:
             return "-"
-        return format_html('<a href="{}">{}</a>', reverse("admin:claims_claim_change", args=[message.claim_id]),
-                           f"claim #{message.claim_id}")
+        return format_html(
+            '<a href="{}">{}</a>',
+            reverse("admin:claims_claim_change", args=[message.claim_id]),
+            f"claim #{message.claim_id}",
+        )
 
     @admin.display(description="received")
     def received(self, message):
@@ -95,10 +156,17 @@ class InboundMessageAdmin(DetectedAdmin):
 
     @admin.display(description="attachments")
     def attachments_list(self, message):
-        rows = ((reverse("admin:claims_inboundmessage_attachment", args=[message.pk, n]), a["filename"] or "(no name)",
-                 a["contentType"], a["size"], " inline" if a.get("isInline") else "",
-                 " broken: kept as received" if a.get("isBroken") else "")
-                for n, a in enumerate(message.attachments))
+        rows = (
+            (
+                reverse("admin:claims_inboundmessage_attachment", args=[message.pk, n]),
+                a["filename"] or "(no name)",
+                a["contentType"],
+                a["size"],
+                " inline" if a.get("isInline") else "",
+                " broken: kept as received" if a.get("isBroken") else "",
+            )
+            for n, a in enumerate(message.attachments)
+        )
         return format_html_join("", '<div><a href="{}">{}</a> {} {} bytes{}{}</div>', rows) or "-"
 
     @admin.display(description="export line")
@@ -109,9 +177,13 @@ class InboundMessageAdmin(DetectedAdmin):
     def raw_shown(self, message):
         text = bytes(message.raw).decode("utf-8", "replace")
         more = f"… ({len(text) - RAW_SHOWN} more characters)" if len(text) > RAW_SHOWN else ""
-        return format_html('<a href="{}">Download ({} bytes)</a><pre style="white-space: pre-wrap; max-width: 60em">'
-                           "{}{}</pre>", reverse("admin:claims_inboundmessage_raw", args=[message.pk]),
-                           message.size, text[:RAW_SHOWN], more)
+        return format_html(
+            '<a href="{}">Download ({} bytes)</a><pre style="white-space: pre-wrap; max-width: 60em">{}{}</pre>',
+            reverse("admin:claims_inboundmessage_raw", args=[message.pk]),
+            message.size,
+            text[:RAW_SHOWN],
+            more,
+        )
 
     def _viewable(self, request, message_id: int) -> InboundMessage:
         message = get_object_or_404(InboundMessage, pk=message_id)
@@ -139,8 +211,9 @@ class InboundMessageAdmin(DetectedAdmin):
     def parse_again_unparseable(self, request):
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
-        ids = InboundMessage.objects.filter(outcome=InboundMessage.Outcome.UNPARSEABLE_KEPT).values_list("id",
-                                                                                                          flat=True)
+        ids = InboundMessage.objects.filter(outcome=InboundMessage.Outcome.UNPARSEABLE_KEPT).values_list(
+            "id", flat=True
+        )
         self._parse_again(request, ids)
         return redirect("admin:claims_inboundmessage_changelist")
 
@@ -152,9 +225,11 @@ class InboundMessageAdmin(DetectedAdmin):
             messages.error(request, str(exc))
             return
         skipped = len(ids) - len(enqueued)
-        messages.success(request, f"Parse again: {len(enqueued)} message(s) enqueued"
-                                  + (f"; {skipped} skipped (only unparseable_kept ones are parsed again)."
-                                     if skipped else "."))
+        messages.success(
+            request,
+            f"Parse again: {len(enqueued)} message(s) enqueued"
+            + (f"; {skipped} skipped (only unparseable_kept ones are parsed again)." if skipped else "."),
+        )
 
 
 def _download(content: bytes, filename: str) -> HttpResponse:

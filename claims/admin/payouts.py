@@ -36,21 +36,29 @@ class PayoutBatchAdmin(DetectedAdmin):
     inlines = [LineInline]
 
     def get_urls(self):
-        return [path("<int:batch_id>/treasury/<str:kind>/", self.admin_site.admin_view(self.treasury_file),
-                     name="claims_payoutbatch_treasury"), *super().get_urls()]
+        return [
+            path(
+                "<int:batch_id>/treasury/<str:kind>/",
+                self.admin_site.admin_view(self.treasury_file),
+                name="claims_payoutbatch_treasury",
+            ),
+            *super().get_urls(),
+        ]
 
     @admin.display(description="treasury files")
     def files(self, batch):
-        return format_html('<a href="{}">CSV</a> · <a href="{}">JSON</a>',
-                           *(reverse("admin:claims_payoutbatch_treasury", args=[batch.pk, kind])
-                             for kind in ("csv", "json")))
+        return format_html(
+            '<a href="{}">CSV</a> · <a href="{}">JSON</a>',
+            *(reverse("admin:claims_payoutbatch_treasury", args=[batch.pk, kind]) for kind in ("csv", "json")),
+        )
 
     def treasury_file(self, request, batch_id: int, kind: str):
         batch = get_object_or_404(PayoutBatch.objects.select_related("incident"), pk=batch_id)
         if not self.has_view_permission(request, batch) or kind not in ("csv", "json"):
             raise PermissionDenied
-        name, text = next((n, t) for n, t in services.payout_files_render(batch=batch).items()
-                          if n.endswith(f".{kind}"))
+        name, text = next(
+            (n, t) for n, t in services.payout_files_render(batch=batch).items() if n.endswith(f".{kind}")
+        )
         response = HttpResponse(text.encode(), content_type="text/csv" if kind == "csv" else "application/json")
         response["Content-Disposition"] = f'attachment; filename="{name}"'
         return response
@@ -66,8 +74,10 @@ class EntryInline(ReadOnlyInline):
 
 
 class ConfirmationForm(forms.Form):
-    file = forms.FileField(help_text="Treasury's CSV: lineKey,status,transactionId,confirmedAt. The whole file is "
-                                     "checked first; any error rejects all of it.")
+    file = forms.FileField(
+        help_text="Treasury's CSV: lineKey,status,transactionId,confirmedAt. The whole file is "
+        "checked first; any error rejects all of it."
+    )
 
 
 @admin.register(PayoutLine)
@@ -83,20 +93,27 @@ class PayoutLineAdmin(QueueRows, DetectedAdmin):
     change_list_template = "admin/claims/payoutline/change_list.html"
 
     def get_urls(self):
-        return [path("confirm/", self.admin_site.admin_view(self.confirm_view), name="claims_payoutline_confirm"),
-                *super().get_urls()]
+        return [
+            path("confirm/", self.admin_site.admin_view(self.confirm_view), name="claims_payoutline_confirm"),
+            *super().get_urls(),
+        ]
 
     def changelist_view(self, request, extra_context=None):
         return super().changelist_view(request, {**(extra_context or {}), "may_pay": may_pay(request)})
 
     @admin.action(description="Release failed lines…", permissions=["pay"])
     def release(self, request, queryset):
-        form, page = ask(self, request, queryset, form_class=ReasonForm, title="Release failed lines",
-                         action="release")
+        form, page = ask(self, request, queryset, form_class=ReasonForm, title="Release failed lines", action="release")
         if form is None:
             return page
-        each(request, "Release", queryset.values_list("key", flat=True), lambda key: services.payout_line_release(
-            key=key, actor=actor_of(request), reason=form.cleaned_data["reason"]))
+        each(
+            request,
+            "Release",
+            queryset.values_list("key", flat=True),
+            lambda key: services.payout_line_release(
+                key=key, actor=actor_of(request), reason=form.cleaned_data["reason"]
+            ),
+        )
         return None
 
     def confirm_view(self, request):
@@ -107,18 +124,29 @@ class PayoutLineAdmin(QueueRows, DetectedAdmin):
         if request.method == "POST" and form.is_valid():
             upload = form.cleaned_data["file"]
             try:
-                recorded = services.payouts_confirm(content=upload.read(), file_name=upload.name,
-                                                    actor=actor_of(request))
+                recorded = services.payouts_confirm(
+                    content=upload.read(), file_name=upload.name, actor=actor_of(request)
+                )
             except Refused as exc:
                 for error in getattr(exc, "errors", [str(exc)]):
                     messages.error(request, error)
             else:
-                messages.success(request, f"{upload.name}: {recorded.paid} line(s) paid, {recorded.failed} failed, "
-                                          f"{recorded.unchanged} already recorded.")
+                messages.success(
+                    request,
+                    f"{upload.name}: {recorded.paid} line(s) paid, {recorded.failed} failed, "
+                    f"{recorded.unchanged} already recorded.",
+                )
                 return redirect("admin:claims_payoutline_changelist")
-        return TemplateResponse(request, "admin/claims/confirm_payouts.html", {
-            **self.admin_site.each_context(request), "title": "Record a confirmation file from treasury",
-            "form": form, "opts": self.model._meta})
+        return TemplateResponse(
+            request,
+            "admin/claims/confirm_payouts.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": "Record a confirmation file from treasury",
+                "form": form,
+                "opts": self.model._meta,
+            },
+        )
 
 
 @admin.register(PayoutConfirmation)
@@ -141,9 +169,16 @@ class PayoutIncidentActions:
             if batch is None:
                 messages.info(request, f"{incident.slug}: no approved item to pay.")
             else:
-                messages.success(request, format_html(
-                    '{}: batch {} created with {} line(s); <a href="{}">its treasury files</a>.', incident.slug,
-                    batch.number, batch.lines.count(), reverse("admin:claims_payoutbatch_change", args=[batch.pk])))
+                messages.success(
+                    request,
+                    format_html(
+                        '{}: batch {} created with {} line(s); <a href="{}">its treasury files</a>.',
+                        incident.slug,
+                        batch.number,
+                        batch.lines.count(),
+                        reverse("admin:claims_payoutbatch_change", args=[batch.pk]),
+                    ),
+                )
 
     @admin.action(description="Reconcile payouts with the ledger (finance; CSV)", permissions=["pay"])
     def reconcile(self, request, queryset):

@@ -34,9 +34,11 @@ def age_text(created_at, now) -> str:
 
 
 def case_link(incident_id: int, user_id: int, text=None):
-    return format_html('<a href="{}" title="Open the case">{}</a>', reverse("admin:claims_case",
-                                                                          args=[incident_id, user_id]),
-                       text if text is not None else user_id)
+    return format_html(
+        '<a href="{}" title="Open the case">{}</a>',
+        reverse("admin:claims_case", args=[incident_id, user_id]),
+        text if text is not None else user_id,
+    )
 
 
 class QueueChangeList(ChangeList):
@@ -62,9 +64,17 @@ class QueueRows:
 
 def approvals_given():
     """Approvals of each item's current version, as a subquery."""
-    return Coalesce(Subquery(ItemApproval.objects.filter(item=OuterRef("pk"), version=OuterRef("version"))
-                             .order_by().values("item").annotate(n=Count("id")).values("n"),
-                             output_field=IntegerField()), Value(0))
+    return Coalesce(
+        Subquery(
+            ItemApproval.objects.filter(item=OuterRef("pk"), version=OuterRef("version"))
+            .order_by()
+            .values("item")
+            .annotate(n=Count("id"))
+            .values("n"),
+            output_field=IntegerField(),
+        ),
+        Value(0),
+    )
 
 
 def first_claim(field: str):
@@ -97,8 +107,13 @@ class FlaggedFilter(ChoiceFilter):
 
 class ClaimFlaggedFilter(ChoiceFilter):
     title, parameter_name = "flagged by detection", "flagged"
-    options = [("yes", "an item is flagged", Q(Exists(ClaimItem.objects.filter(claim=OuterRef("pk"),
-                                                                                 item__flagged_at__isnull=False))))]
+    options = [
+        (
+            "yes",
+            "an item is flagged",
+            Q(Exists(ClaimItem.objects.filter(claim=OuterRef("pk"), item__flagged_at__isnull=False))),
+        )
+    ]
 
 
 class NeedsReviewFilter(ChoiceFilter):
@@ -108,9 +123,14 @@ class NeedsReviewFilter(ChoiceFilter):
 
 class ClaimNeedsReviewFilter(ChoiceFilter):
     title, parameter_name = "needs review", "review"
-    options = [("yes", "unmatched, or an item needs review",
-                Q(status=Claim.Status.UNMATCHED) | Q(Exists(ClaimItem.objects.filter(
-                    claim=OuterRef("pk"), item__status=Item.Status.NEEDS_REVIEW))))]
+    options = [
+        (
+            "yes",
+            "unmatched, or an item needs review",
+            Q(status=Claim.Status.UNMATCHED)
+            | Q(Exists(ClaimItem.objects.filter(claim=OuterRef("pk"), item__status=Item.Status.NEEDS_REVIEW))),
+        )
+    ]
 
 
 def _ages(field: str) -> list[tuple]:
@@ -120,8 +140,12 @@ def _ages(field: str) -> list[tuple]:
     def before(days: int):
         return lambda request: Q(**{f"{field}__lt": timezone.now() - timedelta(days=days)})
 
-    return [("1", "today (under 1 day)", since(1)), ("3", "under 3 days", since(3)),
-            ("old3", "older than 3 days", before(3)), ("old7", "older than 7 days", before(7))]
+    return [
+        ("1", "today (under 1 day)", since(1)),
+        ("3", "under 3 days", since(3)),
+        ("old3", "older than 3 days", before(3)),
+        ("old7", "older than 7 days", before(7)),
+    ]
 
 
 class AgeFilter(ChoiceFilter):
@@ -131,10 +155,12 @@ class AgeFilter(ChoiceFilter):
 
 def _usdc(prefix: str = "") -> list[tuple]:
     field = f"{prefix}usdc_value"
-    return [("100", "up to 100 USDC", Q(**{f"{field}__lte": 100})),
-            ("10k", "100 to 10,000 USDC", Q(**{f"{field}__gt": 100, f"{field}__lte": 10000})),
-            ("big", "over 10,000 USDC", Q(**{f"{field}__gt": 10000})),
-            ("unknown", "value unknown", Q(**{f"{field}__isnull": True}))]
+    return [
+        ("100", "up to 100 USDC", Q(**{f"{field}__lte": 100})),
+        ("10k", "100 to 10,000 USDC", Q(**{f"{field}__gt": 100, f"{field}__lte": 10000})),
+        ("big", "over 10,000 USDC", Q(**{f"{field}__gt": 10000})),
+        ("unknown", "value unknown", Q(**{f"{field}__isnull": True})),
+    ]
 
 
 class AmountFilter(ChoiceFilter):
@@ -144,8 +170,10 @@ class AmountFilter(ChoiceFilter):
 
 class ClaimAmountFilter(ChoiceFilter):
     title, parameter_name = "amount found (USDC value)", "value"
-    options = [(value, label, Q(Exists(ClaimItem.objects.filter(condition, claim=OuterRef("pk")))))
-               for value, label, condition in _usdc("item__")]
+    options = [
+        (value, label, Q(Exists(ClaimItem.objects.filter(condition, claim=OuterRef("pk")))))
+        for value, label, condition in _usdc("item__")
+    ]
 
 
 def waiting_for(user) -> Q:
@@ -154,40 +182,57 @@ def waiting_for(user) -> Q:
     approver's first. The approvals are read as uncorrelated `NOT IN`s, which PostgreSQL hashes
     once instead of probing per item."""
     current = ItemApproval.objects.filter(version=F("item__version"))
-    condition = (Q(status=Item.Status.COMPUTED, flagged_at__isnull=True) & ~Q(amount_set_by=user.get_username())
-                 & ~Q(pk__in=current.filter(approver=user).values("item_id")))
+    condition = (
+        Q(status=Item.Status.COMPUTED, flagged_at__isnull=True)
+        & ~Q(amount_set_by=user.get_username())
+        & ~Q(pk__in=current.filter(approver=user).values("item_id"))
+    )
     if APPROVER not in roles_of(user):
-        condition &= ~Q(pk__in=current.filter(is_approver_role=False, item__approval=Item.Approval.TWO)
-                        .values("item_id"))
+        condition &= ~Q(
+            pk__in=current.filter(is_approver_role=False, item__approval=Item.Approval.TWO).values("item_id")
+        )
     return condition
 
 
 class WaitingForMeFilter(ChoiceFilter):
     title, parameter_name = "waiting for me", "mine"
-    options = [("approve", "I may approve it now", lambda request: waiting_for(request.user)),
-               ("assigned", "its claim is assigned to me", lambda request: Q(Exists(ClaimItem.objects.filter(
-                   item=OuterRef("pk"), claim__assigned_to=request.user))))]
+    options = [
+        ("approve", "I may approve it now", lambda request: waiting_for(request.user)),
+        (
+            "assigned",
+            "its claim is assigned to me",
+            lambda request: Q(Exists(ClaimItem.objects.filter(item=OuterRef("pk"), claim__assigned_to=request.user))),
+        ),
+    ]
 
 
 class ClaimWaitingForMeFilter(ChoiceFilter):
     title, parameter_name = "waiting for me", "mine"
-    options = [("assigned", "assigned to me", lambda request: Q(assigned_to=request.user)),
-               ("approve", "an item I may approve now", lambda request: Q(Exists(Item.objects.filter(
-                   waiting_for(request.user), claims=OuterRef("pk"))))),
-               ("nobody", "assigned to nobody", Q(assigned_to__isnull=True))]
+    options = [
+        ("assigned", "assigned to me", lambda request: Q(assigned_to=request.user)),
+        (
+            "approve",
+            "an item I may approve now",
+            lambda request: Q(Exists(Item.objects.filter(waiting_for(request.user), claims=OuterRef("pk")))),
+        ),
+        ("nobody", "assigned to nobody", Q(assigned_to__isnull=True)),
+    ]
 
 
 class ChannelFilter(ChoiceFilter):
     title, parameter_name = "channel", "channel"
-    options = [(c, label, Q(Exists(ClaimItem.objects.filter(item=OuterRef("pk"), claim__channel=c))))
-               for c, label in Claim.Channel.choices] + [
-        ("none", "no claim (found by detection)", ~Q(Exists(ClaimItem.objects.filter(item=OuterRef("pk")))))]
+    options = [
+        (c, label, Q(Exists(ClaimItem.objects.filter(item=OuterRef("pk"), claim__channel=c))))
+        for c, label in Claim.Channel.choices
+    ] + [("none", "no claim (found by detection)", ~Q(Exists(ClaimItem.objects.filter(item=OuterRef("pk")))))]
 
 
 class LanguageFilter(ChoiceFilter):
     title, parameter_name = "language", "language"
-    options = [(code, label, Q(Exists(ClaimItem.objects.filter(item=OuterRef("pk"), claim__language=code))))
-               for code, label in (("en", "English"), ("zh-hans", "简体中文"), ("pt-br", "Português"))]
+    options = [
+        (code, label, Q(Exists(ClaimItem.objects.filter(item=OuterRef("pk"), claim__language=code))))
+        for code, label in (("en", "English"), ("zh-hans", "简体中文"), ("pt-br", "Português"))
+    ]
 
 
 # --- search: what a claimant quotes ---
@@ -228,8 +273,14 @@ def item_search(term: str) -> Q:
 def claim_search(term: str) -> Q:
     found = search_terms(term)
     text = found["text"]
-    return (Q(id__in=found["claim_ids"]) | Q(user_id__in=found["user_ids"]) | Q(trade_id__in=found["trade_ids"])
-            | Q(withdrawal_id__in=found["withdrawal_ids"]) | Q(order_id=text) | Q(transaction_hash=text))
+    return (
+        Q(id__in=found["claim_ids"])
+        | Q(user_id__in=found["user_ids"])
+        | Q(trade_id__in=found["trade_ids"])
+        | Q(withdrawal_id__in=found["withdrawal_ids"])
+        | Q(order_id=text)
+        | Q(transaction_hash=text)
+    )
 
 
 class QueueSearch:
@@ -261,8 +312,14 @@ class CsvExport:
 
     def get_urls(self):
         opts = self.model._meta
-        return [path("export/", self.admin_site.admin_view(self.csv_export),
-                     name=f"{opts.app_label}_{opts.model_name}_export"), *super().get_urls()]
+        return [
+            path(
+                "export/",
+                self.admin_site.admin_view(self.csv_export),
+                name=f"{opts.app_label}_{opts.model_name}_export",
+            ),
+            *super().get_urls(),
+        ]
 
     def csv_export(self, request):
         from django.core.exceptions import PermissionDenied
@@ -286,8 +343,9 @@ class CsvExport:
         opts = self.model._meta
         export = reverse(f"admin:{opts.app_label}_{opts.model_name}_export")
         query = request.GET.urlencode()
-        return super().changelist_view(request, {**(extra_context or {}),
-                                                 "export_url": f"{export}?{query}" if query else export})
+        return super().changelist_view(
+            request, {**(extra_context or {}), "export_url": f"{export}?{query}" if query else export}
+        )
 
 
 def plain(amount, decimals: int | None) -> str:

@@ -15,12 +15,25 @@ from charset_normalizer import from_bytes
 
 # The labels whose writers send a superset; the rest of Python's codec names are used as is.
 SUPERSETS = {
-    "gb2312": "gb18030", "gbk": "gb18030", "x-gbk": "gb18030", "gb_2312-80": "gb18030",
-    "csgb2312": "gb18030", "euc-cn": "gb18030", "cp936": "gb18030",
-    "iso-8859-1": "cp1252", "iso8859-1": "cp1252", "latin1": "cp1252", "latin-1": "cp1252",
-    "l1": "cp1252", "iso-8859-9": "cp1254",
-    "ks_c_5601-1987": "cp949", "euc-kr": "cp949", "big5": "big5hkscs", "shift_jis": "cp932",
-    "tis-620": "cp874", "iso-8859-11": "cp874",
+    "gb2312": "gb18030",
+    "gbk": "gb18030",
+    "x-gbk": "gb18030",
+    "gb_2312-80": "gb18030",
+    "csgb2312": "gb18030",
+    "euc-cn": "gb18030",
+    "cp936": "gb18030",
+    "iso-8859-1": "cp1252",
+    "iso8859-1": "cp1252",
+    "latin1": "cp1252",
+    "latin-1": "cp1252",
+    "l1": "cp1252",
+    "iso-8859-9": "cp1254",
+    "ks_c_5601-1987": "cp949",
+    "euc-kr": "cp949",
+    "big5": "big5hkscs",
+    "shift_jis": "cp932",
+    "tis-620": "cp874",
+    "iso-8859-11": "cp874",
 }
 # Labels that say nothing about 8-bit bytes (an ASCII label on 8-bit bytes is simply wrong,
 # most often over UTF-8): guess as if there were no label.

@@ -38,9 +38,15 @@ class Extracted:
         return self.user_ids[0] if len(self.user_ids) == 1 else None
 
     def export(self) -> dict:
-        return {"kind": self.kind, "symbols": list(self.symbols), "tradeIds": list(self.trade_ids),
-                "orderIds": list(self.order_ids), "withdrawalIds": list(self.withdrawal_ids),
-                "txHashes": list(self.tx_hashes), "amounts": [list(a) for a in self.amounts]}
+        return {
+            "kind": self.kind,
+            "symbols": list(self.symbols),
+            "tradeIds": list(self.trade_ids),
+            "orderIds": list(self.order_ids),
+            "withdrawalIds": list(self.withdrawal_ids),
+            "txHashes": list(self.tx_hashes),
+            "amounts": [list(a) for a in self.amounts],
+        }
 
 
 def extract(text: str, markets: Iterable[str], assets: Iterable[str] | None = None) -> Extracted:
@@ -67,7 +73,9 @@ def extract(text: str, markets: Iterable[str], assets: Iterable[str] | None = No
 PERP_WORD = r"perp(?:etual)?s?|perp[ée]tuos?|永续(?:合约)?"
 SYMBOL = re.compile(
     rf"(?<![A-Za-z0-9])([A-Za-z][A-Za-z0-9]{{1,9}})(?:\s?[-_/]\s?([A-Za-z][A-Za-z0-9]{{1,9}}))?"
-    rf"(?:[-_ ]?({PERP_WORD}))?(?![A-Za-z0-9])", re.I)
+    rf"(?:[-_ ]?({PERP_WORD}))?(?![A-Za-z0-9])",
+    re.I,
+)
 IS_PERP_WORD = re.compile(PERP_WORD, re.I)
 
 
@@ -99,14 +107,22 @@ def _symbols(text: str, markets: frozenset[str]) -> set[str]:
 
 BEFORE_ID = r"(?:(?:id|n[úu]mero|numero|n[º°o]\.?)\s+d[aoe]\s+)?"
 ID_SUFFIX = r"(?:\s*(?:ids?|no\.|n[º°o]\.?|numbers?|n[úu]mero|#|编号|单号|号|记录))?"
-TRADE = (rf"(?<![A-Za-z])(?:{BEFORE_ID}(?:trades?|fills?|negocia[çc](?:[ãa]o|[õo]es)|execu[çc][ãa]o){ID_SUFFIX}"
-         r"|成交(?:编号|单号|号|ID|记录)?|交易(?:编号|单号|号|ID))")
-ORDER = (rf"(?<![A-Za-z])(?:{BEFORE_ID}(?:orders?|ordem|ordens|pedido)(?:\s+de\s+(?:compra|venda))?{ID_SUFFIX}"
-         r"|(?:订单|委托单?)(?:编号|单号|号|ID)?)")
-WITHDRAWAL = (rf"(?<![A-Za-z])(?:{BEFORE_ID}(?:withdrawals?|saques?|retiradas?|levantamentos?)"
-              rf"(?:\s+request)?{ID_SUFFIX}|(?:提现|提币|提款)(?:编号|单号|订单号|记录|ID|号)?)")
-ACCOUNT = (rf"(?<![A-Za-z])(?:{BEFORE_ID}(?:(?:my|minha)\s+)?(?:account|acct|user|customer|client|conta|"
-           rf"usu[áa]rio)(?:\s+(?:de\s+)?usu[áa]rio)?{ID_SUFFIX}|uid|my\s+id|meu\s+id)|(?:账户|帐户|账号|帐号|用户)(?:ID|编号|号)?")
+TRADE = (
+    rf"(?<![A-Za-z])(?:{BEFORE_ID}(?:trades?|fills?|negocia[çc](?:[ãa]o|[õo]es)|execu[çc][ãa]o){ID_SUFFIX}"
+    r"|成交(?:编号|单号|号|ID|记录)?|交易(?:编号|单号|号|ID))"
+)
+ORDER = (
+    rf"(?<![A-Za-z])(?:{BEFORE_ID}(?:orders?|ordem|ordens|pedido)(?:\s+de\s+(?:compra|venda))?{ID_SUFFIX}"
+    r"|(?:订单|委托单?)(?:编号|单号|号|ID)?)"
+)
+WITHDRAWAL = (
+    rf"(?<![A-Za-z])(?:{BEFORE_ID}(?:withdrawals?|saques?|retiradas?|levantamentos?)"
+    rf"(?:\s+request)?{ID_SUFFIX}|(?:提现|提币|提款)(?:编号|单号|订单号|记录|ID|号)?)"
+)
+ACCOUNT = (
+    rf"(?<![A-Za-z])(?:{BEFORE_ID}(?:(?:my|minha)\s+)?(?:account|acct|user|customer|client|conta|"
+    rf"usu[áa]rio)(?:\s+(?:de\s+)?usu[áa]rio)?{ID_SUFFIX}|uid|my\s+id|meu\s+id)|(?:账户|帐户|账号|帐号|用户)(?:ID|编号|号)?"
+)
 # What may stand between an introducer and the id: "trade id is: #982069", "账号是100056".
 # (Each run of blanks has one way to match: "\s*#?\s*" would try every split of a long run.)
 LINK = r"(?:\s*(?:[:=#]|is|was|é|e|是|为|為)(?![A-Za-z]))*\s*"
@@ -136,7 +152,7 @@ def _introduced(text: str, introducer: str, value: str, units: re.Pattern) -> li
 
 def _continues(text: str, end: int) -> bool:
     """The id runs on into a decimal, a date, a word or an address (`user100056@example.com`)."""
-    return bool(re.match(r"[A-Za-z0-9_@]|[-/.:,][0-9]|\.[A-Za-z]", text[end:end + 2]))
+    return bool(re.match(r"[A-Za-z0-9_@]|[-/.:,][0-9]|\.[A-Za-z]", text[end : end + 2]))
 
 
 EVM_HASH = re.compile(r"(?<![0-9A-Za-z])0x([0-9a-fA-F]{64})(?![0-9A-Za-z])")
@@ -150,10 +166,16 @@ def _tx_hashes(text: str) -> list[str]:
     """0x + 64 hex (EVM), 64 hex (Bitcoin, Tron) and base58 of 64 bytes (a Solana signature).
     Wallet addresses are shorter (0x + 40 hex; base58 of 32 bytes), except where a 0x + 64
     hex value is introduced as an address (as Sui and Aptos write theirs)."""
-    found = [f"0x{m.group(1).lower()}" for m in EVM_HASH.finditer(text)
-             if not ADDRESS_BEFORE.search(text, max(0, m.start() - 12), m.start())]
-    found += [m.group(1).lower() for m in HEX_HASH.finditer(text)
-              if not ADDRESS_BEFORE.search(text, max(0, m.start() - 12), m.start())]
+    found = [
+        f"0x{m.group(1).lower()}"
+        for m in EVM_HASH.finditer(text)
+        if not ADDRESS_BEFORE.search(text, max(0, m.start() - 12), m.start())
+    ]
+    found += [
+        m.group(1).lower()
+        for m in HEX_HASH.finditer(text)
+        if not ADDRESS_BEFORE.search(text, max(0, m.start() - 12), m.start())
+    ]
     found += [m.group(1) for m in BASE58_RUN.finditer(text) if _base58_length(m.group(1)) == 64]
     return found
 
@@ -172,8 +194,23 @@ GROUPED_COMMA = r"[1-9][0-9]{0,2}(?:,[0-9]{3})+(?:\.[0-9]+)?"  # 104,000.00
 GROUPED_DOT = r"[1-9][0-9]{0,2}(?:\.[0-9]{3})+(?:,[0-9]+)?"  # 104.000,00
 GROUPED_SPACE = r"[1-9][0-9]{0,2}(?:[\u00a0\u202f\u2009][0-9]{3})+(?:,[0-9]+)?"  # 104 000,00 (typographic spaces)
 NUMBER = rf"{GROUPED_COMMA}|{GROUPED_DOT}|{GROUPED_SPACE}|[0-9]+(?:[.,][0-9]+)?"
-MULTIPLIERS = {"万": 4, "萬": 4, "亿": 8, "億": 8, "千": 3, "k": 3, "thousand": 3, "mil": 3, "m": 6,
-               "million": 6, "millions": 6, "milhão": 6, "milhões": 6, "milhao": 6, "milhoes": 6}
+MULTIPLIERS = {
+    "万": 4,
+    "萬": 4,
+    "亿": 8,
+    "億": 8,
+    "千": 3,
+    "k": 3,
+    "thousand": 3,
+    "mil": 3,
+    "m": 6,
+    "million": 6,
+    "millions": 6,
+    "milhão": 6,
+    "milhões": 6,
+    "milhao": 6,
+    "milhoes": 6,
+}
 MULTIPLIER = r"\s?(?:[万萬亿億千]|[kKmM](?![A-Za-z])|\s(?:thousand|millions?|mil|milh[ãa]o|milh[õo]es)(?![A-Za-z]))"
 CURRENCY_WORDS = {
     "USD": r"usd|dollars?|d[óo]lar(?:es)?|美元|美金",
@@ -184,7 +221,9 @@ CURRENCY_WORDS = {
 CURRENCY_SIGNS = {"US$": "USD", "U$": "USD", "R$": "BRL", "$": "USD", "€": "EUR", "¥": "CNY", "￥": "CNY"}
 PRICE_BEFORE = re.compile(
     r"(?:\bat|@|\bprice[sd]?(?:\s+(?:of|was|is|at))?|pre[çc]o(?:\s+(?:de|era|foi))?|cota[çc][ãa]o(?:\s+de)?|"
-    r"价格?(?:是|为|在)?|成交价|均价|强平价|开仓价|平仓价|价位|\bmark|\bindex|\bentry)\s*[:：]?\s*$", re.I)
+    r"价格?(?:是|为|在)?|成交价|均价|强平价|开仓价|平仓价|价位|\bmark|\bindex|\bentry)\s*[:：]?\s*$",
+    re.I,
+)
 LEFT_EDGE = r"(?<![0-9A-Za-z_.,])"
 
 
@@ -201,13 +240,20 @@ def _amount_patterns(assets: frozenset[str]) -> tuple[re.Pattern, re.Pattern, re
     currencies = "|".join(f"(?P<{code}>{words})" for code, words in CURRENCY_WORDS.items())
     after = re.compile(
         rf"{LEFT_EDGE}(?P<number>{NUMBER})(?P<multiplier>{MULTIPLIER})?\s*"
-        rf"(?:(?P<asset>{'|'.join(names) or '(?!)'})|{currencies})(?![A-Za-z0-9_]|[-/][A-Za-z])", re.I)
+        rf"(?:(?P<asset>{'|'.join(names) or '(?!)'})|{currencies})(?![A-Za-z0-9_]|[-/][A-Za-z])",
+        re.I,
+    )
     signs = "|".join(re.escape(s) for s in sorted(CURRENCY_SIGNS, key=len, reverse=True))
-    before = re.compile(rf"(?<![A-Za-z])(?P<sign>{signs})\s?(?P<number>{NUMBER})(?P<multiplier>{MULTIPLIER})?"
-                        r"(?![0-9])", re.I)
+    before = re.compile(
+        rf"(?<![A-Za-z])(?P<sign>{signs})\s?(?P<number>{NUMBER})(?P<multiplier>{MULTIPLIER})?"
+        r"(?![0-9])",
+        re.I,
+    )
     price_after = re.compile(
         rf"\s*(?:/\s*(?:{'|'.join(names) or '(?!)'})|per\s|por\s+(?:{'|'.join(names) or '(?!)'}|unidade|cada)"
-        r"|each\b|cada\b|每|的?价格|的?价位)", re.I)
+        r"|each\b|cada\b|每|的?价格|的?价位)",
+        re.I,
+    )
     return after, before, price_after
 
 

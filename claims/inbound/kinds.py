@@ -82,7 +82,9 @@ PATTERNS = {kind: re.compile(wording, re.I) for kind, wording in WORDING.items()
 NEGATABLE = {"liquidation", "bad_fill", "position_error"}
 NEGATION = re.compile(
     r"(?:\b(?:not|never|no|wasn't|weren't|isn't|didn't|hasn't|haven't|n[ãa]o|nunca|nem)\b(?:\s+\w+){0,2}\s*"
-    r"|(?:没有|没|未|并未|不是|并非)\s*(?:被)?\s*)$", re.I)
+    r"|(?:没有|没|未|并未|不是|并非)\s*(?:被)?\s*)$",
+    re.I,
+)
 
 
 def claim_kind(text: str) -> str | None:

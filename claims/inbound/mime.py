@@ -100,7 +100,7 @@ def peek_message_id(raw: bytes) -> str | None:
     message they answer) before it is parsed. Never raises."""
     try:
         found = HEADER_END.search(raw)
-        message = PARSER.parsebytes(raw[:found.end()] if found else raw, headersonly=True)
+        message = PARSER.parsebytes(raw[: found.end()] if found else raw, headersonly=True)
         headers = tuple((name, _header_text(value)) for name, value in message.raw_items())
         return normalise_message_id(_topmost(headers).get("message-id"))
     except Exception:
@@ -113,7 +113,8 @@ def _parse(raw: bytes) -> Parsed:
     _walk(message, reading, 0)
     problems = [type(defect).__name__ for defect in message.defects] + reading.problems
     header_ok = HEADER_END.search(raw) is not None and not any(
-        isinstance(defect, MissingHeaderBodySeparatorDefect) for defect in message.defects)
+        isinstance(defect, MissingHeaderBodySeparatorDefect) for defect in message.defects
+    )
     if not header_ok:
         problems.append("the header section never ends: the file was cut inside its headers")
     return _parsed(message, reading, is_parseable=header_ok and reading.found_text, problems=problems)
@@ -125,12 +126,18 @@ def _parsed(message: Message, reading: _Reading, *, is_parseable: bool, problems
     from_address = _from_address(message, problems)
     text = tidy("\n\n".join([new_text(tidy("\n\n".join(reading.texts)))] + reading.forwarded))
     return Parsed(
-        is_parseable=is_parseable, headers=headers,
-        from_address=from_address, from_name=_display_name(first.get("from", "")),
-        subject=decode_words(first.get("subject", "")), message_id=normalise_message_id(first.get("message-id")),
-        in_reply_to=referenced_ids(first.get("in-reply-to")), references=referenced_ids(first.get("references")),
-        text=text if is_parseable else "", attachments=tuple(reading.attachments),
-        content_type=message.get_content_type(), report_type=_param(message, "report-type"),
+        is_parseable=is_parseable,
+        headers=headers,
+        from_address=from_address,
+        from_name=_display_name(first.get("from", "")),
+        subject=decode_words(first.get("subject", "")),
+        message_id=normalise_message_id(first.get("message-id")),
+        in_reply_to=referenced_ids(first.get("in-reply-to")),
+        references=referenced_ids(first.get("references")),
+        text=text if is_parseable else "",
+        attachments=tuple(reading.attachments),
+        content_type=message.get_content_type(),
+        report_type=_param(message, "report-type"),
         problems=tuple(dict.fromkeys(problems)),
     )
 
@@ -221,8 +228,14 @@ def _attachment(part: Message) -> Attachment:
     content, is_broken = _content(part)
     content_id = normalise_message_id(str(part.get("Content-ID"))) if part.get("Content-ID") else None
     inline = part.get_content_disposition() == "inline" or (part.get_content_disposition() is None and bool(content_id))
-    return Attachment(filename=_filename(part), content_type=part.get_content_type(), content=content,
-                      is_inline=inline, is_broken=is_broken, content_id=content_id)
+    return Attachment(
+        filename=_filename(part),
+        content_type=part.get_content_type(),
+        content=content,
+        is_inline=inline,
+        is_broken=is_broken,
+        content_id=content_id,
+    )
 
 
 def _content(part: Message) -> tuple[bytes, bool]:
@@ -241,7 +254,7 @@ def _body_as_sent(part: Message) -> bytes:
     except Exception:
         return b""
     found = HEADER_END.search(whole)
-    return whole[found.end():] if found else b""
+    return whole[found.end() :] if found else b""
 
 
 def _as_received(payload: object) -> bytes:
@@ -341,9 +354,11 @@ HEADER_LINE = re.compile(rb"^([!-9;-~]+)[ \t]*:(.*(?:\r?\n[ \t].*)*)", re.M)
 
 def _salvaged(raw: bytes, problem: str) -> Parsed:
     """What a crude reading of the header section still gives when the parser itself failed."""
-    head = raw[:HEADER_END.search(raw).start()] if HEADER_END.search(raw) else raw
-    headers = tuple((m.group(1).decode("ascii"), _header_text(m.group(2).decode("utf-8", "surrogateescape")).strip())
-                    for m in HEADER_LINE.finditer(head))
+    head = raw[: HEADER_END.search(raw).start()] if HEADER_END.search(raw) else raw
+    headers = tuple(
+        (m.group(1).decode("ascii"), _header_text(m.group(2).decode("utf-8", "surrogateescape")).strip())
+        for m in HEADER_LINE.finditer(head)
+    )
     first = _topmost(headers)
     content = EmailMessage(policy=email.policy.default)
     try:
@@ -353,10 +368,16 @@ def _salvaged(raw: bytes, problem: str) -> Parsed:
         content_type, report_type = "text/plain", None
     sender = re.findall(r"[^\s<>\"',;:()]+@[^\s<>\"',;:()]+", first.get("from", ""))
     return Parsed(
-        is_parseable=False, headers=headers,
+        is_parseable=False,
+        headers=headers,
         from_address=normalise_address(sender[0]) if len(sender) == 1 else None,
-        from_name=_display_name(first.get("from", "")), subject=decode_words(first.get("subject", "")),
+        from_name=_display_name(first.get("from", "")),
+        subject=decode_words(first.get("subject", "")),
         message_id=normalise_message_id(first.get("message-id")),
-        in_reply_to=referenced_ids(first.get("in-reply-to")), references=referenced_ids(first.get("references")),
-        text="", content_type=content_type, report_type=report_type, problems=(problem,),
+        in_reply_to=referenced_ids(first.get("in-reply-to")),
+        references=referenced_ids(first.get("references")),
+        text="",
+        content_type=content_type,
+        report_type=report_type,
+        problems=(problem,),
     )

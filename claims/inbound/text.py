@@ -15,9 +15,42 @@ from selectolax.lexbor import LexborHTMLParser
 
 HIDDEN = {"script", "style", "template", "head", "title"}
 BLOCKS = {
-    "address", "article", "aside", "blockquote", "br", "center", "dd", "div", "dl", "dt", "fieldset",
-    "figcaption", "figure", "footer", "form", "h1", "h2", "h3", "h4", "h5", "h6", "header", "hr", "li",
-    "main", "nav", "ol", "p", "pre", "section", "table", "tbody", "thead", "tfoot", "tr", "ul",
+    "address",
+    "article",
+    "aside",
+    "blockquote",
+    "br",
+    "center",
+    "dd",
+    "div",
+    "dl",
+    "dt",
+    "fieldset",
+    "figcaption",
+    "figure",
+    "footer",
+    "form",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "header",
+    "hr",
+    "li",
+    "main",
+    "nav",
+    "ol",
+    "p",
+    "pre",
+    "section",
+    "table",
+    "tbody",
+    "thead",
+    "tfoot",
+    "tr",
+    "ul",
 }
 CELLS = {"td", "th"}
 # Private-use characters mark where a blockquote starts and ends until lines get their "> ".
@@ -138,15 +171,21 @@ def _flowed_line(depth: int, body: str) -> str:
 # What starts the earlier message in a reply, in the languages we support.
 ATTRIBUTION = re.compile(
     r"\s*(?:On\s.{1,300}?\swrote|Em\s.{1,300}?\sescreveu|在.{1,300}?写道|.{1,300}?于\s*[0-9]{4}.{1,100}?写道)"
-    r"\s*[:：]\s*", re.I | re.S)
+    r"\s*[:：]\s*",
+    re.I | re.S,
+)
 ATTRIBUTION_START = re.compile(r"\s*(?:On\s|Em\s|在)|.*于\s*[0-9]{4}", re.I)
 SEPARATOR = re.compile(
     r"\s*-{2,}\s*(?P<what>original message|mensagem original|原始邮件|forwarded message|"
-    r"mensagem encaminhada|转发的邮件|已转发邮件)\s*-{2,}\s*", re.I)
+    r"mensagem encaminhada|转发的邮件|已转发邮件)\s*-{2,}\s*",
+    re.I,
+)
 FORWARD_WORDS = re.compile(r"forward|encaminhada|转发", re.I)
 FORWARD_INTRO = re.compile(
     r"\s*(?:begin forwarded message|in[íi]cio da mensagem encaminhada|以下为转发的邮件|开始转发的邮件)"
-    r"\s*[:：]\s*", re.I)
+    r"\s*[:：]\s*",
+    re.I,
+)
 HEADER_FROM = re.compile(r"\s*\*?(?:From|De|发件人|寄件人|寄件者)\s*\*?\s*[:：]", re.I)
 HEADER_DATE = re.compile(r"\s*\*?(?:Sent|Date|Enviado|Enviada em|Data|发送时间|时间|日期)\s*\*?\s*[:：]", re.I)
 HEADER_SUBJECT = re.compile(r"\s*\*?(?:Subject|Assunto|主题|主旨)\s*\*?\s*[:：]\s*(?P<value>.*)", re.I)
@@ -160,7 +199,7 @@ def new_text(text: str) -> str:
     for i in range(len(lines)):
         marker, end = _marker(lines, i)
         if marker == "attribution" and _next_is_quoted(lines, end + 1):
-            lines[i:end + 1] = [""] * (end + 1 - i)  # quoted below: the ">" rule drops it
+            lines[i : end + 1] = [""] * (end + 1 - i)  # quoted below: the ">" rule drops it
         elif marker in ("attribution", "reply"):
             return _unquoted(lines[:i])
         elif marker == "forward":
@@ -178,17 +217,17 @@ def _marker(lines: list[str], i: int) -> tuple[str | None, int]:
         return ("forward" if forward else "reply"), i
     if FORWARD_INTRO.fullmatch(line):
         return "forward", i
-    if HEADER_FROM.match(line) and any(HEADER_DATE.match(x) for x in lines[i + 1:i + 5]):
+    if HEADER_FROM.match(line) and any(HEADER_DATE.match(x) for x in lines[i + 1 : i + 5]):
         return ("forward" if _forward_subject(lines, i) else "reply"), i
     if ATTRIBUTION_START.match(line):
         for end in range(i, min(i + 3, len(lines))):
-            if ATTRIBUTION.fullmatch(" ".join(lines[i:end + 1])):
+            if ATTRIBUTION.fullmatch(" ".join(lines[i : end + 1])):
                 return "attribution", end
     return None, i
 
 
 def _forward_subject(lines: list[str], start: int) -> bool:
-    for line in lines[start:start + 8]:
+    for line in lines[start : start + 8]:
         subject = HEADER_SUBJECT.match(line)
         if subject:
             return bool(FORWARD_SUBJECT.match(subject.group("value")))

@@ -118,8 +118,11 @@ def _statements(tokens: list[str]) -> list[list[str]]:
 
 def _result(tokens: list[str]) -> AuthResult | None:
     """`method[/version] = result [reason = value] [ptype.property = value ...]`."""
-    pairs = [(tokens[i], tokens[i + 2]) for i in range(len(tokens) - 2)
-             if tokens[i + 1] == "=" and tokens[i] != "=" and tokens[i + 2] != "="]
+    pairs = [
+        (tokens[i], tokens[i + 2])
+        for i in range(len(tokens) - 2)
+        if tokens[i + 1] == "=" and tokens[i] != "=" and tokens[i + 2] != "="
+    ]
     if not pairs or tokens[1:2] != ["="]:
         return None  # "none", or not a result at all
     method, result = pairs[0]

@@ -64,8 +64,14 @@ class Claim(models.Model):
     staff_note = models.TextField(blank=True, help_text="What matching found, for staff.")
     candidate_events = models.JSONField(default=list, blank=True)
     no_loss_details = models.JSONField(default=list, blank=True)
-    assigned_to = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT,
-                                    related_name="+", help_text="The staff member working on it.")
+    assigned_to = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="The staff member working on it.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -73,8 +79,9 @@ class Claim(models.Model):
         ordering = ["-id"]
         indexes = [models.Index(fields=["incident", "user_id"], name="claim_incident_user")]
         constraints = [
-            models.CheckConstraint(condition=Q(claimed_amount__isnull=True) | Q(claimed_amount__gte=0),
-                                   name="claim_amount_not_negative"),
+            models.CheckConstraint(
+                condition=Q(claimed_amount__isnull=True) | Q(claimed_amount__gte=0), name="claim_amount_not_negative"
+            ),
         ]
         permissions = [("review_claim", "Take claims into review"), ("reject_claim", "Reject claims")]
 
@@ -88,8 +95,15 @@ class Claim(models.Model):
 
     def reference_key(self) -> tuple:
         """What the claim points at; a second claim with the same key is merged into the first."""
-        return (self.kind, self.trade_id, self.order_id, self.withdrawal_id, self.transaction_hash,
-                self.market_symbol, self.approximate_time)
+        return (
+            self.kind,
+            self.trade_id,
+            self.order_id,
+            self.withdrawal_id,
+            self.transaction_hash,
+            self.market_symbol,
+            self.approximate_time,
+        )
 
 
 class ClaimItem(models.Model):
@@ -192,8 +206,9 @@ class Notification(models.Model):
     key = models.CharField(max_length=200, unique=True)
     kind = models.CharField(max_length=32)
     claim = models.ForeignKey(Claim, null=True, blank=True, on_delete=models.CASCADE, related_name="notifications")
-    user_id = models.BigIntegerField(null=True, blank=True, help_text="None: an answer to an address with no "
-                                                                      "account (email-intake.md, no_account).")
+    user_id = models.BigIntegerField(
+        null=True, blank=True, help_text="None: an answer to an address with no account (email-intake.md, no_account)."
+    )
     to = models.EmailField(max_length=320)
     language = models.CharField(max_length=8)
     context = models.JSONField(default=dict)
@@ -202,8 +217,9 @@ class Notification(models.Model):
     sent_at = models.DateTimeField(null=True, blank=True)
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
-    message_id = models.CharField(max_length=255, default=outgoing_message_id,
-                                  help_text="Its Message-ID, without brackets.")
+    message_id = models.CharField(
+        max_length=255, default=outgoing_message_id, help_text="Its Message-ID, without brackets."
+    )
     in_reply_to = models.CharField(max_length=998, blank=True, help_text="The Message-ID it answers.")
     references = models.TextField(blank=True, help_text="Message-IDs of the thread, blank-separated.")
     subject_suffix = models.CharField(max_length=255, blank=True)
@@ -222,10 +238,15 @@ class ApiClient(models.Model):
         STAFF = "staff", "read every claim, incident and item"
 
     name = models.CharField(max_length=100, unique=True)
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT,
-                             related_name="api_clients",
-                             help_text="A staff client acting for this person: approvals and payouts through "
-                                       "the API are theirs, with their roles.")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="api_clients",
+        help_text="A staff client acting for this person: approvals and payouts through "
+        "the API are theirs, with their roles.",
+    )
     token_hash = models.CharField(max_length=64, unique=True)
     scopes = models.JSONField(default=list)
     is_active = models.BooleanField(default=True)

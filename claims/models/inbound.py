@@ -43,15 +43,19 @@ class InboundMessage(models.Model):
     source = models.CharField(max_length=8, choices=Source.choices)
     esp = models.CharField(max_length=32, blank=True, help_text="The ESP whose webhook posted it.")
     mailbox = models.TextField(blank=True, help_text="The mbox, Maildir or folder it was imported from.")
-    place = models.TextField(blank=True, help_text="Where in the mailbox: a file name, a Maildir key, or an mbox "
-                                                   "message's position and SHA-256; the ESP's event id.")
+    place = models.TextField(
+        blank=True,
+        help_text="Where in the mailbox: a file name, a Maildir key, or an mbox "
+        "message's position and SHA-256; the ESP's event id.",
+    )
     # SHA-256 of (source, mailbox or ESP, place): importing the same mailbox again receives nothing again.
     place_key = models.CharField(max_length=64, null=True, blank=True)
-    envelope_sender = models.TextField(null=True, blank=True,
-                                       help_text="The envelope sender the ESP reported (empty: a bounce); "
-                                                 "null when not told.")
-    incident = models.ForeignKey(Incident, null=True, blank=True, on_delete=models.PROTECT,
-                                 related_name="inbound_messages")
+    envelope_sender = models.TextField(
+        null=True, blank=True, help_text="The envelope sender the ESP reported (empty: a bounce); null when not told."
+    )
+    incident = models.ForeignKey(
+        Incident, null=True, blank=True, on_delete=models.PROTECT, related_name="inbound_messages"
+    )
     received_at = models.DateTimeField(default=timezone.now)
     # SHA-256 of "id:" + the normalised Message-ID, or of "raw:" + the raw bytes' SHA-256 when it has
     # none: how duplicates and replies find earlier messages. Taken from the header section when the
@@ -66,8 +70,9 @@ class InboundMessage(models.Model):
     # Set on each message that is not a duplicate: unique, so two copies decided at once cannot
     # both become the original (the second fails, is retried and finds the first).
     original_key = models.CharField(max_length=64, null=True, blank=True)
-    duplicate_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="+",
-                                     db_index=False)
+    duplicate_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False
+    )
     message_id = models.TextField(null=True, blank=True, help_text="Normalised: without angle brackets.")
     thread_ids = models.JSONField(default=list, blank=True, help_text="In-Reply-To, then References.")
     from_address = models.TextField(blank=True)
@@ -77,10 +82,10 @@ class InboundMessage(models.Model):
     ignored_reason = models.CharField(max_length=16, blank=True)
     user_id = models.BigIntegerField(null=True, blank=True, help_text="The account the outcome concerns.")
     claim = models.ForeignKey(Claim, null=True, blank=True, on_delete=models.PROTECT, related_name="inbound_messages")
-    text = models.TextField(blank=True, help_text="The visible new text, forwarded text included; never rendered "
-                                                  "unescaped.")
-    extracted = models.JSONField(default=dict, blank=True, help_text="What the text states, as the export "
-                                                                     "writes it.")
+    text = models.TextField(
+        blank=True, help_text="The visible new text, forwarded text included; never rendered unescaped."
+    )
+    extracted = models.JSONField(default=dict, blank=True, help_text="What the text states, as the export writes it.")
     attachments = models.JSONField(default=list, blank=True, help_text="Decoded names, content types, sizes.")
     problems = models.JSONField(default=list, blank=True)
 
@@ -89,11 +94,15 @@ class InboundMessage(models.Model):
         # Declared here rather than with db_index/unique on the fields: on PostgreSQL those add a
         # second, pattern-matching index to each text column, which digests never need and every
         # insert would maintain.
-        indexes = [models.Index(fields=["outcome", "received_at"], name="inbound_outcome_received"),
-                   models.Index(fields=["message_key"], name="inbound_message_key"),
-                   models.Index(fields=["sha256"], name="inbound_sha256")]
-        constraints = [models.UniqueConstraint(fields=["place_key"], name="inbound_place_once"),
-                       models.UniqueConstraint(fields=["original_key"], name="inbound_one_original")]
+        indexes = [
+            models.Index(fields=["outcome", "received_at"], name="inbound_outcome_received"),
+            models.Index(fields=["message_key"], name="inbound_message_key"),
+            models.Index(fields=["sha256"], name="inbound_sha256"),
+        ]
+        constraints = [
+            models.UniqueConstraint(fields=["place_key"], name="inbound_place_once"),
+            models.UniqueConstraint(fields=["original_key"], name="inbound_one_original"),
+        ]
         permissions = [("parse_again_inboundmessage", "Parse an unparseable message again")]
 
     def __str__(self):

@@ -10,13 +10,29 @@ from django.db.models import F, Q
 from exchange.models import amount_field
 
 SETTING_FIELDS = (
-    "title", "window_start", "trading_resumed", "window_end", "evaluation_end", "price_reference",
-    "price_max_age", "bad_fill_tolerance_bps", "auto_approve_limit", "dual_approval_limit", "claims_close",
+    "title",
+    "window_start",
+    "trading_resumed",
+    "window_end",
+    "evaluation_end",
+    "price_reference",
+    "price_max_age",
+    "bad_fill_tolerance_bps",
+    "auto_approve_limit",
+    "dual_approval_limit",
+    "claims_close",
 )
 # The settings that change what detection computes (title and claims_close do not).
 DETECTION_SETTINGS = (
-    "window_start", "trading_resumed", "window_end", "evaluation_end", "price_reference", "price_max_age",
-    "bad_fill_tolerance_bps", "auto_approve_limit", "dual_approval_limit",
+    "window_start",
+    "trading_resumed",
+    "window_end",
+    "evaluation_end",
+    "price_reference",
+    "price_max_age",
+    "bad_fill_tolerance_bps",
+    "auto_approve_limit",
+    "dual_approval_limit",
 )
 # A change of these takes effect only when a second approver confirms it (ApprovalLimitChange).
 LIMIT_SETTINGS = ("auto_approve_limit", "dual_approval_limit")
@@ -38,10 +54,12 @@ class Incident(models.Model):
     price_reference = models.CharField(max_length=8, choices=PriceReference.choices, default=PriceReference.INDEX)
     price_max_age = models.PositiveIntegerField(help_text="Seconds; a price exactly this old is still usable.")
     bad_fill_tolerance_bps = models.PositiveIntegerField()
-    auto_approve_limit = amount_field(help_text="USDC value approved by policy alone. A change waits for a "
-                                                "second approver's confirmation.")
-    dual_approval_limit = amount_field(help_text="USDC value above which two staff approve. A change waits for "
-                                                 "a second approver's confirmation.")
+    auto_approve_limit = amount_field(
+        help_text="USDC value approved by policy alone. A change waits for a second approver's confirmation."
+    )
+    dual_approval_limit = amount_field(
+        help_text="USDC value above which two staff approve. A change waits for a second approver's confirmation."
+    )
     claims_close = models.DateTimeField()
     settings_version = models.PositiveIntegerField(default=1, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -102,8 +120,9 @@ class ApprovalLimitChange(models.Model):
     class Meta:
         ordering = ["-id"]
         constraints = [
-            models.UniqueConstraint(fields=["incident"], condition=Q(status="pending"),
-                                    name="limit_change_one_pending_per_incident"),
+            models.UniqueConstraint(
+                fields=["incident"], condition=Q(status="pending"), name="limit_change_one_pending_per_incident"
+            ),
             models.CheckConstraint(
                 condition=Q(auto_approve_limit__gte=0) & Q(dual_approval_limit__gte=F("auto_approve_limit")),
                 name="limit_change_limits_in_order",
@@ -111,8 +130,10 @@ class ApprovalLimitChange(models.Model):
         ]
 
     def __str__(self):
-        return (f"limits of {self.incident} → auto {self.auto_approve_limit.normalize():f}, "
-                f"dual {self.dual_approval_limit.normalize():f} ({self.status})")
+        return (
+            f"limits of {self.incident} → auto {self.auto_approve_limit.normalize():f}, "
+            f"dual {self.dual_approval_limit.normalize():f} ({self.status})"
+        )
 
 
 class DetectionRun(models.Model):
@@ -135,8 +156,9 @@ class DetectionRun(models.Model):
 
     class Meta:
         ordering = ["-id"]
-        constraints = [models.CheckConstraint(condition=Q(done_users__lte=F("total_users")),
-                                              name="detection_run_progress_bounded")]
+        constraints = [
+            models.CheckConstraint(condition=Q(done_users__lte=F("total_users")), name="detection_run_progress_bounded")
+        ]
 
     def __str__(self):
         return f"detection #{self.pk} of {self.incident_id} ({self.done_users}/{self.total_users})"
@@ -202,51 +224,61 @@ class Item(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices)
     approval = models.CharField(max_length=8, choices=Approval.choices, help_text="The tier: who approves it.")
     version = models.PositiveIntegerField(default=1)
-    amount_set_by = models.CharField(max_length=150, blank=True,
-                                     help_text="Who set this version's amount by hand (they may not approve it).")
+    amount_set_by = models.CharField(
+        max_length=150, blank=True, help_text="Who set this version's amount by hand (they may not approve it)."
+    )
     review_reason = models.TextField(blank=True)
     formula = models.CharField(max_length=100)
     inputs = models.JSONField(help_text="Everything the amount was computed from, to recompute it by hand.")
     event_at = models.DateTimeField(null=True, blank=True)
-    usdc_value = amount_field(null=True, blank=True,
-                              help_text="In USDC at the event time, rounded to cents; empty if unknown.")
+    usdc_value = amount_field(
+        null=True, blank=True, help_text="In USDC at the event time, rounded to cents; empty if unknown."
+    )
     corrective_action = models.TextField(blank=True)
     detection_run = models.ForeignKey(DetectionRun, null=True, on_delete=models.SET_NULL, related_name="+")
     # A decided item is never changed by detection; a different result waits here for staff.
     flagged_at = models.DateTimeField(null=True, blank=True)
     flagged_amount = amount_field(null=True, blank=True)
     flag_reason = models.TextField(blank=True)
-    flagged_values = models.JSONField(null=True, blank=True,
-                                      help_text="What detection now computes besides the amount (inputs, formula, "
-                                                "value), taken over when staff accept the recomputation.")
+    flagged_values = models.JSONField(
+        null=True,
+        blank=True,
+        help_text="What detection now computes besides the amount (inputs, formula, "
+        "value), taken over when staff accept the recomputation.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["incident", "user_id", "kind", "reference", "asset"],
-                                    name="item_identity"),
+            models.UniqueConstraint(fields=["incident", "user_id", "kind", "reference", "asset"], name="item_identity"),
             models.CheckConstraint(condition=Q(amount__isnull=True) | Q(amount__gt=0), name="item_amount_positive"),
             # A needs-review item may be rejected without an amount ever being set (reopening it
             # makes it needs-review again: approvals.item_send_back).
             models.CheckConstraint(
-                condition=Q(status="needs_review", amount__isnull=True) | Q(status="rejected")
+                condition=Q(status="needs_review", amount__isnull=True)
+                | Q(status="rejected")
                 | (~Q(status="needs_review") & Q(amount__isnull=False)),
                 name="item_amount_unless_needs_review",
             ),
             # Hand-set amounts and needs-review items always take two people.
-            models.CheckConstraint(condition=Q(amount_set_by="") | Q(approval="two"),
-                                   name="item_hand_set_amount_needs_two"),
-            models.CheckConstraint(condition=~Q(status="needs_review") | Q(approval="two"),
-                                   name="item_needs_review_needs_two"),
+            models.CheckConstraint(
+                condition=Q(amount_set_by="") | Q(approval="two"), name="item_hand_set_amount_needs_two"
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="needs_review") | Q(approval="two"), name="item_needs_review_needs_two"
+            ),
         ]
         indexes = [
             models.Index(fields=["incident", "user_id"], name="item_incident_user"),
             models.Index(fields=["user_id", "reference"], name="item_user_reference"),
             models.Index(fields=["incident", "status"], name="item_incident_status"),
             # The review queue: undecided items by tier and age (bench/queue_speed.py).
-            models.Index(fields=["incident", "approval", "created_at"], condition=Q(status="computed"),
-                         name="item_queue_undecided"),
+            models.Index(
+                fields=["incident", "approval", "created_at"],
+                condition=Q(status="computed"),
+                name="item_queue_undecided",
+            ),
         ]
         permissions = [
             ("approve_item", "Approve items"),
@@ -315,8 +347,11 @@ class Finding(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["incident", "user_id", "kind", "reference", "asset"],
-                                               name="finding_identity")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["incident", "user_id", "kind", "reference", "asset"], name="finding_identity"
+            )
+        ]
 
     def __str__(self):
         return f"{self.user_id} {self.kind} {self.reference}"

@@ -59,19 +59,25 @@ class PayoutLine(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["batch", "number"], name="payout_line_number"),
             models.CheckConstraint(condition=Q(amount__gt=0), name="payout_line_amount_positive"),
-            models.CheckConstraint(condition=~Q(status="paid") | ~Q(transaction_id=""),
-                                   name="payout_line_paid_has_transaction"),
-            models.CheckConstraint(condition=Q(status="exported") | Q(confirmed_at__isnull=False),
-                                   name="payout_line_confirmed_when_final"),
+            models.CheckConstraint(
+                condition=~Q(status="paid") | ~Q(transaction_id=""), name="payout_line_paid_has_transaction"
+            ),
+            models.CheckConstraint(
+                condition=Q(status="exported") | Q(confirmed_at__isnull=False), name="payout_line_confirmed_when_final"
+            ),
             models.CheckConstraint(condition=Q(number__gte=1), name="payout_line_number_from_1"),
             # Releasing lets the items be paid again: who, when and why are never missing.
-            models.CheckConstraint(condition=~Q(status="released") | (Q(released_at__isnull=False)
-                                                                      & ~Q(released_by="") & ~Q(release_reason="")),
-                                   name="payout_line_released_with_reason"),
+            models.CheckConstraint(
+                condition=~Q(status="released")
+                | (Q(released_at__isnull=False) & ~Q(released_by="") & ~Q(release_reason="")),
+                name="payout_line_released_with_reason",
+            ),
         ]
         indexes = [models.Index(fields=["user_id", "asset"], name="payout_line_user_asset")]
-        permissions = [("confirm_payoutline", "Record treasury's confirmations"),
-                       ("release_payoutline", "Release failed payout lines")]
+        permissions = [
+            ("confirm_payoutline", "Record treasury's confirmations"),
+            ("release_payoutline", "Release failed payout lines"),
+        ]
 
     def __str__(self):
         return self.key

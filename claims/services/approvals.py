@@ -37,8 +37,7 @@ from .claims import claim_transition, claims_follow_items
 ITEM_STATE = ("status", "amount", "version", "approval", "amount_set_by")
 LIVE = (PayoutLine.Status.EXPORTED, PayoutLine.Status.PAID)
 # What approving never reads: decoding every item's inputs was a fifth of approve_items' time.
-UNREAD_ON_APPROVAL = ("inputs", "flagged_values", "formula", "review_reason", "corrective_action",
-                      "incident__title")
+UNREAD_ON_APPROVAL = ("inputs", "flagged_values", "formula", "review_reason", "corrective_action", "incident__title")
 
 
 @dataclass(frozen=True)
@@ -55,14 +54,22 @@ def _refuse(message: str, rule: str):
 
 
 def _lock(item_ids) -> dict[int, Item]:
-    return {item.id: item for item in Item.objects.select_for_update().select_related("incident")
-            .filter(id__in=list(item_ids)).order_by("pk")}
+    return {
+        item.id: item
+        for item in Item.objects.select_for_update()
+        .select_related("incident")
+        .filter(id__in=list(item_ids))
+        .order_by("pk")
+    }
 
 
 def _in_live_lines(item_ids) -> dict[int, str]:
     """item id -> key of the live (exported or paid) payout line holding it."""
-    return dict(PayoutLineItem.objects.filter(item_id__in=list(item_ids), is_holding=True, line__status__in=LIVE)
-                .values_list("item_id", "line__key"))
+    return dict(
+        PayoutLineItem.objects.filter(item_id__in=list(item_ids), is_holding=True, line__status__in=LIVE).values_list(
+            "item_id", "line__key"
+        )
+    )
 
 
 def _write(records: list, changed_item_ids: list[int], actor: Actor) -> None:
@@ -94,32 +101,58 @@ def items_approve(*, item_ids, actor: Actor, versions: dict[int, int] | None = N
     outcomes, approvals, approved, now = [], [], [], timezone.now()
     for item_id in item_ids:
         item = items.get(item_id)
-        why = "no such item" if item is None else _why_not_approve(
-            item, actor, (versions or {}).get(item_id), given.get(item_id, []), elsewhere.get(item_id), is_approver)
+        why = (
+            "no such item"
+            if item is None
+            else _why_not_approve(
+                item, actor, (versions or {}).get(item_id), given.get(item_id, []), elsewhere.get(item_id), is_approver
+            )
+        )
         if why:
             outcomes.append(Outcome(item_id, False, why))
             continue
         slot = len(given.get(item_id, [])) + 1
-        approvals.append(ItemApproval(item=item, version=item.version, approver=actor.user, approver_name=actor.name,
-                                      is_approver_role=is_approver, slot=slot, at=now))
+        approvals.append(
+            ItemApproval(
+                item=item,
+                version=item.version,
+                approver=actor.user,
+                approver_name=actor.name,
+                is_approver_role=is_approver,
+                slot=slot,
+                at=now,
+            )
+        )
         done = slot >= item.approvals_required
         if done:
             approved.append(item)
-        outcomes.append(Outcome(item_id, True, "approved" if done else
-                                f"approval {slot} of {item.approvals_required} given"))
+        outcomes.append(
+            Outcome(item_id, True, "approved" if done else f"approval {slot} of {item.approvals_required} given")
+        )
     ItemApproval.objects.bulk_create(approvals)
     _approved_save(approved, actor, now)
-    _write([_approval_record(a, actor, now) for a in approvals] + [
-        audit_entry(actor=actor.name, object_type="item", object_id=item.id, action="approved", at=now,
-                    before={"status": Item.Status.COMPUTED, "version": item.version},
-                    after={"status": Item.Status.APPROVED, "version": item.version}) for item in approved],
-           [item.id for item in approved], actor)
+    _write(
+        [_approval_record(a, actor, now) for a in approvals]
+        + [
+            audit_entry(
+                actor=actor.name,
+                object_type="item",
+                object_id=item.id,
+                action="approved",
+                at=now,
+                before={"status": Item.Status.COMPUTED, "version": item.version},
+                after={"status": Item.Status.APPROVED, "version": item.version},
+            )
+            for item in approved
+        ],
+        [item.id for item in approved],
+        actor,
+    )
     return outcomes
 
 
 def item_approve(*, item_id: int, actor: Actor, version: int | None = None) -> Outcome:
-    return items_approve(item_ids=[item_id], actor=actor,
-                         versions=None if version is None else {item_id: version})[0]
+    return items_approve(item_ids=[item_id], actor=actor, versions=None if version is None else {item_id: version})[0]
 
 
 def _lock_with_identities(item_ids: list[int]) -> tuple[dict[int, Item], dict[int, str]]:
@@ -128,9 +161,13 @@ def _lock_with_identities(item_ids: list[int]) -> tuple[dict[int, Item], dict[in
     deadlocked); return the items and, per item, the other incident that approved or paid it."""
     identities = list(Item.objects.filter(id__in=item_ids).values_list("user_id", "reference"))
     users, references = {u for u, _ in identities}, {r for _, r in identities}
-    locked = list(Item.objects.select_for_update(of=("self",)).select_related("incident").filter(
-        Q(id__in=item_ids) | Q(user_id__in=users, reference__in=references))
-        .defer(*UNREAD_ON_APPROVAL).order_by("pk"))
+    locked = list(
+        Item.objects.select_for_update(of=("self",))
+        .select_related("incident")
+        .filter(Q(id__in=item_ids) | Q(user_id__in=users, reference__in=references))
+        .defer(*UNREAD_ON_APPROVAL)
+        .order_by("pk")
+    )
     items = {item.id: item for item in locked if item.id in set(item_ids)}
     decided = {}
     for other in locked:
@@ -155,8 +192,9 @@ def _approvals_given(items) -> dict[int, list[ItemApproval]]:
     return given
 
 
-def _why_not_approve(item: Item, actor: Actor, version: int | None, given: list[ItemApproval],
-                     elsewhere: str | None, is_approver: bool) -> str | None:
+def _why_not_approve(
+    item: Item, actor: Actor, version: int | None, given: list[ItemApproval], elsewhere: str | None, is_approver: bool
+) -> str | None:
     if item.is_decided:
         return f"already {item.status} (version {item.version}): nothing to approve"
     if version is not None and version != item.version:
@@ -164,8 +202,7 @@ def _why_not_approve(item: Item, actor: Actor, version: int | None, given: list[
     if item.status == Item.Status.NEEDS_REVIEW:
         return "needs review: an amount must be set first"
     if item.flagged_at:
-        return (f"flagged by detection ({item.flag_reason}): accept the recomputation, set an amount or reject it "
-                "first")
+        return f"flagged by detection ({item.flag_reason}): accept the recomputation, set an amount or reject it first"
     if actor.username == item.amount_set_by:
         return f"{actor.username} set this version's amount, so two other people approve it (four eyes)"
     if any(a.approver_id == actor.user.pk for a in given):
@@ -173,8 +210,10 @@ def _why_not_approve(item: Item, actor: Actor, version: int | None, given: list[
     if elsewhere:
         return f"the same event is already approved or paid in incident {elsewhere}"
     if item.approvals_required == 2 and given and not (given[0].is_approver_role or is_approver):
-        return (f"the second approval must come from an approver: the first was by {given[0].approver_name}, "
-                f"who was not one")
+        return (
+            f"the second approval must come from an approver: the first was by {given[0].approver_name}, "
+            f"who was not one"
+        )
     return None
 
 
@@ -183,16 +222,28 @@ def _approved_save(approved: list[Item], actor: Actor, now) -> None:
         return
     # Conditional: only items still computed at their locked version move (the lock makes it all).
     moved = Item.objects.filter(id__in=[i.id for i in approved], status=Item.Status.COMPUTED).update(
-        status=Item.Status.APPROVED, updated_at=now)
+        status=Item.Status.APPROVED, updated_at=now
+    )
     assert moved == len(approved), "an item locked for approval changed under its lock"
     for item in approved:
         item.status = Item.Status.APPROVED
 
 
 def _approval_record(approval: ItemApproval, actor: Actor, now):
-    return audit_entry(actor=actor.name, object_type="approval", object_id=approval.id, action="given", at=now,
-                       after={"item": approval.item_id, "version": approval.version, "slot": approval.slot,
-                              "approver": approval.approver_name, "is_approver": approval.is_approver_role})
+    return audit_entry(
+        actor=actor.name,
+        object_type="approval",
+        object_id=approval.id,
+        action="given",
+        at=now,
+        after={
+            "item": approval.item_id,
+            "version": approval.version,
+            "slot": approval.slot,
+            "approver": approval.approver_name,
+            "is_approver": approval.is_approver_role,
+        },
+    )
 
 
 # --- rejecting ---
@@ -209,8 +260,9 @@ def items_reject(*, item_ids, actor: Actor, reason: str, versions: dict[int, int
     outcomes, records, rejected, now = [], [], [], timezone.now()
     for item_id in item_ids:
         item = items.get(item_id)
-        why = "no such item" if item is None else _why_not_reject(item, (versions or {}).get(item_id),
-                                                                   live.get(item_id))
+        why = (
+            "no such item" if item is None else _why_not_reject(item, (versions or {}).get(item_id), live.get(item_id))
+        )
         if why:
             outcomes.append(Outcome(item_id, False, why))
             continue
@@ -219,8 +271,18 @@ def items_reject(*, item_ids, actor: Actor, reason: str, versions: dict[int, int
             item.version += 1
         item.status, item.updated_at = Item.Status.REJECTED, now
         rejected.append(item)
-        records.append(audit_entry(actor=actor.name, object_type="item", object_id=item.id, action="rejected",
-                                   before=before, after=audit_values(item, ITEM_STATE), reason=reason, at=now))
+        records.append(
+            audit_entry(
+                actor=actor.name,
+                object_type="item",
+                object_id=item.id,
+                action="rejected",
+                before=before,
+                after=audit_values(item, ITEM_STATE),
+                reason=reason,
+                at=now,
+            )
+        )
         outcomes.append(Outcome(item_id, True, "rejected"))
     Item.objects.bulk_update(rejected, ["status", "version", "updated_at"])
     _write(records, [i.id for i in rejected], actor)
@@ -228,8 +290,9 @@ def items_reject(*, item_ids, actor: Actor, reason: str, versions: dict[int, int
 
 
 def item_reject(*, item_id: int, actor: Actor, reason: str, version: int | None = None) -> Outcome:
-    return items_reject(item_ids=[item_id], actor=actor, reason=reason,
-                        versions=None if version is None else {item_id: version})[0]
+    return items_reject(
+        item_ids=[item_id], actor=actor, reason=reason, versions=None if version is None else {item_id: version}
+    )[0]
 
 
 def _why_not_reject(item: Item, version: int | None, live_key: str | None) -> str | None:
@@ -275,8 +338,9 @@ def _amount_parse(raw, asset: str) -> Decimal:
 
 
 @transaction.atomic
-def item_amount_set(*, item_id: int, actor: Actor, amount, reason: str, values: dict | None = None,
-                    action: str = "amount_set") -> Item:
+def item_amount_set(
+    *, item_id: int, actor: Actor, amount, reason: str, values: dict | None = None, action: str = "amount_set"
+) -> Item:
     """Set an item's amount by hand: a new version, computed, that two other people approve."""
     actor.require(APPROVING_ROLES, "set an amount")
     reason = _reason_required(reason, "an amount set by hand")
@@ -290,8 +354,21 @@ def item_amount_set(*, item_id: int, actor: Actor, amount, reason: str, values: 
     item.version += 1
     item.flagged_at, item.flagged_amount, item.flag_reason, item.flagged_values = None, None, "", None
     item.save()
-    _write([audit_entry(actor=actor.name, object_type="item", object_id=item.id, action=action, before=before,
-                        after=audit_values(item, ITEM_STATE), reason=reason)], [item.id], actor)
+    _write(
+        [
+            audit_entry(
+                actor=actor.name,
+                object_type="item",
+                object_id=item.id,
+                action=action,
+                before=before,
+                after=audit_values(item, ITEM_STATE),
+                reason=reason,
+            )
+        ],
+        [item.id],
+        actor,
+    )
     return item
 
 
@@ -301,12 +378,19 @@ def item_recomputation_accept(*, item_id: int, actor: Actor, reason: str) -> Ite
     if not item.flagged_at:
         _refuse(f"item {item_id} is not flagged: there is no recomputation to accept", "not flagged")
     if item.flagged_amount is None:
-        _refuse(f"detection no longer finds item {item_id} ({item.flag_reason}): reject it or set an amount",
-                "nothing to accept")
+        _refuse(
+            f"detection no longer finds item {item_id} ({item.flag_reason}): reject it or set an amount",
+            "nothing to accept",
+        )
     values = _flagged_values(item.flagged_values or {})
-    return item_amount_set(item_id=item_id, actor=actor, amount=item.flagged_amount, values=values,
-                           action="recomputation_accepted",
-                           reason=f"accepted detection's recomputation ({item.flag_reason}): {reason}")
+    return item_amount_set(
+        item_id=item_id,
+        actor=actor,
+        amount=item.flagged_amount,
+        values=values,
+        action="recomputation_accepted",
+        reason=f"accepted detection's recomputation ({item.flag_reason}): {reason}",
+    )
 
 
 def _flagged_values(stored: dict) -> dict:
@@ -333,13 +417,29 @@ def item_send_back(*, item_id: int, actor: Actor, reason: str) -> Item:
     action = "reopened" if item.status == Item.Status.REJECTED else "sent_back"
     item.version += 1
     item.status = Item.Status.NEEDS_REVIEW if item.amount is None else Item.Status.COMPUTED
-    records = [audit_entry(actor=actor.name, object_type="item", object_id=item.id, action=action, before=before,
-                           after=audit_values(item, ITEM_STATE), reason=reason)]
+    records = [
+        audit_entry(
+            actor=actor.name,
+            object_type="item",
+            object_id=item.id,
+            action=action,
+            before=before,
+            after=audit_values(item, ITEM_STATE),
+            reason=reason,
+        )
+    ]
     if item.approval == Item.Approval.POLICY and item.status == Item.Status.COMPUTED and not item.flagged_at:
-        records.append(audit_entry(actor=POLICY.name, object_type="item", object_id=item.id, action="approved",
-                                   before={"status": item.status, "version": item.version},
-                                   after={"status": Item.Status.APPROVED, "version": item.version},
-                                   reason=f"USDC value {item.usdc_value} within the auto-approval limit"))
+        records.append(
+            audit_entry(
+                actor=POLICY.name,
+                object_type="item",
+                object_id=item.id,
+                action="approved",
+                before={"status": item.status, "version": item.version},
+                after={"status": Item.Status.APPROVED, "version": item.version},
+                reason=f"USDC value {item.usdc_value} within the auto-approval limit",
+            )
+        )
         item.status = Item.Status.APPROVED
     item.save()
     _write(records, [item.id], actor)
@@ -361,16 +461,38 @@ def item_for_claim_create(*, claim_id: int, actor: Actor, asset: str, amount, re
         _refuse(f"claim {claim_id} is {claim.status}: an amount is set once it has been matched", "claim not matched")
     value = _amount_parse(amount, asset)
     reference = f"claim:{claim.public_id}"
-    if Item.objects.filter(incident=claim.incident, user_id=claim.user_id, kind=ItemKind.OTHER, reference=reference,
-                           asset=asset).exists():
+    if Item.objects.filter(
+        incident=claim.incident, user_id=claim.user_id, kind=ItemKind.OTHER, reference=reference, asset=asset
+    ).exists():
         _refuse(f"claim {claim_id} already has an amount in {asset}: set that item's amount instead", "one per asset")
     item = Item.objects.create(
-        incident=claim.incident, user_id=claim.user_id, kind=ItemKind.OTHER, reference=reference, asset=asset,
-        amount=value, status=Item.Status.COMPUTED, approval=Item.Approval.TWO, amount_set_by=actor.username,
-        formula="set by staff", inputs={"claim": str(claim.public_id), "reason": reason})
+        incident=claim.incident,
+        user_id=claim.user_id,
+        kind=ItemKind.OTHER,
+        reference=reference,
+        asset=asset,
+        amount=value,
+        status=Item.Status.COMPUTED,
+        approval=Item.Approval.TWO,
+        amount_set_by=actor.username,
+        formula="set by staff",
+        inputs={"claim": str(claim.public_id), "reason": reason},
+    )
     ClaimItem.objects.create(claim=claim, item=item)
-    _write([audit_entry(actor=actor.name, object_type="item", object_id=item.id, action="created", after=audit_values(
-        item, (*ITEM_STATE, "kind", "reference", "asset", "user_id")), reason=reason)], [item.id], actor)
+    _write(
+        [
+            audit_entry(
+                actor=actor.name,
+                object_type="item",
+                object_id=item.id,
+                action="created",
+                after=audit_values(item, (*ITEM_STATE, "kind", "reference", "asset", "user_id")),
+                reason=reason,
+            )
+        ],
+        [item.id],
+        actor,
+    )
     return item
 
 
@@ -393,11 +515,19 @@ def incident_limits_confirm(*, change_id: int, actor: Actor):
     before = incident.settings_dict()
     incident.auto_approve_limit, incident.dual_approval_limit = change.auto_approve_limit, change.dual_approval_limit
     incident.full_clean()
-    change.status, change.decided_by, change.decided_at = (ApprovalLimitChange.Status.CONFIRMED, actor.name,
-                                                           timezone.now())
+    change.status, change.decided_by, change.decided_at = (
+        ApprovalLimitChange.Status.CONFIRMED,
+        actor.name,
+        timezone.now(),
+    )
     change.save()
-    return incident_settings_save(incident=incident, before=before, changed_by=actor.name, limits_confirmed=True,
-                                  reason=f"limits proposed by {change.proposed_by}, confirmed by {actor.username}")
+    return incident_settings_save(
+        incident=incident,
+        before=before,
+        changed_by=actor.name,
+        limits_confirmed=True,
+        reason=f"limits proposed by {change.proposed_by}, confirmed by {actor.username}",
+    )
 
 
 # --- decisions on a whole claim: they act on its items ---
@@ -427,12 +557,16 @@ def claim_reject(*, claim_id: int, actor: Actor, reason: str) -> list[Outcome]:
     if item_ids:
         return items_reject(item_ids=item_ids, actor=actor, reason=reason)
     claim = Claim.objects.select_for_update().get(id=claim_id)
-    if claim.status not in (Claim.Status.MATCHED, Claim.Status.UNMATCHED, Claim.Status.NO_LOSS,
-                            Claim.Status.IN_REVIEW):
+    if claim.status not in (Claim.Status.MATCHED, Claim.Status.UNMATCHED, Claim.Status.NO_LOSS, Claim.Status.IN_REVIEW):
         return [Outcome(0, False, f"claim {claim_id} is {claim.status}: nothing to reject")]
     claim_transition(claim=claim, to=Claim.Status.REJECTED, actor=actor.name, reason=reason)
-    notify(key=f"claim:{claim.id}:decision:rejected", kind="decision", user_id=claim.user_id, claim=claim,
-           context={"decision": "rejected"})
+    notify(
+        key=f"claim:{claim.id}:decision:rejected",
+        kind="decision",
+        user_id=claim.user_id,
+        claim=claim,
+        context={"decision": "rejected"},
+    )
     return [Outcome(0, True, "rejected")]
 
 

@@ -48,11 +48,28 @@ def audit_values(instance, fields: Iterable[str]) -> dict:
     return {name: audit_value(getattr(instance, name)) for name in fields}
 
 
-def audit_entry(*, actor: str, object_type: str, object_id: int, action: str, before: dict | None = None,
-                after: dict | None = None, reason: str = "", at: datetime | None = None) -> AuditRecord:
+def audit_entry(
+    *,
+    actor: str,
+    object_type: str,
+    object_id: int,
+    action: str,
+    before: dict | None = None,
+    after: dict | None = None,
+    reason: str = "",
+    at: datetime | None = None,
+) -> AuditRecord:
     """An unsaved record, for audit_write (several at once)."""
-    return AuditRecord(at=at or timezone.now(), actor=actor, object_type=object_type, object_id=object_id,
-                       action=action, before=audit_value(before), after=audit_value(after), reason=reason)
+    return AuditRecord(
+        at=at or timezone.now(),
+        actor=actor,
+        object_type=object_type,
+        object_id=object_id,
+        action=action,
+        before=audit_value(before),
+        after=audit_value(after),
+        reason=reason,
+    )
 
 
 def audit_write(records: list[AuditRecord]) -> None:
@@ -80,8 +97,7 @@ def canonical(row: tuple) -> bytes:
     """A record's canonical encoding: UTF-8 JSON, keys sorted, no whitespace."""
     values = dict(zip(RECORD_FIELDS, row, strict=True))
     values["at"] = iso(values["at"])
-    return json.dumps(values, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      default=audit_value).encode()
+    return json.dumps(values, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=audit_value).encode()
 
 
 def chain_hash(previous: str, row: tuple) -> str:
@@ -125,8 +141,9 @@ def _pg_horizon(wait_seconds: float) -> int | None:
     after reading that value have all ended, every record up to it is committed or never will be.
     Only those transactions are waited for; a writer never waits for anyone."""
     with connection.cursor() as cursor:
-        cursor.execute("SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END "
-                       "FROM claims_auditrecord_id_seq")
+        cursor.execute(
+            "SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END FROM claims_auditrecord_id_seq"
+        )
         horizon = cursor.fetchone()[0]
         holders = _writer_holders(cursor, None)
         deadline = time.monotonic() + wait_seconds
@@ -139,8 +156,10 @@ def _pg_horizon(wait_seconds: float) -> int | None:
 
 
 def _writer_holders(cursor, among: list[str] | None) -> list[str]:
-    sql = ("SELECT virtualtransaction FROM pg_locks WHERE locktype = 'advisory' AND classid = 0 AND objid = %s "
-           "AND objsubid = 1 AND granted AND pid <> pg_backend_pid()")
+    sql = (
+        "SELECT virtualtransaction FROM pg_locks WHERE locktype = 'advisory' AND classid = 0 AND objid = %s "
+        "AND objsubid = 1 AND granted AND pid <> pg_backend_pid()"
+    )
     params: list = [AUDIT_WRITER_LOCK]
     if among is not None:
         sql += " AND virtualtransaction = ANY(%s)"
@@ -163,8 +182,13 @@ def _seal_after(last: AuditSeal | None, horizon: int | None) -> AuditSeal | None
     if last_id is None:
         return None
     AuditHash.objects.bulk_create(hashes)
-    return AuditSeal.objects.create(first_record_id=first_id, last_record_id=last_id, last_hash=previous,
-                                    records=position - (last.total_records if last else 0), total_records=position)
+    return AuditSeal.objects.create(
+        first_record_id=first_id,
+        last_record_id=last_id,
+        last_hash=previous,
+        records=position - (last.total_records if last else 0),
+        total_records=position,
+    )
 
 
 # --- verification ---
@@ -197,8 +221,12 @@ def audit_verify() -> Verified:
 
 
 def _hash_rows(end: int) -> Iterator[tuple]:
-    return (AuditHash.objects.filter(record_id__lte=end).order_by("record_id")
-            .values_list("record_id", "position", "hash").iterator(chunk_size=BATCH))
+    return (
+        AuditHash.objects.filter(record_id__lte=end)
+        .order_by("record_id")
+        .values_list("record_id", "position", "hash")
+        .iterator(chunk_size=BATCH)
+    )
 
 
 class _ChainChecker:

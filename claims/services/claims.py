@@ -42,8 +42,16 @@ VERIFICATION_LIFETIME = timedelta(hours=24)
 ATTACHMENT_TYPES = {b"\x89PNG\r\n\x1a\n": "image/png", b"\xff\xd8\xff": "image/jpeg", b"%PDF-": "application/pdf"}
 MAX_ATTACHMENTS = 5
 MAX_ATTACHMENT_BYTES = 10 * 1024 * 1024
-REFERENCE_FIELDS = ("trade_id", "order_id", "withdrawal_id", "transaction_hash", "market_symbol",
-                    "approximate_time", "claimed_amount", "claimed_asset")
+REFERENCE_FIELDS = (
+    "trade_id",
+    "order_id",
+    "withdrawal_id",
+    "transaction_hash",
+    "market_symbol",
+    "approximate_time",
+    "claimed_amount",
+    "claimed_asset",
+)
 
 
 UPPER_REFERENCES = ("market_symbol", "claimed_asset")  # as markets.jsonl and assets.jsonl write them
@@ -116,9 +124,15 @@ def _sha256(upload) -> str:
 
 def _attachments_save(claim: Claim, files: list, note: str = "", checked: list | None = None) -> None:
     for upload, content_type in attachments_check(files) if checked is None else checked:
-        ClaimAttachment.objects.create(claim=claim, file=upload, original_name=upload.name[:255],
-                                       content_type=content_type, size=upload.size, sha256=_sha256(upload),
-                                       note=note)
+        ClaimAttachment.objects.create(
+            claim=claim,
+            file=upload,
+            original_name=upload.name[:255],
+            content_type=content_type,
+            size=upload.size,
+            sha256=_sha256(upload),
+            note=note,
+        )
 
 
 def _uploads_store(files: list, folder: str) -> list[dict]:
@@ -126,8 +140,15 @@ def _uploads_store(files: list, folder: str) -> list[dict]:
     stored = []
     for upload, content_type in attachments_check(files):
         name = default_storage.save(f"{folder}/{uuid.uuid4().hex}{EXTENSIONS[content_type]}", upload)
-        stored.append({"path": name, "name": upload.name[:255], "content_type": content_type, "size": upload.size,
-                       "sha256": _sha256(upload)})
+        stored.append(
+            {
+                "path": name,
+                "name": upload.name[:255],
+                "content_type": content_type,
+                "size": upload.size,
+                "sha256": _sha256(upload),
+            }
+        )
     return stored
 
 
@@ -139,13 +160,20 @@ def claim_transition(*, claim: Claim, to: str, actor: str, reason: str = "") -> 
     return record
 
 
-def claim_record(*, claim: Claim, actor: str, action: str, reason: str = "", to: str | None = None,
-                 after: dict | None = None) -> AuditRecord:
+def claim_record(
+    *, claim: Claim, actor: str, action: str, reason: str = "", to: str | None = None, after: dict | None = None
+) -> AuditRecord:
     """A claim's record in the audit trail; every one names the status before and after, so the
     claim's history reads as its transitions."""
-    return audit_record(actor=actor, object_type="claim", object_id=claim.id, action=action, reason=reason,
-                        before={"status": claim.status} if claim.status else None,
-                        after={"status": to or claim.status, **(after or {})})
+    return audit_record(
+        actor=actor,
+        object_type="claim",
+        object_id=claim.id,
+        action=action,
+        reason=reason,
+        before={"status": claim.status} if claim.status else None,
+        after={"status": to or claim.status, **(after or {})},
+    )
 
 
 def _refuse_if_closed(incident: Incident, now) -> None:
@@ -170,9 +198,13 @@ def web_claim_submit(*, incident: Incident, values: dict, attachments: list, lan
     _refuse_if_closed(incident, timezone.now())
     folder = f"claims/submissions/{uuid.uuid4().hex}"
     submission = ClaimSubmission.objects.create(
-        incident=incident, language=language,
-        data={**json.loads(json.dumps(values, cls=DjangoJSONEncoder)), "attachments": _uploads_store(attachments,
-                                                                                                   folder)})
+        incident=incident,
+        language=language,
+        data={
+            **json.loads(json.dumps(values, cls=DjangoJSONEncoder)),
+            "attachments": _uploads_store(attachments, folder),
+        },
+    )
     queue.enqueue_on_commit(queue.WEB_SUBMISSION_FILE, submission_id=submission.id)
     return submission
 
@@ -190,9 +222,16 @@ def web_submission_file(*, submission_id: int) -> str:
         if account is not None and account.email.strip().lower() == data["email"].strip().lower():
             try:
                 claim = claim_create(
-                    incident=submission.incident, user_id=account.user_id, channel=Claim.Channel.WEB,
-                    kind=data["kind"], description=data["description"], references=_references(data["references"]),
-                    language=submission.language, stored=data["attachments"], actor=claimant_actor(account.user_id))
+                    incident=submission.incident,
+                    user_id=account.user_id,
+                    channel=Claim.Channel.WEB,
+                    kind=data["kind"],
+                    description=data["description"],
+                    references=_references(data["references"]),
+                    language=submission.language,
+                    stored=data["attachments"],
+                    actor=claimant_actor(account.user_id),
+                )
             except ClaimRefused:  # e.g. claims closed between the form and the task
                 claim = None
         if claim is None:
@@ -214,10 +253,21 @@ def _references(stored: dict) -> dict:
 
 
 @transaction.atomic
-def claim_create(*, incident: Incident, user_id: int, channel: str, kind: str, description: str = "",
-                 references: dict | None = None, language: str = "en", attachments: list | None = None,
-                 stored: list[dict] | None = None, actor: str, verified: bool | None = None,
-                 account=None) -> Claim:
+def claim_create(
+    *,
+    incident: Incident,
+    user_id: int,
+    channel: str,
+    kind: str,
+    description: str = "",
+    references: dict | None = None,
+    language: str = "en",
+    attachments: list | None = None,
+    stored: list[dict] | None = None,
+    actor: str,
+    verified: bool | None = None,
+    account=None,
+) -> Claim:
     """File a claim. From the web it waits, unverified, for the link sent to the address on file;
     from the API (the exchange has logged the user in) or staff it is received at once. An
     e-mail's claim says which (`verified`: whether our server vouched for its sender); a caller
@@ -230,11 +280,24 @@ def claim_create(*, incident: Incident, user_id: int, channel: str, kind: str, d
     attachments_check(attachments)
     web = channel == Claim.Channel.WEB if verified is None else not verified
     status = Claim.Status.UNVERIFIED if web else Claim.Status.RECEIVED
-    claim = Claim.objects.create(incident=incident, user_id=user_id, channel=channel, kind=kind,
-                                 description=description, language=language, status=status,
-                                 **references_normalise(references))
-    filed = audit_record(actor=actor, object_type="claim", object_id=claim.id, action="filed",
-                         after={"status": status}, reason=f"filed through {channel}")
+    claim = Claim.objects.create(
+        incident=incident,
+        user_id=user_id,
+        channel=channel,
+        kind=kind,
+        description=description,
+        language=language,
+        status=status,
+        **references_normalise(references),
+    )
+    filed = audit_record(
+        actor=actor,
+        object_type="claim",
+        object_id=claim.id,
+        action="filed",
+        after={"status": status},
+        reason=f"filed through {channel}",
+    )
     _attachments_save(claim, attachments)
     _stored_attach(claim, stored)
     if web:
@@ -246,8 +309,17 @@ def claim_create(*, incident: Incident, user_id: int, channel: str, kind: str, d
     return claim
 
 
-def claim_file(*, incident_slug: str, user_id: int, channel: str, kind: str, description: str = "",
-               references: dict | None = None, language: str = "en", actor: str) -> Claim:
+def claim_file(
+    *,
+    incident_slug: str,
+    user_id: int,
+    channel: str,
+    kind: str,
+    description: str = "",
+    references: dict | None = None,
+    language: str = "en",
+    actor: str,
+) -> Claim:
     """File a claim that is received at once: from the API, whose caller has logged the user in,
     or from staff. The same checks, rows and errors as claim_create.
 
@@ -260,15 +332,34 @@ def claim_file(*, incident_slug: str, user_id: int, channel: str, kind: str, des
         incident = Incident.objects.filter(slug=incident_slug).first()
         if incident is None:
             raise _no_incident(incident_slug)
-        return claim_create(incident=incident, user_id=user_id, channel=channel, kind=kind, description=description,
-                            references=references, language=language, actor=actor)
+        return claim_create(
+            incident=incident,
+            user_id=user_id,
+            channel=channel,
+            kind=kind,
+            description=description,
+            references=references,
+            language=language,
+            actor=actor,
+        )
     now = timezone.now()
-    values = {**{name: None for name in _NULLABLE_REFERENCES}, **{name: "" for name in _TEXT_REFERENCES},
-              **references_normalise(references),
-              "public_id": uuid.uuid4(), "slug": incident_slug, "user_id": user_id, "channel": channel, "kind": kind,
-              "description": description, "language": language, "status": Claim.Status.RECEIVED, "now": now,
-              "actor": actor, "reason": f"filed through {channel}",
-              "filed": json.dumps({"status": Claim.Status.RECEIVED})}
+    values = {
+        **{name: None for name in _NULLABLE_REFERENCES},
+        **{name: "" for name in _TEXT_REFERENCES},
+        **references_normalise(references),
+        "public_id": uuid.uuid4(),
+        "slug": incident_slug,
+        "user_id": user_id,
+        "channel": channel,
+        "kind": kind,
+        "description": description,
+        "language": language,
+        "status": Claim.Status.RECEIVED,
+        "now": now,
+        "actor": actor,
+        "reason": f"filed through {channel}",
+        "filed": json.dumps({"status": Claim.Status.RECEIVED}),
+    }
     with connection.cursor() as cursor:
         cursor.execute(_FILE_SQL, values)
         *incident_row, claim_id, record_id = cursor.fetchone()
@@ -278,12 +369,38 @@ def claim_file(*, incident_slug: str, user_id: int, channel: str, kind: str, des
     if claim_id is None:  # closed, or no such account, in claim_create's order
         _refuse_if_closed(incident, now)
         raise _no_account(user_id)
-    claim = Claim(id=claim_id, incident=incident, merged_into=None, created_at=now, updated_at=now,
-                  **{name: values[name] for name in (*REFERENCE_FIELDS, "public_id", "user_id", "channel", "kind",
-                                                     "description", "language", "status")})
+    claim = Claim(
+        id=claim_id,
+        incident=incident,
+        merged_into=None,
+        created_at=now,
+        updated_at=now,
+        **{
+            name: values[name]
+            for name in (
+                *REFERENCE_FIELDS,
+                "public_id",
+                "user_id",
+                "channel",
+                "kind",
+                "description",
+                "language",
+                "status",
+            )
+        },
+    )
     claim._state.adding, claim._state.db = False, connection.alias
-    filed = AuditRecord(id=record_id, at=now, actor=actor, object_type="claim", object_id=claim_id, action="filed",
-                        before=None, after=json.loads(values["filed"]), reason=values["reason"])
+    filed = AuditRecord(
+        id=record_id,
+        at=now,
+        actor=actor,
+        object_type="claim",
+        object_id=claim_id,
+        action="filed",
+        before=None,
+        after=json.loads(values["filed"]),
+        reason=values["reason"],
+    )
     filed._state.adding, filed._state.db = False, connection.alias
     _claim_received(claim)
     _relations_known(claim, items=[])
@@ -319,8 +436,10 @@ WITH incident AS (
 )
 SELECT {incident_selected}, (SELECT id FROM claim), (SELECT id FROM filed)
 FROM (SELECT 1) AS one LEFT JOIN incident ON TRUE
-""".format(incident_columns=", ".join(f.column for f in Incident._meta.concrete_fields),
-           incident_selected=", ".join(f"incident.{f.column}" for f in Incident._meta.concrete_fields))
+""".format(
+    incident_columns=", ".join(f.column for f in Incident._meta.concrete_fields),
+    incident_selected=", ".join(f"incident.{f.column}" for f in Incident._meta.concrete_fields),
+)
 
 
 def _relations_known(instance, **relations: list) -> None:
@@ -337,12 +456,24 @@ def _relations_known(instance, **relations: list) -> None:
 def _verification_send(claim: Claim, account) -> None:
 
     token = secrets.token_urlsafe(32)
-    ClaimVerification.objects.create(claim=claim, token_hash=hashlib.sha256(token.encode()).hexdigest(),
-                                     expires_at=timezone.now() + VERIFICATION_LIFETIME)
-    context = {"verify_url": absolute(reverse("claims:verify", args=[token])),
-               "hours": int(VERIFICATION_LIFETIME.total_seconds() // 3600)}
-    notify(key=f"claim:{claim.id}:verification:{token[:12]}", kind="verification", user_id=claim.user_id,
-           claim=claim, account=account, new_key=True, context=context)
+    ClaimVerification.objects.create(
+        claim=claim,
+        token_hash=hashlib.sha256(token.encode()).hexdigest(),
+        expires_at=timezone.now() + VERIFICATION_LIFETIME,
+    )
+    context = {
+        "verify_url": absolute(reverse("claims:verify", args=[token])),
+        "hours": int(VERIFICATION_LIFETIME.total_seconds() // 3600),
+    }
+    notify(
+        key=f"claim:{claim.id}:verification:{token[:12]}",
+        kind="verification",
+        user_id=claim.user_id,
+        claim=claim,
+        account=account,
+        new_key=True,
+        context=context,
+    )
 
 
 class VerificationFailed(Exception):
@@ -365,8 +496,9 @@ def claim_verify(*, token: str) -> Claim:
     if verification is None:
         raise VerificationFailed(_("This link is not valid."))
     # The conditional UPDATE makes the link single-use even if it is clicked twice at once.
-    used = ClaimVerification.objects.filter(id=verification.id, used_at__isnull=True,
-                                            expires_at__gte=timezone.now()).update(used_at=timezone.now())
+    used = ClaimVerification.objects.filter(
+        id=verification.id, used_at__isnull=True, expires_at__gte=timezone.now()
+    ).update(used_at=timezone.now())
     claim = Claim.objects.select_for_update().get(id=verification.claim_id)
     if used != 1:
         if verification.used_at is not None:
@@ -375,8 +507,12 @@ def claim_verify(*, token: str) -> Claim:
             return claim  # confirmed through another of its links
         raise VerificationFailed(_("This link has expired; please file the claim again."))
     if claim.status == Claim.Status.UNVERIFIED:
-        claim_transition(claim=claim, to=Claim.Status.RECEIVED, actor=claimant_actor(claim.user_id),
-                         reason="e-mail address on file confirmed")
+        claim_transition(
+            claim=claim,
+            to=Claim.Status.RECEIVED,
+            actor=claimant_actor(claim.user_id),
+            reason="e-mail address on file confirmed",
+        )
         _claim_received(claim)
     return claim
 
@@ -396,33 +532,56 @@ def claim_merge_if_repeated(claim: Claim, others: list[Claim], *, actor: str) ->
     never each into the other.
     """
     key = claim.reference_key()
-    first = next((other for other in others
-                  if other.merged_into_id is None and other.reference_key() == key
-                  and other.status not in (Claim.Status.UNVERIFIED, Claim.Status.MERGED)
-                  and (other.status != Claim.Status.RECEIVED or other.id < claim.id)), None)
+    first = next(
+        (
+            other
+            for other in others
+            if other.merged_into_id is None
+            and other.reference_key() == key
+            and other.status not in (Claim.Status.UNVERIFIED, Claim.Status.MERGED)
+            and (other.status != Claim.Status.RECEIVED or other.id < claim.id)
+        ),
+        None,
+    )
     if first is None:
         return None
     claim.merged_into = first
     claim.save(update_fields=["merged_into"])
     claim_transition(claim=claim, to=Claim.Status.MERGED, actor=actor, reason=f"same references as claim #{first.id}")
     if claim.description:
-        claim_record(claim=first, actor=actor, action="merged_here",
-                     reason=f"claim #{claim.id} merged here: {claim.description}")
-    notify(key=f"claim:{claim.id}:acknowledgement", kind="acknowledgement", user_id=claim.user_id, claim=first,
-           context={"merged": True})
+        claim_record(
+            claim=first, actor=actor, action="merged_here", reason=f"claim #{claim.id} merged here: {claim.description}"
+        )
+    notify(
+        key=f"claim:{claim.id}:acknowledgement",
+        kind="acknowledgement",
+        user_id=claim.user_id,
+        claim=first,
+        context={"merged": True},
+    )
     return first
 
 
 def _stored_attach(claim: Claim, stored: list[dict] | None, note: str = "") -> None:
     """Files already written to storage (named from their detected type) become the claim's."""
     ClaimAttachment.objects.bulk_create(
-        ClaimAttachment(claim=claim, file=f["path"], original_name=f["name"], content_type=f["content_type"],
-                        size=f["size"], sha256=f["sha256"], note=note) for f in stored or [])
+        ClaimAttachment(
+            claim=claim,
+            file=f["path"],
+            original_name=f["name"],
+            content_type=f["content_type"],
+            size=f["size"],
+            sha256=f["sha256"],
+            note=note,
+        )
+        for f in stored or []
+    )
 
 
 @transaction.atomic
-def claim_add_information(*, claim: Claim, text: str, attachments: list, actor: str,
-                          stored: list[dict] | None = None) -> list[tuple[str, str]]:
+def claim_add_information(
+    *, claim: Claim, text: str, attachments: list, actor: str, stored: list[dict] | None = None
+) -> list[tuple[str, str]]:
     """Keep what the claimant adds (from the status page, or a reply by e-mail whose files are
     `stored` already): the text and every valid file, even when another file is refused. Returns
     the refused files, (name, why); nothing is recorded if nothing was kept."""
@@ -432,8 +591,13 @@ def claim_add_information(*, claim: Claim, text: str, attachments: list, actor: 
     _attachments_save(claim, [], note=text, checked=checked)
     _stored_attach(claim, stored, note=text)
     count = len(checked) + len(stored or [])
-    claim_record(claim=claim, actor=actor, action="information_added", after={"attachments": count},
-                 reason=f"information added: {text}" if text else "attachment added")
+    claim_record(
+        claim=claim,
+        actor=actor,
+        action="information_added",
+        after={"attachments": count},
+        reason=f"information added: {text}" if text else "attachment added",
+    )
     return refused
 
 
@@ -443,13 +607,21 @@ def tasks_requeue(*, older_than: timedelta) -> tuple[list[int], list[int], list[
     the broker lost it), messages never tried and web submissions never handled. Harmless for
     one that is only late: each task is idempotent. Returns (claim, notification, submission) ids."""
     cutoff = timezone.now() - older_than
-    claim_ids = list(Claim.objects.filter(status=Claim.Status.RECEIVED, updated_at__lt=cutoff)
-                     .order_by("id").values_list("id", flat=True))
-    notification_ids = list(Notification.objects.filter(status=Notification.Status.PENDING, attempts=0,
-                                                        created_at__lt=cutoff)
-                            .order_by("id").values_list("id", flat=True))
-    submission_ids = list(ClaimSubmission.objects.filter(status=ClaimSubmission.Status.PENDING, created_at__lt=cutoff)
-                          .order_by("id").values_list("id", flat=True))
+    claim_ids = list(
+        Claim.objects.filter(status=Claim.Status.RECEIVED, updated_at__lt=cutoff)
+        .order_by("id")
+        .values_list("id", flat=True)
+    )
+    notification_ids = list(
+        Notification.objects.filter(status=Notification.Status.PENDING, attempts=0, created_at__lt=cutoff)
+        .order_by("id")
+        .values_list("id", flat=True)
+    )
+    submission_ids = list(
+        ClaimSubmission.objects.filter(status=ClaimSubmission.Status.PENDING, created_at__lt=cutoff)
+        .order_by("id")
+        .values_list("id", flat=True)
+    )
     for claim_id in claim_ids:
         queue.enqueue(queue.CLAIM_MATCH, claim_id=claim_id)
     for notification_id in notification_ids:
@@ -465,18 +637,29 @@ def claims_for_found_users(*, incident: Incident, actor: str) -> int:
     to their items, and an e-mail telling them what was found and how to see it. Idempotent."""
 
     claimants = set(Claim.objects.filter(incident=incident).values_list("user_id", flat=True))
-    owed = (Item.objects.filter(incident=incident).exclude(status=Item.Status.REJECTED)
-            .exclude(user_id__in=claimants).order_by("user_id", "id"))
+    owed = (
+        Item.objects.filter(incident=incident)
+        .exclude(status=Item.Status.REJECTED)
+        .exclude(user_id__in=claimants)
+        .order_by("user_id", "id")
+    )
     by_user: dict[int, list[Item]] = {}
     for item in owed:
         by_user.setdefault(item.user_id, []).append(item)
     for user_id, items in by_user.items():
         account = ledger.account_get(user_id)
-        claim = Claim.objects.create(incident=incident, user_id=user_id, channel=Claim.Channel.STAFF,
-                                     kind="other", status="", description="found by the review of the ledger",
-                                     language=_language_of(account))
-        claim_transition(claim=claim, to=Claim.Status.MATCHED, actor=actor,
-                         reason=f"found by detection: {len(items)} item(s)")
+        claim = Claim.objects.create(
+            incident=incident,
+            user_id=user_id,
+            channel=Claim.Channel.STAFF,
+            kind="other",
+            status="",
+            description="found by the review of the ledger",
+            language=_language_of(account),
+        )
+        claim_transition(
+            claim=claim, to=Claim.Status.MATCHED, actor=actor, reason=f"found by detection: {len(items)} item(s)"
+        )
         ClaimItem.objects.bulk_create([ClaimItem(claim=claim, item=item) for item in items])
         notify(key=f"incident:{incident.id}:found:{user_id}", kind="found", user_id=user_id, claim=claim)
     claims_follow_items(item_ids=[item.id for items in by_user.values() for item in items], actor=Actor(actor))
@@ -490,8 +673,12 @@ def _language_of(account) -> str:
 def status_link_send(*, claim: Claim) -> None:
     """A fresh status link, to the address the exchange has on file (one a day per claim: the key
     names the day). The e-mail's own rendering signs the link anew."""
-    notify(key=f"claim:{claim.id}:status-link:{timezone.now():%Y-%m-%d}", kind="status_link",
-           user_id=claim.user_id, claim=claim)
+    notify(
+        key=f"claim:{claim.id}:status-link:{timezone.now():%Y-%m-%d}",
+        kind="status_link",
+        user_id=claim.user_id,
+        claim=claim,
+    )
 
 
 @transaction.atomic
@@ -504,16 +691,26 @@ def claims_assign(*, claim_ids, actor: Actor, to=None) -> list:
     if to is not None and not roles_of(to) & APPROVING_ROLES:
         raise Refused(f"{to.get_username()} holds no role that reviews claims", rule="role")
     claims = list(Claim.objects.select_for_update().filter(id__in=list(claim_ids)).order_by("id"))
-    names = dict(get_user_model().objects.filter(id__in={c.assigned_to_id for c in claims} - {None})
-                 .values_list("id", "username"))
+    names = dict(
+        get_user_model()
+        .objects.filter(id__in={c.assigned_to_id for c in claims} - {None})
+        .values_list("id", "username")
+    )
     outcomes, records = [], []
     for claim in claims:
         if claim.assigned_to_id == (to.pk if to else None):
             outcomes.append(Outcome(claim.id, False, f"already assigned to {to.get_username() if to else 'nobody'}"))
             continue
-        records.append(audit_entry(actor=actor.name, object_type="claim", object_id=claim.id, action="assigned",
-                                   before={"status": claim.status, "assigned_to": names.get(claim.assigned_to_id)},
-                                   after={"status": claim.status, "assigned_to": to.get_username() if to else None}))
+        records.append(
+            audit_entry(
+                actor=actor.name,
+                object_type="claim",
+                object_id=claim.id,
+                action="assigned",
+                before={"status": claim.status, "assigned_to": names.get(claim.assigned_to_id)},
+                after={"status": claim.status, "assigned_to": to.get_username() if to else None},
+            )
+        )
         outcomes.append(Outcome(claim.id, True, "assigned"))
     changed = [o.item_id for o in outcomes if o.changed]
     Claim.objects.filter(id__in=changed).update(assigned_to=to, updated_at=timezone.now())
@@ -527,8 +724,15 @@ def claimant_actor(user_id: int) -> str:
 
 # --- claims follow their items (payouts.md) ---
 
-FOLLOWING = (Claim.Status.MATCHED, Claim.Status.UNMATCHED, Claim.Status.NO_LOSS, Claim.Status.IN_REVIEW,
-             Claim.Status.APPROVED, Claim.Status.REJECTED, Claim.Status.PAID)
+FOLLOWING = (
+    Claim.Status.MATCHED,
+    Claim.Status.UNMATCHED,
+    Claim.Status.NO_LOSS,
+    Claim.Status.IN_REVIEW,
+    Claim.Status.APPROVED,
+    Claim.Status.REJECTED,
+    Claim.Status.PAID,
+)
 DECIDED = (Claim.Status.APPROVED, Claim.Status.REJECTED, Claim.Status.PAID)
 
 
@@ -558,15 +762,25 @@ def claims_follow_items(*, item_ids, actor: Actor) -> list[int]:
     claims = list(Claim.objects.select_for_update(of=("self",)).filter(id__in=claim_ids).order_by("id"))
     items_of = defaultdict(list)
     for claim_id, status, asset, amount in ClaimItem.objects.filter(claim_id__in=claim_ids).values_list(
-            "claim_id", "item__status", "item__asset", "item__amount"):
+        "claim_id", "item__status", "item__asset", "item__amount"
+    ):
         items_of[claim_id].append((status, asset, amount))
     records, moved, now = [], defaultdict(list), timezone.now()
     for claim in claims:
         target = claim_status_from_items(claim.status, [status for status, _, _ in items_of[claim.id]])
         if target != claim.status:
-            records.append(audit_entry(actor=actor.name, object_type="claim", object_id=claim.id, action="status",
-                                       before={"status": claim.status}, after={"status": target}, at=now,
-                                       reason="follows its items"))
+            records.append(
+                audit_entry(
+                    actor=actor.name,
+                    object_type="claim",
+                    object_id=claim.id,
+                    action="status",
+                    before={"status": claim.status},
+                    after={"status": target},
+                    at=now,
+                    reason="follows its items",
+                )
+            )
             claim.status = target
             moved[target].append(claim)
     for target, changed in moved.items():
@@ -583,8 +797,9 @@ def _decisions_notify(moved: dict[str, list[Claim]], items_of: dict) -> None:
             if target in (Claim.Status.APPROVED, Claim.Status.REJECTED):
                 messages.append((f"claim:{claim.id}:decision:{target}", "decision", claim, {"decision": target}))
             elif target == Claim.Status.PAID:
-                messages.append((f"claim:{claim.id}:payout", "payout", claim, {"amounts": _paid_amounts(
-                    items_of[claim.id])}))
+                messages.append(
+                    (f"claim:{claim.id}:payout", "payout", claim, {"amounts": _paid_amounts(items_of[claim.id])})
+                )
     notify_many(messages)
 
 
@@ -594,5 +809,7 @@ def _paid_amounts(items: list[tuple]) -> list[dict]:
     for status, asset, amount in items:
         if status == Item.Status.PAID:
             totals[asset] += amount
-    return [{"asset": asset, "amount": f"{quantize(total, decimals.get(asset, 18)):f}"}
-            for asset, total in sorted(totals.items())]
+    return [
+        {"asset": asset, "amount": f"{quantize(total, decimals.get(asset, 18)):f}"}
+        for asset, total in sorted(totals.items())
+    ]

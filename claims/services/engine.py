@@ -63,8 +63,7 @@ def incident_settings_parse(data: dict, *, source: str) -> dict:
     unknown = sorted(set(data) - {"slug", *SETTING_FIELDS})
     if missing or unknown:
         raise IncidentFileError(f"{source}: missing keys {missing}" if missing else f"{source}: unknown keys {unknown}")
-    parsed = {"slug": str(data["slug"]), "title": str(data["title"]),
-              "price_reference": str(data["price_reference"])}
+    parsed = {"slug": str(data["slug"]), "title": str(data["title"]), "price_reference": str(data["price_reference"])}
     for key in INSTANT_SETTINGS:
         try:
             instant = datetime.fromisoformat(str(data[key]))
@@ -78,8 +77,9 @@ def incident_settings_parse(data: dict, *, source: str) -> dict:
     for key in DECIMAL_SETTINGS:
         parsed[key] = amount_from(data[key])
         if parsed[key] is None:
-            raise IncidentFileError(f"{source}: key '{key}': expected a plain decimal such as \"100\", got "
-                                    f"{data[key]!r}")
+            raise IncidentFileError(
+                f"{source}: key '{key}': expected a plain decimal such as \"100\", got {data[key]!r}"
+            )
     if parsed["price_reference"] not in Incident.PriceReference.values:
         raise IncidentFileError(f"{source}: key 'price_reference': expected 'index' or 'mark'")
     return parsed
@@ -114,8 +114,14 @@ def incident_load(*, path: str | Path, changed_by: str) -> IncidentLoaded:
         incident = Incident(**values)
         incident.full_clean()
         incident.save()
-        audit_record(actor=changed_by, object_type="incident", object_id=incident.id, action="created",
-                     after=incident.settings_dict(), reason=f"loaded from {Path(path).name}")
+        audit_record(
+            actor=changed_by,
+            object_type="incident",
+            object_id=incident.id,
+            action="created",
+            after=incident.settings_dict(),
+            reason=f"loaded from {Path(path).name}",
+        )
         return IncidentLoaded(incident, True, [], None)
     before = incident.settings_dict()
     for key, value in values.items():
@@ -126,8 +132,9 @@ def incident_load(*, path: str | Path, changed_by: str) -> IncidentLoaded:
 
 
 @transaction.atomic
-def incident_settings_save(*, incident: Incident, before: dict, changed_by: str, limits_confirmed: bool = False,
-                           reason: str = "") -> SettingsSaved:
+def incident_settings_save(
+    *, incident: Incident, before: dict, changed_by: str, limits_confirmed: bool = False, reason: str = ""
+) -> SettingsSaved:
     """Save edited settings, record the change and, if the incident has items, detect again.
 
     New approval limits are not saved but proposed: they apply once a second approver confirms
@@ -146,29 +153,48 @@ def incident_settings_save(*, incident: Incident, before: dict, changed_by: str,
     incident.refresh_from_db()
     run = None
     if affects_detection and incident.items.exists():
-        run = detection_start(incident=incident, user_ids=None, requested_by=changed_by,
-                              reason=f"settings changed: {', '.join(changed)}")
-    audit_record(actor=changed_by, object_type="incident", object_id=incident.id, action="settings_changed",
-                 before={k: before.get(k) for k in changed}, after={k: after[k] for k in changed},
-                 reason="; ".join(filter(None, [reason, f"detection #{run.pk} started" if run else ""])))
+        run = detection_start(
+            incident=incident, user_ids=None, requested_by=changed_by, reason=f"settings changed: {', '.join(changed)}"
+        )
+    audit_record(
+        actor=changed_by,
+        object_type="incident",
+        object_id=incident.id,
+        action="settings_changed",
+        before={k: before.get(k) for k in changed},
+        after={k: after[k] for k in changed},
+        reason="; ".join(filter(None, [reason, f"detection #{run.pk} started" if run else ""])),
+    )
     return SettingsSaved(changed, run, proposed)
 
 
 def _limits_propose(incident: Incident, before: dict, proposed_by: str) -> ApprovalLimitChange:
     """Record the new limits as a proposal (superseding an earlier one) and keep the current ones."""
-    pending = ApprovalLimitChange.objects.select_for_update().filter(incident=incident,
-                                                                     status=ApprovalLimitChange.Status.PENDING)
+    pending = ApprovalLimitChange.objects.select_for_update().filter(
+        incident=incident, status=ApprovalLimitChange.Status.PENDING
+    )
     for earlier in pending:
-        earlier.status, earlier.decided_by, earlier.decided_at = (ApprovalLimitChange.Status.SUPERSEDED, proposed_by,
-                                                                  timezone.now())
+        earlier.status, earlier.decided_by, earlier.decided_at = (
+            ApprovalLimitChange.Status.SUPERSEDED,
+            proposed_by,
+            timezone.now(),
+        )
         earlier.save()
-    change = ApprovalLimitChange.objects.create(incident=incident, auto_approve_limit=incident.auto_approve_limit,
-                                                dual_approval_limit=incident.dual_approval_limit,
-                                                proposed_by=proposed_by)
-    audit_record(actor=proposed_by, object_type="incident", object_id=incident.id, action="limits_proposed",
-                 before={k: before[k] for k in LIMIT_SETTINGS},
-                 after={k: audit_value(getattr(change, k)) for k in LIMIT_SETTINGS},
-                 reason=f"limit change #{change.id} waits for a second approver's confirmation")
+    change = ApprovalLimitChange.objects.create(
+        incident=incident,
+        auto_approve_limit=incident.auto_approve_limit,
+        dual_approval_limit=incident.dual_approval_limit,
+        proposed_by=proposed_by,
+    )
+    audit_record(
+        actor=proposed_by,
+        object_type="incident",
+        object_id=incident.id,
+        action="limits_proposed",
+        before={k: before[k] for k in LIMIT_SETTINGS},
+        after={k: audit_value(getattr(change, k)) for k in LIMIT_SETTINGS},
+        reason=f"limit change #{change.id} waits for a second approver's confirmation",
+    )
     for key in LIMIT_SETTINGS:
         setattr(incident, key, Decimal(before[key]))
     return change
@@ -178,14 +204,25 @@ def _limits_propose(incident: Incident, before: dict, proposed_by: str) -> Appro
 
 
 @transaction.atomic
-def detection_start(*, incident: Incident, user_ids: Iterable[int] | None, requested_by: str, reason: str = "",
-                    chunk_size: int = DEFAULT_CHUNK_SIZE) -> DetectionRun:
+def detection_start(
+    *,
+    incident: Incident,
+    user_ids: Iterable[int] | None,
+    requested_by: str,
+    reason: str = "",
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+) -> DetectionRun:
     """Split the users into chunks and enqueue one task per chunk, once this transaction commits."""
     ids = sorted(set(user_ids)) if user_ids is not None else ledger.account_ids()
-    run = DetectionRun.objects.create(incident=incident, requested_by=requested_by, reason=reason,
-                                      settings_version=incident.settings_version, total_users=len(ids))
+    run = DetectionRun.objects.create(
+        incident=incident,
+        requested_by=requested_by,
+        reason=reason,
+        settings_version=incident.settings_version,
+        total_users=len(ids),
+    )
     chunks = DetectionChunk.objects.bulk_create(
-        DetectionChunk(run=run, number=n, user_ids=ids[start:start + chunk_size])
+        DetectionChunk(run=run, number=n, user_ids=ids[start : start + chunk_size])
         for n, start in enumerate(range(0, len(ids), chunk_size))
     )
     if not chunks:
@@ -208,10 +245,15 @@ def detection_chunks_requeue(*, older_than: timedelta) -> list[int]:
     # A run whose workers are busy progresses every few seconds: its pending chunks are queued, not
     # lost. One that has not moved for `older_than` lost the tasks of the chunks still pending.
     stalled = Q(run__progressed_at__lt=timezone.now() - older_than) | Q(
-        run__progressed_at__isnull=True, run__started_at__lt=timezone.now() - older_than)
-    chunk_ids = list(DetectionChunk.objects.filter(stalled, status=DetectionChunk.Status.PENDING,
-                                                   run__status=DetectionRun.Status.RUNNING)
-                     .order_by("id").values_list("id", flat=True))
+        run__progressed_at__isnull=True, run__started_at__lt=timezone.now() - older_than
+    )
+    chunk_ids = list(
+        DetectionChunk.objects.filter(
+            stalled, status=DetectionChunk.Status.PENDING, run__status=DetectionRun.Status.RUNNING
+        )
+        .order_by("id")
+        .values_list("id", flat=True)
+    )
     if chunk_ids:
         _enqueue_chunks(chunk_ids)
     return chunk_ids
@@ -257,18 +299,30 @@ def detection_context(incident: Incident) -> d.Context:
     key = (incident.id, incident.settings_version, incident.updated_at, ledger.latest_import_marker())
     if key not in _context_cache:
         _context_cache.clear()
-        policy = d.Policy(incident.window_start, incident.trading_resumed, incident.window_end,
-                          incident.evaluation_end, incident.price_reference, incident.price_max_age,
-                          incident.bad_fill_tolerance_bps)
+        policy = d.Policy(
+            incident.window_start,
+            incident.trading_resumed,
+            incident.window_end,
+            incident.evaluation_end,
+            incident.price_reference,
+            incident.price_max_age,
+            incident.bad_fill_tolerance_bps,
+        )
         # Most lookups fall between a day before the window (withdrawals) and the evaluation
         # horizon; those are answered from memory, the rare others by one indexed query each.
         start = incident.window_start - timedelta(hours=24, seconds=incident.price_max_age)
         end = max(incident.evaluation_end, incident.window_end)
-        prices = d.Prices(ledger.mark_prices_between(start, end), reference=incident.price_reference,
-                          max_age=incident.price_max_age, loaded_from=start, loaded_until=end,
-                          fetch_before=ledger.mark_price_latest)
-        markets = {m.symbol: d.Market(m.symbol, m.base_symbol, m.quote_symbol, m.market_type)
-                   for m in ledger.markets_list()}
+        prices = d.Prices(
+            ledger.mark_prices_between(start, end),
+            reference=incident.price_reference,
+            max_age=incident.price_max_age,
+            loaded_from=start,
+            loaded_until=end,
+            fetch_before=ledger.mark_price_latest,
+        )
+        markets = {
+            m.symbol: d.Market(m.symbol, m.base_symbol, m.quote_symbol, m.market_type) for m in ledger.markets_list()
+        }
         _context_cache[key] = d.Context(policy, prices, markets, ledger.asset_decimals())
     return _context_cache[key]
 
@@ -300,8 +354,17 @@ def item_approval(detected: d.Detected, incident: Incident, prices: d.Prices) ->
     return Item.Status.COMPUTED, Item.Approval.TWO, usdc
 
 
-ITEM_RESULT_FIELDS = ("amount", "status", "approval", "review_reason", "formula", "inputs", "event_at",
-                      "usdc_value", "corrective_action")
+ITEM_RESULT_FIELDS = (
+    "amount",
+    "status",
+    "approval",
+    "review_reason",
+    "formula",
+    "inputs",
+    "event_at",
+    "usdc_value",
+    "corrective_action",
+)
 # A change of these makes a new version: approvals given to the old one were for other numbers.
 VERSIONED_FIELDS = ("amount", "status", "approval")
 ITEM_STATE = ("status", "amount", "version", "approval", "amount_set_by")
@@ -309,10 +372,17 @@ ITEM_STATE = ("status", "amount", "version", "approval", "amount_set_by")
 
 def _item_values(detected: d.Detected, incident: Incident, prices: d.Prices) -> dict:
     status, approval, usdc = item_approval(detected, incident, prices)
-    return {"amount": detected.amount, "status": status, "approval": approval,
-            "review_reason": detected.review_reason, "formula": detected.formula,
-            "inputs": json.loads(json.dumps(detected.inputs, default=str)), "event_at": detected.event_at,
-            "usdc_value": usdc, "corrective_action": detected.corrective_action}
+    return {
+        "amount": detected.amount,
+        "status": status,
+        "approval": approval,
+        "review_reason": detected.review_reason,
+        "formula": detected.formula,
+        "inputs": json.loads(json.dumps(detected.inputs, default=str)),
+        "event_at": detected.event_at,
+        "usdc_value": usdc,
+        "corrective_action": detected.corrective_action,
+    }
 
 
 def items_detect_and_save(*, incident: Incident, user_ids: list[int], run: DetectionRun | None) -> dict:
@@ -323,9 +393,13 @@ def items_detect_and_save(*, incident: Incident, user_ids: list[int], run: Detec
     prices = detection_context(incident).prices
     with transaction.atomic():
         # Locking the users' items orders detection after any approval in flight (and vice versa).
-        existing = {(i.user_id, i.kind, i.reference, i.asset): i for i in
-                    Item.objects.select_for_update().filter(incident=incident, user_id__in=user_ids)
-                    .exclude(kind=ItemKind.OTHER).order_by("pk")}
+        existing = {
+            (i.user_id, i.kind, i.reference, i.asset): i
+            for i in Item.objects.select_for_update()
+            .filter(incident=incident, user_id__in=user_ids)
+            .exclude(kind=ItemKind.OTHER)
+            .order_by("pk")
+        }
         plan = _ItemPlan(incident, run)
         for user_id, (detected, _) in results.items():
             for event in detected:
@@ -355,15 +429,28 @@ class _ItemPlan:
         self.seen.add(key)
         item = existing.get(key)
         if item is None:
-            self.new.append(Item(incident=self.incident, user_id=user_id, kind=event.kind,
-                                 reference=event.reference, asset=event.asset, detection_run=self.run, **values))
+            self.new.append(
+                Item(
+                    incident=self.incident,
+                    user_id=user_id,
+                    kind=event.kind,
+                    reference=event.reference,
+                    asset=event.asset,
+                    detection_run=self.run,
+                    **values,
+                )
+            )
         elif item.is_decided or item.amount_set_by:  # a person's decision stands; a difference waits for them
             # A hand-set amount often answers "no price": detection still having none is no difference.
             unpriced_again = item.amount_set_by and values["status"] == Item.Status.NEEDS_REVIEW
             differs = values["amount"] != item.amount or values["status"] == Item.Status.NEEDS_REVIEW
             if differs and not unpriced_again:
-                self._flag(item, values, "detection now gives a different result"
-                           + (f": {values['review_reason']}" if values["review_reason"] else ""))
+                self._flag(
+                    item,
+                    values,
+                    "detection now gives a different result"
+                    + (f": {values['review_reason']}" if values["review_reason"] else ""),
+                )
             elif item.flagged_at:
                 self._unflag(item)
         else:
@@ -390,9 +477,11 @@ class _ItemPlan:
         stay in the trail); one that a person decided, approved, set or linked to a claim stays,
         flagged for staff."""
         undecided = [i.pk for i in items if not (i.is_decided or i.amount_set_by)]
-        touched = (set(ClaimItem.objects.filter(item_id__in=undecided).values_list("item_id", flat=True))
-                   | set(ItemApproval.objects.filter(item_id__in=undecided).values_list("item_id", flat=True))
-                   | set(PayoutLineItem.objects.filter(item_id__in=undecided).values_list("item_id", flat=True)))
+        touched = (
+            set(ClaimItem.objects.filter(item_id__in=undecided).values_list("item_id", flat=True))
+            | set(ItemApproval.objects.filter(item_id__in=undecided).values_list("item_id", flat=True))
+            | set(PayoutLineItem.objects.filter(item_id__in=undecided).values_list("item_id", flat=True))
+        )
         for item in items:
             if item.pk in undecided and item.pk not in touched:
                 self.deleted.append(item)
@@ -406,12 +495,24 @@ class _ItemPlan:
         if item.flagged_at and item.flagged_amount == new_amount and item.flag_reason == reason:
             return  # already flagged with these numbers: a repeated detection adds nothing
         item.flagged_at, item.flagged_amount, item.flag_reason = self.now, new_amount, reason
-        item.flagged_values = None if values is None else audit_value(
-            {k: values[k] for k in ("inputs", "formula", "review_reason", "corrective_action", "usdc_value",
-                                    "event_at")})
+        item.flagged_values = (
+            None
+            if values is None
+            else audit_value(
+                {
+                    k: values[k]
+                    for k in ("inputs", "formula", "review_reason", "corrective_action", "usdc_value", "event_at")
+                }
+            )
+        )
         self.changed.append(item)
-        self._record(item, "flagged", {"amount": audit_value(item.amount)}, reason,
-                     after={"flagged_amount": audit_value(new_amount)})
+        self._record(
+            item,
+            "flagged",
+            {"amount": audit_value(item.amount)},
+            reason,
+            after={"flagged_amount": audit_value(new_amount)},
+        )
 
     def _unflag(self, item: Item) -> None:
         item.flagged_at, item.flagged_amount, item.flag_reason, item.flagged_values = None, None, "", None
@@ -419,9 +520,21 @@ class _ItemPlan:
         self._record(item, "unflagged", None, "detection agrees with the decided amount again", after=None)
 
     def _record(self, item: Item, action: str, before, reason: str, *, after="state", actor=DETECTION_ACTOR):
-        self.records.append((item, audit_entry(
-            actor=actor, object_type="item", object_id=item.pk or 0, action=action, before=before, reason=reason,
-            after=audit_values(item, ITEM_STATE) if after == "state" else after, at=self.now)))
+        self.records.append(
+            (
+                item,
+                audit_entry(
+                    actor=actor,
+                    object_type="item",
+                    object_id=item.pk or 0,
+                    action=action,
+                    before=before,
+                    reason=reason,
+                    after=audit_values(item, ITEM_STATE) if after == "state" else after,
+                    at=self.now,
+                ),
+            )
+        )
 
     def save(self) -> None:
         if self.deleted:
@@ -429,14 +542,30 @@ class _ItemPlan:
         for item in Item.objects.bulk_create(self.new):
             self._record(item, "detected", None, _status_note(item))
             if item.status == Item.Status.APPROVED:
-                self._record(item, "approved", {"status": Item.Status.COMPUTED, "version": item.version},
-                             _status_note(item), after={"status": item.status, "version": item.version},
-                             actor=POLICY_ACTOR)
+                self._record(
+                    item,
+                    "approved",
+                    {"status": Item.Status.COMPUTED, "version": item.version},
+                    _status_note(item),
+                    after={"status": item.status, "version": item.version},
+                    actor=POLICY_ACTOR,
+                )
         for item in self.changed:
             item.updated_at = self.now
         if self.changed:
-            Item.objects.bulk_update(self.changed, [*ITEM_RESULT_FIELDS, "version", "detection_run", "flagged_at",
-                                                    "flagged_amount", "flag_reason", "flagged_values", "updated_at"])
+            Item.objects.bulk_update(
+                self.changed,
+                [
+                    *ITEM_RESULT_FIELDS,
+                    "version",
+                    "detection_run",
+                    "flagged_at",
+                    "flagged_amount",
+                    "flag_reason",
+                    "flagged_values",
+                    "updated_at",
+                ],
+            )
         for item, record in self.records:
             record.object_id = item.pk
         audit_write([record for _, record in self.records])
@@ -461,8 +590,17 @@ def _status_note(item: Item) -> str:
 def _findings_save(incident: Incident, user_ids: list[int], results: dict, run: DetectionRun | None) -> None:
     Finding.objects.filter(incident=incident, user_id__in=user_ids).delete()
     Finding.objects.bulk_create(
-        Finding(incident=incident, user_id=user_id, kind=f.kind, reference=f.reference, asset=f.asset,
-                quantity=f.quantity, description=f.description,
-                inputs=json.loads(json.dumps(f.inputs, default=str)), detection_run=run)
-        for user_id, (_, findings) in results.items() for f in findings
+        Finding(
+            incident=incident,
+            user_id=user_id,
+            kind=f.kind,
+            reference=f.reference,
+            asset=f.asset,
+            quantity=f.quantity,
+            description=f.description,
+            inputs=json.loads(json.dumps(f.inputs, default=str)),
+            detection_run=run,
+        )
+        for user_id, (_, findings) in results.items()
+        for f in findings
     )

@@ -70,8 +70,16 @@ def _text(value: str | None) -> str | None:
 
 
 @transaction.atomic
-def inbound_store(*, raw: bytes, source: str, esp: str = "", mailbox: str = "", place: str = "",
-                  envelope_sender: str | None = None, incident: Incident | None = None) -> tuple[InboundMessage, bool]:
+def inbound_store(
+    *,
+    raw: bytes,
+    source: str,
+    esp: str = "",
+    mailbox: str = "",
+    place: str = "",
+    envelope_sender: str | None = None,
+    incident: Incident | None = None,
+) -> tuple[InboundMessage, bool]:
     """Keep one message exactly as received and enqueue its parsing: (the message, whether it is
     new). A place received before (a mailbox's file or message, an ESP's event) is not received
     again; the same bytes from another place are a new receipt."""
@@ -83,9 +91,18 @@ def inbound_store(*, raw: bytes, source: str, esp: str = "", mailbox: str = "", 
             return known, False
     sha256 = hashlib.sha256(raw).hexdigest()
     message = InboundMessage.objects.create(
-        raw=raw, sha256=sha256, size=len(raw), source=source, esp=_text(esp), mailbox=_text(mailbox),
-        place=_text(place), place_key=place_key, envelope_sender=_text(envelope_sender), incident=incident,
-        message_key=message_key(peek_message_id(raw), sha256))
+        raw=raw,
+        sha256=sha256,
+        size=len(raw),
+        source=source,
+        esp=_text(esp),
+        mailbox=_text(mailbox),
+        place=_text(place),
+        place_key=place_key,
+        envelope_sender=_text(envelope_sender),
+        incident=incident,
+        message_key=message_key(peek_message_id(raw), sha256),
+    )
     # The callback keeps the id, not the bytes, until the commit.
     queue.enqueue_on_commit(queue.INBOUND_PARSE, message_id=message.id)
     return message, True
@@ -93,8 +110,7 @@ def inbound_store(*, raw: bytes, source: str, esp: str = "", mailbox: str = "", 
 
 def incident_open_for_claims() -> Incident | None:
     """The incident a webhook's message is for: the one open for claims; of several, the newest."""
-    return (Incident.objects.filter(claims_close__gte=timezone.now())
-            .order_by("-window_start", "-id").first())
+    return Incident.objects.filter(claims_close__gte=timezone.now()).order_by("-window_start", "-id").first()
 
 
 # --- deciding ----------------------------------------------------------------------------------
@@ -128,8 +144,10 @@ def inbound_parse(*, message_id: int, depth: int = 0) -> str | None:
         return _keep(message_id=message_id, raw=raw, problem=f"the intake failed: {type(exc).__name__}: {exc}")
 
 
-TAKE_SQL = (f"UPDATE {InboundMessage._meta.db_table} SET attempts = attempts + 1 WHERE id = %s AND outcome IS NULL "
-            "RETURNING attempts, sha256, raw")
+TAKE_SQL = (
+    f"UPDATE {InboundMessage._meta.db_table} SET attempts = attempts + 1 WHERE id = %s AND outcome IS NULL "
+    "RETURNING attempts, sha256, raw"
+)
 
 
 def _attempt_take(message_id: int) -> InboundMessage | None:
@@ -151,8 +169,9 @@ RELATED = ("id", "message_key", "outcome", "original_key", "user_id", "claim_id"
 
 def _related(message_id: int, keys: list[str]) -> list[dict]:
     """The other messages with this one's key (its copies) or the key of a message it answers."""
-    return list(InboundMessage.objects.filter(message_key__in=keys).exclude(id=message_id).order_by("id")
-                .values(*RELATED))
+    return list(
+        InboundMessage.objects.filter(message_key__in=keys).exclude(id=message_id).order_by("id").values(*RELATED)
+    )
 
 
 def _earlier_first(message_id: int, keys: list[str], depth: int) -> list[dict]:
@@ -169,15 +188,24 @@ def _earlier_first(message_id: int, keys: list[str], depth: int) -> list[dict]:
 
 @transaction.atomic
 def _decide(*, message_id: int, parsed: Parsed, key: str, related: list[dict]) -> str | None:
-    message = (InboundMessage.objects.select_for_update(of=("self",)).select_related("incident").defer("raw")
-               .get(id=message_id))
+    message = (
+        InboundMessage.objects.select_for_update(of=("self",))
+        .select_related("incident")
+        .defer("raw")
+        .get(id=message_id)
+    )
     if message.outcome:
         return None  # decided while this task waited for the lock
     found = extract(parsed.text, *_markets_and_assets())
     sender = _sender(parsed)
-    fields = (_as_duplicate(key, related) or _as_ignored(message, parsed) or _as_unparseable(parsed, sender)
-              or _as_reply(message, parsed, sender, related) or _as_claim(message, parsed, found, sender)
-              or _as_no_account(parsed))
+    fields = (
+        _as_duplicate(key, related)
+        or _as_ignored(message, parsed)
+        or _as_unparseable(parsed, sender)
+        or _as_reply(message, parsed, sender, related)
+        or _as_claim(message, parsed, found, sender)
+        or _as_no_account(parsed)
+    )
     if fields["outcome"] != Outcome.DUPLICATE:
         fields["original_key"] = key
     _record(message_id, _read(parsed, found, key), fields, sender)
@@ -195,8 +223,11 @@ def _markets_and_assets() -> tuple[frozenset[str], frozenset[str]]:
     if _known.get("until", 0.0) < now:
         marker = ledger.latest_import_marker()
         if _known.get("marker") != marker or "markets" not in _known:
-            _known.update(marker=marker, markets=frozenset(m.symbol for m in ledger.markets_list()),
-                          assets=frozenset(ledger.asset_decimals()))
+            _known.update(
+                marker=marker,
+                markets=frozenset(m.symbol for m in ledger.markets_list()),
+                assets=frozenset(ledger.asset_decimals()),
+            )
         _known["until"] = now + KNOWN_SECONDS
     return _known["markets"], _known["assets"]
 
@@ -208,19 +239,32 @@ def forget_markets() -> None:
 def _record(message_id: int, read: dict, fields: dict, sender: Sender) -> None:
     """Write what was read and decided; never the raw bytes (an UPDATE naming them is refused)."""
     problems = read.pop("problems") + fields.pop("problems", [])
-    InboundMessage.objects.filter(id=message_id).update(**read, **fields, problems=problems,
-                                                        is_verified=sender.verified)
+    InboundMessage.objects.filter(id=message_id).update(
+        **read, **fields, problems=problems, is_verified=sender.verified
+    )
 
 
 def _read(parsed: Parsed, found: Extracted, key: str) -> dict:
     """What was read from the message, whatever its outcome."""
     return {
-        "parsed_at": timezone.now(), "message_key": key, "message_id": parsed.message_id,
-        "thread_ids": list(parsed.thread_ids), "from_address": parsed.from_address or "",
-        "from_name": parsed.from_name, "subject": parsed.subject, "text": parsed.text,
+        "parsed_at": timezone.now(),
+        "message_key": key,
+        "message_id": parsed.message_id,
+        "thread_ids": list(parsed.thread_ids),
+        "from_address": parsed.from_address or "",
+        "from_name": parsed.from_name,
+        "subject": parsed.subject,
+        "text": parsed.text,
         "extracted": {**found.export(), "userIds": list(found.user_ids)},
-        "attachments": [{**a.export(), "sha256": hashlib.sha256(a.content).hexdigest(), "isInline": a.is_inline,
-                         "isBroken": a.is_broken} for a in parsed.attachments],
+        "attachments": [
+            {
+                **a.export(),
+                "sha256": hashlib.sha256(a.content).hexdigest(),
+                "isInline": a.is_inline,
+                "isBroken": a.is_broken,
+            }
+            for a in parsed.attachments
+        ],
         "problems": list(parsed.problems),
     }
 
@@ -229,8 +273,9 @@ def _sender(parsed: Parsed) -> Sender:
     """Who sent it: the From address only, verified by our own server's verdict."""
     address = parsed.from_address
     accounts = ledger.accounts_with_email(address) if address else []
-    return Sender(address, sender_verified(parsed, settings.INBOUND_AUTHSERV_ID),
-                  accounts[0] if len(accounts) == 1 else None)
+    return Sender(
+        address, sender_verified(parsed, settings.INBOUND_AUTHSERV_ID), accounts[0] if len(accounts) == 1 else None
+    )
 
 
 def _as_duplicate(key: str, related: list[dict]) -> dict | None:
@@ -240,8 +285,12 @@ def _as_duplicate(key: str, related: list[dict]) -> dict | None:
     original = next((row for row in related if row["original_key"] == key), None)
     if original is None:
         return None
-    return {"outcome": Outcome.DUPLICATE, "duplicate_of_id": original["id"], "user_id": original["user_id"],
-            "claim_id": original["claim_id"]}
+    return {
+        "outcome": Outcome.DUPLICATE,
+        "duplicate_of_id": original["id"],
+        "user_id": original["user_id"],
+        "claim_id": original["claim_id"],
+    }
 
 
 def _as_ignored(message: InboundMessage, parsed: Parsed) -> dict | None:
@@ -268,8 +317,9 @@ def _as_reply(message: InboundMessage, parsed: Parsed, sender: Sender, related: 
     claim = _thread_claim(parsed.thread_ids, before=message.id, user_id=sender.account.user_id, related=related)
     if claim is None:
         return None
-    claim_add_information(claim=claim, text=parsed.text, attachments=[], stored=_claim_files(parsed),
-                          actor=claimant_actor(claim.user_id))
+    claim_add_information(
+        claim=claim, text=parsed.text, attachments=[], stored=_claim_files(parsed), actor=claimant_actor(claim.user_id)
+    )
     return {"outcome": Outcome.REPLY, "user_id": claim.user_id, "claim_id": claim.id}
 
 
@@ -277,10 +327,14 @@ def _thread_claim(thread_ids: tuple[str, ...], *, before: int, user_id: int, rel
     """The first claim of `user_id` that a message of the thread belongs to: a message received
     before (directly or through earlier replies, which belong to it too) or one we sent about it."""
     keys = {message_key(i, ""): i for i in thread_ids}
-    claim_of = {keys[row["message_key"]]: row["claim_id"] for row in related
-                if row["id"] < before and row["claim_id"] is not None and row["message_key"] in keys}
-    for sent_id, claim_id in Notification.objects.filter(message_id__in=[i[:255] for i in thread_ids],
-                                                         claim__isnull=False).values_list("message_id", "claim_id"):
+    claim_of = {
+        keys[row["message_key"]]: row["claim_id"]
+        for row in related
+        if row["id"] < before and row["claim_id"] is not None and row["message_key"] in keys
+    }
+    for sent_id, claim_id in Notification.objects.filter(
+        message_id__in=[i[:255] for i in thread_ids], claim__isnull=False
+    ).values_list("message_id", "claim_id"):
         claim_of.setdefault(sent_id, claim_id)
     claims = Claim.objects.in_bulk(claim_of.values())
     for thread_id in thread_ids:
@@ -312,15 +366,30 @@ def _as_claim(message: InboundMessage, parsed: Parsed, found: Extracted, sender:
 
 def _claim_file(incident: Incident, account, parsed: Parsed, found: Extracted, *, verified: bool) -> Claim:
     claim = claim_create(
-        incident=incident, user_id=account.user_id, channel=Claim.Channel.EMAIL, kind=found.kind or "other",
-        description=_description(parsed), references=claim_references(found), language=language_for(account.locale),
-        stored=_claim_files(parsed), verified=verified, account=account,
-        actor=claimant_actor(account.user_id) if verified else INTAKE_ACTOR)
+        incident=incident,
+        user_id=account.user_id,
+        channel=Claim.Channel.EMAIL,
+        kind=found.kind or "other",
+        description=_description(parsed),
+        references=claim_references(found),
+        language=language_for(account.locale),
+        stored=_claim_files(parsed),
+        verified=verified,
+        account=account,
+        actor=claimant_actor(account.user_id) if verified else INTAKE_ACTOR,
+    )
     if verified:
         # The acknowledgement answers their e-mail, threaded under it; matching finds it queued
         # (same key) and sends no second one.
-        notify(key=f"claim:{claim.id}:acknowledgement", kind="acknowledgement", user_id=claim.user_id, claim=claim,
-               account=account, new_key=True, thread=_thread(parsed, f"[{claim_reference(claim)}]"))
+        notify(
+            key=f"claim:{claim.id}:acknowledgement",
+            kind="acknowledgement",
+            user_id=claim.user_id,
+            claim=claim,
+            account=account,
+            new_key=True,
+            thread=_thread(parsed, f"[{claim_reference(claim)}]"),
+        )
     return claim
 
 
@@ -366,11 +435,18 @@ def _claim_files(parsed: Parsed) -> list[dict]:
         content_type = attachment_content_type(attachment.content[:8])
         if attachment.is_broken or content_type is None or attachment.size > MAX_ATTACHMENT_BYTES:
             continue
-        path = default_storage.save(f"claims/email/{uuid.uuid4().hex}{EXTENSIONS[content_type]}",
-                                    ContentFile(attachment.content))
-        stored.append({"path": path, "name": (attachment.filename or f"attachment{EXTENSIONS[content_type]}")[:255],
-                       "content_type": content_type, "size": attachment.size,
-                       "sha256": hashlib.sha256(attachment.content).hexdigest()})
+        path = default_storage.save(
+            f"claims/email/{uuid.uuid4().hex}{EXTENSIONS[content_type]}", ContentFile(attachment.content)
+        )
+        stored.append(
+            {
+                "path": path,
+                "name": (attachment.filename or f"attachment{EXTENSIONS[content_type]}")[:255],
+                "content_type": content_type,
+                "size": attachment.size,
+                "sha256": hashlib.sha256(attachment.content).hexdigest(),
+            }
+        )
     return stored
 
 
@@ -399,10 +475,15 @@ def _no_account_answer(parsed: Parsed) -> None:
     if Notification.objects.filter(kind="no_account", to=address, created_at__gte=now - NO_ACCOUNT_INTERVAL).exists():
         return
     digest = hashlib.sha256(address.encode()).hexdigest()[:32]
-    notify(key=f"inbound:no-account:{digest}:{now:%Y-%m-%d}", kind="no_account", user_id=None, to=address,
-           language=language_guess(f"{parsed.subject}\n{parsed.text}"),
-           context={"subject": parsed.subject[:200], "support_email": settings.SUPPORT_EMAIL},
-           thread=_thread(parsed, ""))
+    notify(
+        key=f"inbound:no-account:{digest}:{now:%Y-%m-%d}",
+        kind="no_account",
+        user_id=None,
+        to=address,
+        language=language_guess(f"{parsed.subject}\n{parsed.text}"),
+        context={"subject": parsed.subject[:200], "support_email": settings.SUPPORT_EMAIL},
+        thread=_thread(parsed, ""),
+    )
 
 
 CJK = re.compile(r"[\u3400-\u9fff]")
@@ -424,7 +505,7 @@ def _keep(*, message_id: int, raw: bytes, problem: str) -> str | None:
     if message.outcome:
         return None
     found = HEADER_END.search(raw)
-    known = parse(raw[:found.end()] if found else raw[:65536])
+    known = parse(raw[: found.end()] if found else raw[:65536])
     sender = _sender(known)
     key = message_key(known.message_id, message.sha256)
     fields = {"outcome": Outcome.UNPARSEABLE_KEPT, "user_id": _verified_user(sender), "problems": [problem]}
@@ -446,14 +527,25 @@ def inbound_parse_again(*, message_ids, actor: Actor) -> list[int]:
     raw bytes are untouched; other outcomes have already done what they had to (a claim, an
     answer) and are left alone. Returns the ids enqueued."""
     actor.require(APPROVING_ROLES, "parse messages again")
-    ids = list(InboundMessage.objects.select_for_update().filter(id__in=list(message_ids), outcome__in=AGAIN)
-               .order_by("id").values_list("id", flat=True))
+    ids = list(
+        InboundMessage.objects.select_for_update()
+        .filter(id__in=list(message_ids), outcome__in=AGAIN)
+        .order_by("id")
+        .values_list("id", flat=True)
+    )
     InboundMessage.objects.filter(id__in=ids).update(
-        outcome=None, attempts=0, parsed_at=None, original_key=None, is_verified=None, user_id=None, problems=[])
+        outcome=None, attempts=0, parsed_at=None, original_key=None, is_verified=None, user_id=None, problems=[]
+    )
     for message_id in ids:
-        audit_record(actor=actor.name, object_type="inbound_message", object_id=message_id, action="parse_again",
-                     before={"outcome": Outcome.UNPARSEABLE_KEPT}, after={"outcome": None},
-                     reason="parsed again by staff")
+        audit_record(
+            actor=actor.name,
+            object_type="inbound_message",
+            object_id=message_id,
+            action="parse_again",
+            before={"outcome": Outcome.UNPARSEABLE_KEPT},
+            after={"outcome": None},
+            reason="parsed again by staff",
+        )
     transaction.on_commit(lambda: [queue.enqueue(queue.INBOUND_PARSE, message_id=i) for i in ids])
     return ids
 
@@ -462,8 +554,11 @@ def inbound_requeue(*, older_than: timedelta) -> list[int]:
     """Enqueue again the messages stored longer than `older_than` ago and still undecided: their
     task was lost (a process stopped between commit and publish). Harmless if only late."""
     cutoff = timezone.now() - older_than
-    ids = list(InboundMessage.objects.filter(outcome__isnull=True, received_at__lt=cutoff)
-               .order_by("id").values_list("id", flat=True))
+    ids = list(
+        InboundMessage.objects.filter(outcome__isnull=True, received_at__lt=cutoff)
+        .order_by("id")
+        .values_list("id", flat=True)
+    )
     for message_id in ids:
         queue.enqueue(queue.INBOUND_PARSE, message_id=message_id)
     return ids

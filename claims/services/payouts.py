@@ -70,14 +70,24 @@ def payout_batch_create(*, incident: Incident, actor: Actor, asset: str | None =
         return None
     now = timezone.now()
     number = (PayoutBatch.objects.filter(incident=incident).aggregate(last=Max("number"))["last"] or 0) + 1
-    batch = PayoutBatch.objects.create(incident=incident, number=number, asset=asset or "", created_by=actor.name,
-                                       created_at=now)
+    batch = PayoutBatch.objects.create(
+        incident=incident, number=number, asset=asset or "", created_by=actor.name, created_at=now
+    )
     grouped = _lines_group(batch, items, decimals)
     PayoutLine.objects.bulk_create([line for line, _ in grouped])
-    PayoutLineItem.objects.bulk_create([PayoutLineItem(line=line, item=item, version=item.version, amount=item.amount)
-                                        for line, members in grouped for item in members])
-    audit_write([_batch_record(batch, len(grouped), actor), *(_exported_record(line, members, actor)
-                                                             for line, members in grouped)])
+    PayoutLineItem.objects.bulk_create(
+        [
+            PayoutLineItem(line=line, item=item, version=item.version, amount=item.amount)
+            for line, members in grouped
+            for item in members
+        ]
+    )
+    audit_write(
+        [
+            _batch_record(batch, len(grouped), actor),
+            *(_exported_record(line, members, actor) for line, members in grouped),
+        ]
+    )
     return batch
 
 
@@ -93,27 +103,43 @@ def _lines_group(batch: PayoutBatch, items: list[Item], decimals: dict[str, int]
             total = sum((item.amount for item in members), Decimal(0))
         amount = quantize(total, decimals[asset])
         if amount != total:  # item amounts have the asset's decimals: the sum is exact, or data is wrong
-            _refuse(f"items {[i.id for i in members]} sum to {total}, more decimals than {asset} has",
-                    "asset decimals")
+            _refuse(f"items {[i.id for i in members]} sum to {total}, more decimals than {asset} has", "asset decimals")
         key = f"{batch.incident.slug}.{batch.number}.{number}"
-        grouped.append((PayoutLine(batch=batch, number=number, key=key, user_id=user_id, asset=asset, amount=amount),
-                        members))
+        grouped.append(
+            (PayoutLine(batch=batch, number=number, key=key, user_id=user_id, asset=asset, amount=amount), members)
+        )
     return grouped
 
 
 def _batch_record(batch: PayoutBatch, lines: int, actor: Actor):
-    return audit_entry(actor=actor.name, object_type="payout_batch", object_id=batch.id, action="created",
-                       at=batch.created_at, after={"incident": batch.incident.slug, "number": batch.number,
-                                                   "asset": batch.asset, "lines": lines},
-                       reason=f"approved {batch.asset + ' ' if batch.asset else ''}items in no live or held line")
+    return audit_entry(
+        actor=actor.name,
+        object_type="payout_batch",
+        object_id=batch.id,
+        action="created",
+        at=batch.created_at,
+        after={"incident": batch.incident.slug, "number": batch.number, "asset": batch.asset, "lines": lines},
+        reason=f"approved {batch.asset + ' ' if batch.asset else ''}items in no live or held line",
+    )
 
 
 def _exported_record(line: PayoutLine, members: list[Item], actor: Actor):
-    return audit_entry(actor=actor.name, object_type="payout_line", object_id=line.id, action="exported",
-                       at=line.batch.created_at, reason=f"payout batch {line.batch.number}", after={
-                           "key": line.key, "user_id": line.user_id, "asset": line.asset, "amount": line.amount,
-                           "status": line.status,
-                           "items": [{"item": i.id, "version": i.version, "amount": i.amount} for i in members]})
+    return audit_entry(
+        actor=actor.name,
+        object_type="payout_line",
+        object_id=line.id,
+        action="exported",
+        at=line.batch.created_at,
+        reason=f"payout batch {line.batch.number}",
+        after={
+            "key": line.key,
+            "user_id": line.user_id,
+            "asset": line.asset,
+            "amount": line.amount,
+            "status": line.status,
+            "items": [{"item": i.id, "version": i.version, "amount": i.amount} for i in members],
+        },
+    )
 
 
 # --- the treasury files ---
@@ -150,13 +176,23 @@ def _treasury_json(batch: PayoutBatch, lines: list[PayoutLine], decimals: dict[s
         "incident": batch.incident.slug,
         "batch": batch.number,
         "createdAt": batch.created_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "lines": [{
-            "lineKey": line.key, "userId": line.user_id, "asset": line.asset,
-            "amount": _written(line.amount, decimals[line.asset]),
-            "items": [{"kind": entry.item.kind, "reference": entry.item.reference,
-                       "amount": _written(entry.amount, decimals[line.asset])}
-                      for entry in sorted(line.entries.all(), key=lambda e: (e.item.kind, e.item.reference))],
-        } for line in lines],
+        "lines": [
+            {
+                "lineKey": line.key,
+                "userId": line.user_id,
+                "asset": line.asset,
+                "amount": _written(line.amount, decimals[line.asset]),
+                "items": [
+                    {
+                        "kind": entry.item.kind,
+                        "reference": entry.item.reference,
+                        "amount": _written(entry.amount, decimals[line.asset]),
+                    }
+                    for entry in sorted(line.entries.all(), key=lambda e: (e.item.kind, e.item.reference))
+                ],
+            }
+            for line in lines
+        ],
     }
     return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
 
@@ -185,8 +221,9 @@ class ConfirmationInvalid(Refused):
     """A confirmation file with errors: nothing of it is recorded. `errors` names each line."""
 
     def __init__(self, errors: list[str]):
-        super().__init__("the confirmation file is rejected, nothing is recorded: " + "; ".join(errors),
-                         rule="confirmation file")
+        super().__init__(
+            "the confirmation file is rejected, nothing is recorded: " + "; ".join(errors), rule="confirmation file"
+        )
         self.errors = errors
 
 
@@ -200,8 +237,10 @@ def payouts_confirm(*, content: bytes, file_name: str, actor: Actor) -> PayoutCo
     rows, errors = confirmation_parse(content)
     # Checked under the lines' locks (in id order): a file recorded at the same moment is checked
     # against what this one recorded, never against what both read before.
-    lines = {line.key: line for line in PayoutLine.objects.select_for_update()
-             .filter(key__in={row.key for row in rows}).order_by("pk")}
+    lines = {
+        line.key: line
+        for line in PayoutLine.objects.select_for_update().filter(key__in={row.key for row in rows}).order_by("pk")
+    }
     errors += _rows_check(rows, lines)
     if errors:
         raise ConfirmationInvalid([message for _, message in sorted(errors, key=lambda e: e[0])])
@@ -210,12 +249,27 @@ def payouts_confirm(*, content: bytes, file_name: str, actor: Actor) -> PayoutCo
     if paid:
         _items_pay(paid, actor, now)
     confirmation = PayoutConfirmation.objects.create(
-        file_name=file_name, sha256=hashlib.sha256(content).hexdigest(), recorded_by=actor.name, rows=len(rows),
-        paid=len(paid), failed=len(failed), unchanged=len(rows) - len(paid) - len(failed))
-    audit_write([audit_entry(actor=actor.name, object_type="payout_confirmation", object_id=confirmation.id,
-                             action="recorded", at=now, reason=f"confirmation file {file_name}",
-                             after=audit_values(confirmation, ("file_name", "sha256", "rows", "paid", "failed",
-                                                               "unchanged")))])
+        file_name=file_name,
+        sha256=hashlib.sha256(content).hexdigest(),
+        recorded_by=actor.name,
+        rows=len(rows),
+        paid=len(paid),
+        failed=len(failed),
+        unchanged=len(rows) - len(paid) - len(failed),
+    )
+    audit_write(
+        [
+            audit_entry(
+                actor=actor.name,
+                object_type="payout_confirmation",
+                object_id=confirmation.id,
+                action="recorded",
+                at=now,
+                reason=f"confirmation file {file_name}",
+                after=audit_values(confirmation, ("file_name", "sha256", "rows", "paid", "failed", "unchanged")),
+            )
+        ]
+    )
     return confirmation
 
 
@@ -224,14 +278,20 @@ def confirmation_parse(content: bytes) -> tuple[list[ConfirmationRow], list[tupl
     try:
         text = content.decode("utf-8-sig")  # a BOM is allowed
     except UnicodeDecodeError as exc:
-        number = content[:exc.start].count(b"\n") + 1
+        number = content[: exc.start].count(b"\n") + 1
         return [], [(number, f"line {number}: not UTF-8")]
     lines = _lines_split(text)
     number, header = next(lines, (1, None))
     if header != CONFIRMATION_HEADER:
         wanted = ",".join(CONFIRMATION_HEADER)
-        return [], [(number, f"line {number}: the header must be {wanted}" if header is not None
-                     else f"line 1: the header {wanted} is missing")]
+        return [], [
+            (
+                number,
+                f"line {number}: the header must be {wanted}"
+                if header is not None
+                else f"line 1: the header {wanted} is missing",
+            )
+        ]
     rows, errors = [], []
     for number, fields in lines:
         row, problems = _row_parse(number, fields) if isinstance(fields, list) else (None, [fields])
@@ -255,8 +315,9 @@ def _lines_split(text: str) -> Iterator[tuple[int, list[str] | str]]:
 
 def _row_parse(number: int, fields: list[str]) -> tuple[ConfirmationRow | None, list[str]]:
     if len(fields) != len(CONFIRMATION_HEADER):
-        return None, [f"{len(CONFIRMATION_HEADER)} fields expected ({','.join(CONFIRMATION_HEADER)}), "
-                      f"found {len(fields)}"]
+        return None, [
+            f"{len(CONFIRMATION_HEADER)} fields expected ({','.join(CONFIRMATION_HEADER)}), found {len(fields)}"
+        ]
     key, status, transaction_id, confirmed = fields
     confirmed_at = _confirmed_at_parse(confirmed)
     problems = []
@@ -294,8 +355,13 @@ def _rows_check(rows: list[ConfirmationRow], lines: dict[str, PayoutLine]) -> li
             continue
         earlier = first.setdefault(row.key, row)
         if (earlier.status, earlier.transaction_id) != (row.status, row.transaction_id):
-            errors.append((row.number, f"line {row.number}: {row.key} is already on line {earlier.number} with "
-                                       f"{_reported(earlier)}, here with {_reported(row)}"))
+            errors.append(
+                (
+                    row.number,
+                    f"line {row.number}: {row.key} is already on line {earlier.number} with "
+                    f"{_reported(earlier)}, here with {_reported(row)}",
+                )
+            )
         why = _why_not_confirm(line, row)
         if why:
             errors.append((row.number, f"line {row.number}: {row.key} {why}"))
@@ -318,8 +384,9 @@ def _why_not_confirm(line: PayoutLine, row: ConfirmationRow) -> str | None:
     return None
 
 
-def _lines_confirm(rows: list[ConfirmationRow], lines: dict[str, PayoutLine], actor: Actor,
-                   file_name: str) -> tuple[list[PayoutLine], list[PayoutLine]]:
+def _lines_confirm(
+    rows: list[ConfirmationRow], lines: dict[str, PayoutLine], actor: Actor, file_name: str
+) -> tuple[list[PayoutLine], list[PayoutLine]]:
     """Record each exported line's first row; a line already final stays as it is (a repeat)."""
     confirmed, records = {PayoutLine.Status.PAID: [], PayoutLine.Status.FAILED: []}, []
     for row in rows:
@@ -329,9 +396,17 @@ def _lines_confirm(rows: list[ConfirmationRow], lines: dict[str, PayoutLine], ac
         before = audit_values(line, LINE_STATE)
         line.status, line.transaction_id, line.confirmed_at = row.status, row.transaction_id, row.confirmed_at
         confirmed[row.status].append(line)
-        records.append(audit_entry(actor=actor.name, object_type="payout_line", object_id=line.id, action=row.status,
-                                   before=before, after=audit_values(line, LINE_STATE),
-                                   reason=f"confirmation file {file_name}, line {row.number}"))
+        records.append(
+            audit_entry(
+                actor=actor.name,
+                object_type="payout_line",
+                object_id=line.id,
+                action=row.status,
+                before=before,
+                after=audit_values(line, LINE_STATE),
+                reason=f"confirmation file {file_name}, line {row.number}",
+            )
+        )
     changed = [*confirmed[PayoutLine.Status.PAID], *confirmed[PayoutLine.Status.FAILED]]
     PayoutLine.objects.bulk_update(changed, LINE_STATE)
     audit_write(records)
@@ -341,24 +416,35 @@ def _lines_confirm(rows: list[ConfirmationRow], lines: dict[str, PayoutLine], ac
 def _items_pay(lines: list[PayoutLine], actor: Actor, now: datetime) -> None:
     """Mark the paid lines' items paid (they are approved, at the version in the line), and let
     their claims follow."""
-    entries = list(PayoutLineItem.objects.filter(line__in=lines, is_holding=True).select_related("line")
-                   .order_by("item_id"))
+    entries = list(
+        PayoutLineItem.objects.filter(line__in=lines, is_holding=True).select_related("line").order_by("item_id")
+    )
     item_ids = [entry.item_id for entry in entries]
-    locked = dict(Item.objects.select_for_update().filter(id__in=item_ids).order_by("pk")
-                  .values_list("id", "version"))
+    locked = dict(Item.objects.select_for_update().filter(id__in=item_ids).order_by("pk").values_list("id", "version"))
     changed = [e.item_id for e in entries if locked.get(e.item_id) != e.version]
     if changed:  # an item in a live line keeps its version (approvals.py): this is a broken invariant
         _refuse(f"items {changed} changed version since they were batched", "item changed")
     # Conditional: only an approved item becomes paid.
-    moved = Item.objects.filter(id__in=item_ids, status=Item.Status.APPROVED).update(status=Item.Status.PAID,
-                                                                                     updated_at=now)
+    moved = Item.objects.filter(id__in=item_ids, status=Item.Status.APPROVED).update(
+        status=Item.Status.PAID, updated_at=now
+    )
     if moved != len(item_ids):
         _refuse(f"of the items {item_ids}, only {moved} are approved", "item not approved")
-    audit_write([audit_entry(actor=actor.name, object_type="item", object_id=e.item_id, action="paid", at=now,
-                             before={"status": Item.Status.APPROVED, "version": e.version},
-                             after={"status": Item.Status.PAID, "version": e.version, "line": e.line.key},
-                             reason=f"payout line {e.line.key} paid, transaction {e.line.transaction_id}")
-                 for e in entries])
+    audit_write(
+        [
+            audit_entry(
+                actor=actor.name,
+                object_type="item",
+                object_id=e.item_id,
+                action="paid",
+                at=now,
+                before={"status": Item.Status.APPROVED, "version": e.version},
+                after={"status": Item.Status.PAID, "version": e.version, "line": e.line.key},
+                reason=f"payout line {e.line.key} paid, transaction {e.line.transaction_id}",
+            )
+            for e in entries
+        ]
+    )
     claims_follow_items(item_ids=item_ids, actor=actor)
 
 
@@ -379,17 +465,35 @@ def payout_line_release(*, key: str, actor: Actor, reason: str) -> PayoutLine:
         _refuse(f"{key} is {line.status}: only a failed line is released", "not failed")
     credits = ledger.compensation_entry_list(reference=f"{CREDIT_PREFIX}{key}")
     if credits:
-        _refuse(f"the ledger holds {CREDIT_PREFIX}{key} (journal:{credits[0].id}, {credits[0].quantity.normalize():f} "
-                f"{credits[0].symbol}): treasury said failed, but the money arrived", "ledger credit")
+        _refuse(
+            f"the ledger holds {CREDIT_PREFIX}{key} (journal:{credits[0].id}, {credits[0].quantity.normalize():f} "
+            f"{credits[0].symbol}): treasury said failed, but the money arrived",
+            "ledger credit",
+        )
     before = audit_values(line, RELEASE_STATE)
-    line.status, line.released_by, line.released_at, line.release_reason = (PayoutLine.Status.RELEASED, actor.name,
-                                                                            timezone.now(), reason)
+    line.status, line.released_by, line.released_at, line.release_reason = (
+        PayoutLine.Status.RELEASED,
+        actor.name,
+        timezone.now(),
+        reason,
+    )
     line.save(update_fields=[*RELEASE_STATE])
     freed = list(line.entries.filter(is_holding=True).order_by("item_id").values_list("item_id", flat=True))
     PayoutLineItem.objects.filter(line=line, is_holding=True).update(is_holding=False)
-    audit_write([audit_entry(actor=actor.name, object_type="payout_line", object_id=line.id, action="released",
-                             before=before, after={**audit_values(line, RELEASE_STATE), "items_freed": freed},
-                             reason=reason, at=line.released_at)])
+    audit_write(
+        [
+            audit_entry(
+                actor=actor.name,
+                object_type="payout_line",
+                object_id=line.id,
+                action="released",
+                before=before,
+                after={**audit_values(line, RELEASE_STATE), "items_freed": freed},
+                reason=reason,
+                at=line.released_at,
+            )
+        ]
+    )
     return line
 
 
@@ -420,18 +524,35 @@ def reconcile(*, incident: Incident) -> list[ReconciliationRow]:
     for line in payout_line_list(incident=incident):
         rows.extend(_line_problems(line, credits.pop(line.key, []), decimals))
     for key, entries in sorted(credits.items()):
-        rows.append(ReconciliationRow(key, entries[0].user_id, entries[0].symbol, "",
-                                      _quantity(entries, entries[0].symbol, decimals), "unknown_credit"))
+        rows.append(
+            ReconciliationRow(
+                key,
+                entries[0].user_id,
+                entries[0].symbol,
+                "",
+                _quantity(entries, entries[0].symbol, decimals),
+                "unknown_credit",
+            )
+        )
     for entry in ledger.compensation_entry_list(outside_prefix=CREDIT_PREFIX):
-        rows.append(ReconciliationRow(f"ledger:{entry.id}", entry.user_id, entry.symbol, "",
-                                      _quantity([entry], entry.symbol, decimals), "unreferenced_credit"))
+        rows.append(
+            ReconciliationRow(
+                f"ledger:{entry.id}",
+                entry.user_id,
+                entry.symbol,
+                "",
+                _quantity([entry], entry.symbol, decimals),
+                "unreferenced_credit",
+            )
+        )
     return rows
 
 
 def _line_problems(line: PayoutLine, entries: list, decimals: dict[str, int]) -> list[ReconciliationRow]:
     """One line's rows, in the order of the spec's table."""
-    row = lambda expected, found, problem: ReconciliationRow(line.key, line.user_id, line.asset, expected, found,
-                                                             problem)
+    row = lambda expected, found, problem: ReconciliationRow(
+        line.key, line.user_id, line.asset, expected, found, problem
+    )
     amount = _value_written(line.amount, line.asset, decimals)
     if line.status != PayoutLine.Status.PAID:
         return [row("", _quantity(entries, line.asset, decimals), "credit_not_paid")] if entries else []

@@ -13,6 +13,17 @@ from .importer import FileResult, ImportResult, bundle_import, report_lines
 from .specs import SPECS, SPECS_BY_FILENAME, Column, FileSpec
 
 __all__ = [
-    "SPECS", "SPECS_BY_FILENAME", "BundleError", "BundleInvalid", "BundleLayoutError", "Column", "FileResult",
-    "FileSpec", "ImportResult", "Member", "bundle_import", "open_bundle", "report_lines",
+    "SPECS",
+    "SPECS_BY_FILENAME",
+    "BundleError",
+    "BundleInvalid",
+    "BundleLayoutError",
+    "Column",
+    "FileResult",
+    "FileSpec",
+    "ImportResult",
+    "Member",
+    "bundle_import",
+    "open_bundle",
+    "report_lines",
 ]

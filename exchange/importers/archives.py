@@ -35,8 +35,18 @@ ANCHOR = "accounts.jsonl"
 
 # What reading a damaged file raises, from gzip, zlib, zipfile, tarfile, bz2, lzma or the OS
 # (zipfile lets struct.error, and ValueError for a name that is not UTF-8, through).
-READ_ERRORS = (OSError, EOFError, zlib.error, zipfile.BadZipFile, tarfile.TarError, lzma.LZMAError,
-               NotImplementedError, RuntimeError, struct.error, ValueError)
+READ_ERRORS = (
+    OSError,
+    EOFError,
+    zlib.error,
+    zipfile.BadZipFile,
+    tarfile.TarError,
+    lzma.LZMAError,
+    NotImplementedError,
+    RuntimeError,
+    struct.error,
+    ValueError,
+)
 
 
 class BundleLayoutError(Exception):
@@ -68,8 +78,10 @@ class ExpansionLimit:
         return max(self.ratio * compressed_size, self.minimum)
 
     def refusal(self, compressed_size: int) -> str:
-        return (f"expands to more than {self.ratio} times its compressed size ({compressed_size:,} bytes, "
-                f"stopped after {self.allowance(compressed_size):,}); see IMPORT_MAX_EXPANSION_RATIO")
+        return (
+            f"expands to more than {self.ratio} times its compressed size ({compressed_size:,} bytes, "
+            f"stopped after {self.allowance(compressed_size):,}); see IMPORT_MAX_EXPANSION_RATIO"
+        )
 
 
 UNLIMITED = ExpansionLimit(ratio=1 << 40, minimum=0)
@@ -101,8 +113,11 @@ class CappedStream(io.RawIOBase):
 
     def read(self, size: int = -1) -> bytes:
         if size is None or size < 0 or size > MAX_READ:
-            raise MemberUnreadable(self._where, f"holds a header or block of {size:,} bytes, more than the "
-                                                f"{MAX_READ:,} read at once; refused as damaged or hostile")
+            raise MemberUnreadable(
+                self._where,
+                f"holds a header or block of {size:,} bytes, more than the "
+                f"{MAX_READ:,} read at once; refused as damaged or hostile",
+            )
         return super().read(size)
 
     def readinto(self, buffer) -> int:
@@ -226,8 +241,13 @@ def _collect(entries: list[Entry], description: str, limit: ExpansionLimit) -> d
             continue
         if name in members:
             raise BundleLayoutError(f"{description}: both {members[name].where} and {entry.path} are present; keep one")
-        members[name] = Member(name=name, where=str(entry.path), open_raw=entry.open_raw,
-                               compressed_size=entry.compressed_size, limit=limit)
+        members[name] = Member(
+            name=name,
+            where=str(entry.path),
+            open_raw=entry.open_raw,
+            compressed_size=entry.compressed_size,
+            limit=limit,
+        )
     return members
 
 
@@ -320,8 +340,13 @@ def _zip_entries(archive: zipfile.ZipFile) -> list[Entry]:
     return entries
 
 
-TAR_KINDS = {tarfile.SYMTYPE: "symbolic link", tarfile.LNKTYPE: "hard link", tarfile.CHRTYPE: "device",
-             tarfile.BLKTYPE: "device", tarfile.FIFOTYPE: "named pipe"}
+TAR_KINDS = {
+    tarfile.SYMTYPE: "symbolic link",
+    tarfile.LNKTYPE: "hard link",
+    tarfile.CHRTYPE: "device",
+    tarfile.BLKTYPE: "device",
+    tarfile.FIFOTYPE: "named pipe",
+}
 TAR_COMPRESSIONS = (  # by magic number, as tarfile's "r:*" would; each reads from a file object
     (b"\x1f\x8b", lambda raw: gzip.GzipFile(fileobj=raw, mode="rb")),
     (b"BZh", bz2.BZ2File),

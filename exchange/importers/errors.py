@@ -44,4 +44,3 @@ class ErrorLog:
     def raise_if_any(self) -> None:
         if self.total:
             raise BundleInvalid(self.reported, self.total)
-

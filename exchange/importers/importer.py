@@ -30,8 +30,10 @@ from django.utils import timezone
 try:
     from psycopg.errors import UniqueViolation
 except ImportError:  # pragma: no cover - psycopg is in requirements.txt; SQLite never raises it here
+
     class UniqueViolation(Exception):
         pass
+
 
 from exchange import models as m
 
@@ -149,8 +151,9 @@ class BundleImport:
         self._read_into(spec, member, size, result)
         self.staged.append((spec, result))
 
-    def _read_into(self, spec: FileSpec, member: Member, size: int, result: FileResult, *,
-                   run_id: int | None = None) -> None:
+    def _read_into(
+        self, spec: FileSpec, member: Member, size: int, result: FileResult, *, run_id: int | None = None
+    ) -> None:
         progress = Progress(self.out, spec.filename, size)
         with member.open() as stream, open_stage(self.cursor, spec, run_id=run_id) as stage:
             result.lines_read = self._stage_lines(spec, stream, stage, progress)
@@ -162,7 +165,8 @@ class BundleImport:
         """Validate each line, and stage it while the bundle is still valid; the lines read (not
         counting blank ones). A line too long, or a member found damaged, ends the file."""
         parser = LineParser(
-            spec, self.known,
+            spec,
+            self.known,
             max_significant_digits=SIGNIFICANT_DIGITS_SQLITE if connection.vendor == "sqlite" else None,
         )
         learns = spec.name in ("accounts", "assets", "markets")
@@ -208,8 +212,9 @@ class BundleImport:
             self.cursor.execute(f"DROP TABLE IF EXISTS {stage_table(spec)}")
 
 
-def bundle_import(*, path: str | Path, imported_by: str, recheck: bool = False,
-                  out: TextIO | None = None) -> ImportResult:
+def bundle_import(
+    *, path: str | Path, imported_by: str, recheck: bool = False, out: TextIO | None = None
+) -> ImportResult:
     """Import one bundle; raises BundleInvalid (and writes nothing) when anything is wrong."""
     started_at = timezone.now()
     try:
@@ -226,8 +231,13 @@ def bundle_import(*, path: str | Path, imported_by: str, recheck: bool = False,
 
 def _record_failure(path, imported_by: str, started_at: datetime, errors: list[BundleError], total: int) -> None:
     m.ImportRun.objects.create(
-        started_at=started_at, finished_at=timezone.now(), imported_by=imported_by, source=str(path)[:1000],
-        status=m.ImportRun.Status.FAILED, error_count=total, errors="\n".join(map(str, errors)),
+        started_at=started_at,
+        finished_at=timezone.now(),
+        imported_by=imported_by,
+        source=str(path)[:1000],
+        status=m.ImportRun.Status.FAILED,
+        error_count=total,
+        errors="\n".join(map(str, errors)),
     )
 
 
@@ -239,7 +249,10 @@ def _import(*, path, imported_by: str, recheck: bool, out: TextIO | None, starte
             cursor.execute("SELECT pg_advisory_xact_lock(hashtext('claimdesk.import_bundle'))")
             cursor.execute("SET LOCAL TIME ZONE 'UTC'")
     run = m.ImportRun.objects.create(
-        started_at=started_at, finished_at=started_at, imported_by=imported_by, source=str(path)[:1000],
+        started_at=started_at,
+        finished_at=started_at,
+        imported_by=imported_by,
+        source=str(path)[:1000],
         status=m.ImportRun.Status.SUCCEEDED,
     )
     result = ImportResult(run=run)
@@ -260,9 +273,16 @@ def _import(*, path, imported_by: str, recheck: bool, out: TextIO | None, starte
         work.insert_staged()
         work.errors.raise_if_any()
     m.ImportFile.objects.bulk_create(
-        m.ImportFile(run=run, name=f.name, member=f.member, sha256=f.sha256, lines_read=f.lines_read,
-                     inserted=f.inserted, already_present=f.already_present,
-                     skipped_as_unchanged=f.skipped_as_unchanged)
+        m.ImportFile(
+            run=run,
+            name=f.name,
+            member=f.member,
+            sha256=f.sha256,
+            lines_read=f.lines_read,
+            inserted=f.inserted,
+            already_present=f.already_present,
+            skipped_as_unchanged=f.skipped_as_unchanged,
+        )
         for f in result.files
     )
     run.finished_at = timezone.now()
@@ -274,8 +294,10 @@ def report_lines(result: ImportResult) -> Iterable[str]:
     width = max((len(f.name) for f in result.files), default=0)
     for f in result.files:
         note = "  (unchanged since an earlier import; not read again)" if f.skipped_as_unchanged else ""
-        yield (f"{f.name:<{width}}  {f.lines_read:>10} read  {f.inserted:>10} inserted  "
-               f"{f.already_present:>10} already present{note}")
+        yield (
+            f"{f.name:<{width}}  {f.lines_read:>10} read  {f.inserted:>10} inserted  "
+            f"{f.already_present:>10} already present{note}"
+        )
     if result.inserted == 0:
         yield f"Import #{result.run.pk}: nothing new, every line was already present; nothing was written."
     else:

@@ -108,14 +108,17 @@ class LineParser:
             try:
                 value = column.parse(value)
                 if column.choices is not None and value not in column.choices:
-                    raise ValueError(f"unknown value {shortened(repr(value))}; "
-                                     f"expected one of {', '.join(sorted(column.choices))}")
+                    raise ValueError(
+                        f"unknown value {shortened(repr(value))}; expected one of {', '.join(sorted(column.choices))}"
+                    )
                 if ref is not None and value not in ref:
                     raise ValueError(f"unknown {REF_DESCRIPTIONS[column.ref]}: {shortened(repr(value))}")
                 if max_length is not None and len(value) > max_length:
                     raise ValueError(f"longer than {max_length} characters")
-                if is_decimal and self.max_significant_digits and (
-                    significant_digits(value) > self.max_significant_digits
+                if (
+                    is_decimal
+                    and self.max_significant_digits
+                    and (significant_digits(value) > self.max_significant_digits)
                 ):
                     raise ValueError(
                         f"{value} has more than {self.max_significant_digits} significant digits, "
@@ -168,8 +171,11 @@ def _fast_check(column: Column, max_length: int | None, ref: set | None) -> Call
     """A quick yes/no for one column's value as it stands, or None if this column has none."""
     low, high = -(2**63), 2**63
     if column.parse is parse_int:
-        check = (lambda v: type(v) is int and low <= v < high and v in ref) if ref is not None else (
-            lambda v: type(v) is int and low <= v < high)
+        check = (
+            (lambda v: type(v) is int and low <= v < high and v in ref)
+            if ref is not None
+            else (lambda v: type(v) is int and low <= v < high)
+        )
     elif column.parse is parse_decimal:
         check = _is_plain_decimal
     elif column.parse is parse_positive_decimal:
@@ -181,8 +187,12 @@ def _fast_check(column: Column, max_length: int | None, ref: set | None) -> Call
     elif column.parse in (parse_str, parse_str_or_int) and (column.choices is not None or ref is not None):
         check = (column.choices or ref).__contains__  # members are non-empty, short strings
     elif column.parse in (parse_str, parse_str_or_int) and max_length is not None:
-        check = lambda v: (type(v) is str and 0 < len(v) <= max_length and "\x00" not in v  # noqa: E731
-                           and (v.isascii() or is_utf8(v)))
+        check = lambda v: (
+            type(v) is str
+            and 0 < len(v) <= max_length
+            and "\x00" not in v  # noqa: E731
+            and (v.isascii() or is_utf8(v))
+        )
     else:
         return None
     if not column.required:

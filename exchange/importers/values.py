@@ -47,12 +47,12 @@ def parse_decimal(value: Any) -> str:
         # Format "f" writes out every digit: 1e999999999 would be a gigabyte of zeros.
         text = format(value, "f") if value.as_tuple().exponent >= -60 and value.adjusted() <= 60 else str(value)
     else:
-        raise ValueError(f"expected a decimal such as \"12.5\", got {shown(value)}")
+        raise ValueError(f'expected a decimal such as "12.5", got {shown(value)}')
     if PLAIN_DECIMAL.match(text):
         return text
     parts = PLAIN_DECIMAL_ANY_SIZE.match(text)
     if not parts:
-        raise ValueError(f"{shown(value)} is not a plain decimal such as \"12.5\"")
+        raise ValueError(f'{shown(value)} is not a plain decimal such as "12.5"')
     if len(parts.group(1)) > 20:
         raise ValueError(f"{shortened(text)} has more than 20 digits before the point")
     raise ValueError(f"{shortened(text)} has more than 18 digits after the point")
@@ -122,4 +122,3 @@ SIGNIFICANT_DIGITS_SQLITE = 15
 
 def significant_digits(text: str) -> int:
     return len(text.lstrip("-").replace(".", "").strip("0"))
-

@@ -11,4 +11,3 @@ class FailOnceBackend(EmailBackend):
             FailOnceBackend.failed = True
             raise ConnectionError("provider unavailable")
         return super().send_messages(messages)
-

@@ -34,8 +34,9 @@ def login(client, username: str, *roles: str, permissions=()):
 
 
 def act(client, model: str, action: str, ids, **data):
-    return client.post(f"/admin/claims/{model}/", {"action": action, ACTION_CHECKBOX_NAME: [str(i) for i in ids],
-                                                   **data}, follow=True)
+    return client.post(
+        f"/admin/claims/{model}/", {"action": action, ACTION_CHECKBOX_NAME: [str(i) for i in ids], **data}, follow=True
+    )
 
 
 def shown(response) -> list[str]:
@@ -43,8 +44,7 @@ def shown(response) -> list[str]:
 
 
 def bad_fill_claim(incident) -> Claim:
-    claim = Claim.objects.create(incident=incident, user_id=100007, channel="staff", kind="bad_fill",
-                                 status="matched")
+    claim = Claim.objects.create(incident=incident, user_id=100007, channel="staff", kind="bad_fill", status="matched")
     ClaimItem.objects.create(claim=claim, item=Item.objects.get(user_id=100007, reference="fill:982009:Ask"))
     return claim
 
@@ -137,8 +137,9 @@ def test_an_amount_is_set_by_hand_with_a_reason(client, incident):
 
 
 def test_a_second_approver_confirms_new_limits_in_the_admin(client, incident):
-    change = ApprovalLimitChange.objects.create(incident=incident, auto_approve_limit=50, dual_approval_limit=5000,
-                                                proposed_by="carl")
+    change = ApprovalLimitChange.objects.create(
+        incident=incident, auto_approve_limit=50, dual_approval_limit=5000, proposed_by="carl"
+    )
     login(client, "carl", "approver")
     own = act(client, "approvallimitchange", "confirm", [change.id])
     client.force_login(StaffFactory(username="dora", roles=["approver"]))
@@ -169,10 +170,18 @@ def test_the_user_form_refuses_finance_with_support(admin_client, incident):
     user = StaffFactory(username="fin", roles=["finance"])
     support = Group.objects.get(name="support")
 
-    response = admin_client.post(f"/admin/auth/user/{user.id}/change/", {
-        "username": "fin", "email": "fin@claimdesk.example", "is_active": "on", "is_staff": "on",
-        "groups": [support.id, Group.objects.get(name="finance").id], "date_joined_0": "2026-01-01",
-        "date_joined_1": "00:00:00"})
+    response = admin_client.post(
+        f"/admin/auth/user/{user.id}/change/",
+        {
+            "username": "fin",
+            "email": "fin@claimdesk.example",
+            "is_active": "on",
+            "is_staff": "on",
+            "groups": [support.id, Group.objects.get(name="finance").id],
+            "date_joined_0": "2026-01-01",
+            "date_joined_1": "00:00:00",
+        },
+    )
 
     assert response.status_code == 200
     assert "finance excludes support and approver" in response.content.decode()
@@ -190,9 +199,21 @@ def _queries(client, url: str) -> int:
 
 
 def _more_items(incident, n: int) -> None:
-    Item.objects.bulk_create(Item(incident=incident, user_id=200000 + i, kind="bad_fill", reference=f"fill:{i}:Bid",
-                                  asset="USDC", amount=Decimal("10"), status="computed", approval="one", formula="f",
-                                  inputs={}) for i in range(n))
+    Item.objects.bulk_create(
+        Item(
+            incident=incident,
+            user_id=200000 + i,
+            kind="bad_fill",
+            reference=f"fill:{i}:Bid",
+            asset="USDC",
+            amount=Decimal("10"),
+            status="computed",
+            approval="one",
+            formula="f",
+            inputs={},
+        )
+        for i in range(n)
+    )
 
 
 def test_the_item_list_and_a_claim_page_cost_the_same_queries_for_10_or_200_rows(client, incident):

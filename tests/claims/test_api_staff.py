@@ -72,24 +72,30 @@ def test_a_stale_version_is_refused(one):
 
 
 def test_a_claim_is_rejected_and_given_an_amount_through_the_api(one):
-    claim = Claim.objects.create(incident=one.incident, user_id=100007, channel="staff", kind="other",
-                                 status="unmatched")
+    claim = Claim.objects.create(
+        incident=one.incident, user_id=100007, channel="staff", kind="other", status="unmatched"
+    )
     carl = api_client_for("carl", "approver")
 
-    amount = carl.post(f"/api/claims/{claim.public_id}/amount/", {"asset": "USDC", "amount": "150",
-                                                                  "reason": "goodwill"}, format="json")
+    amount = carl.post(
+        f"/api/claims/{claim.public_id}/amount/",
+        {"asset": "USDC", "amount": "150", "reason": "goodwill"},
+        format="json",
+    )
     rejected = carl.post(f"/api/claims/{claim.public_id}/reject/", {"reason": "duplicate of another"}, format="json")
 
     claim.refresh_from_db()
     assert amount.status_code == 201 and amount.json()["kind"] == "other"
-    assert rejected.status_code == 200 and rejected.json() == [{"item_id": amount.json()["id"], "changed": True,
-                                                                "message": "rejected"}]
+    assert rejected.status_code == 200 and rejected.json() == [
+        {"item_id": amount.json()["id"], "changed": True, "message": "rejected"}
+    ]
     assert claim.status == "rejected" and ClaimItem.objects.filter(claim=claim).count() == 1
 
 
 def test_new_limits_are_confirmed_by_a_second_approver_through_the_api(one):
-    change = ApprovalLimitChange.objects.create(incident=one.incident, auto_approve_limit=50, dual_approval_limit=500,
-                                                proposed_by="carl")
+    change = ApprovalLimitChange.objects.create(
+        incident=one.incident, auto_approve_limit=50, dual_approval_limit=500, proposed_by="carl"
+    )
 
     own = api_client_for("carl", "approver").post(f"/api/limit-changes/{change.id}/confirm/")
     done = api_client_for("dora", "approver").post(f"/api/limit-changes/{change.id}/confirm/")

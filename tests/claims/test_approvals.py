@@ -73,17 +73,21 @@ def records(obj, action=None):
 def tier(amount: str, *, auto="100", dual="10000", price="1", asset="SOL") -> tuple:
     prices = d.Prices({"SOL_USDC": [(T, Decimal(price), Decimal(price))]}, reference="index", max_age=300)
     detected = d.Detected("bad_fill", "fill:1:Bid", asset, Decimal(amount), "f", {}, T)
-    return item_approval(detected, Incident(auto_approve_limit=Decimal(auto), dual_approval_limit=Decimal(dual)),
-                         prices)
+    return item_approval(
+        detected, Incident(auto_approve_limit=Decimal(auto), dual_approval_limit=Decimal(dual)), prices
+    )
 
 
-@pytest.mark.parametrize("amount, expected", [
-    ("100", ("approved", "policy", Decimal("100.00"))),  # exactly auto_approve_limit: policy
-    ("100.004", ("approved", "policy", Decimal("100.00"))),  # rounds to the limit's cents
-    ("100.005", ("computed", "one", Decimal("100.01"))),  # half up, above it
-    ("10000", ("computed", "one", Decimal("10000.00"))),  # exactly dual_approval_limit: one approval
-    ("10000.01", ("computed", "two", Decimal("10000.01"))),
-])
+@pytest.mark.parametrize(
+    "amount, expected",
+    [
+        ("100", ("approved", "policy", Decimal("100.00"))),  # exactly auto_approve_limit: policy
+        ("100.004", ("approved", "policy", Decimal("100.00"))),  # rounds to the limit's cents
+        ("100.005", ("computed", "one", Decimal("100.01"))),  # half up, above it
+        ("10000", ("computed", "one", Decimal("10000.00"))),  # exactly dual_approval_limit: one approval
+        ("10000.01", ("computed", "two", Decimal("10000.01"))),
+    ],
+)
 def test_each_tier_boundary_belongs_to_the_lower_tier(amount, expected):
     assert tier(amount) == expected
 
@@ -91,14 +95,18 @@ def test_each_tier_boundary_belongs_to_the_lower_tier(amount, expected):
 def test_the_usdc_value_is_the_exact_product_rounded_once():
     # 12.005000000000012005 × 0.999999999999999 = 12.004999999999999... : 12.00, not 12.01 (28 digits)
     assert tier("12.005000000000012005", auto="12.00", price="0.999999999999999") == (
-        "approved", "policy", Decimal("12.00"))
+        "approved",
+        "policy",
+        Decimal("12.00"),
+    )
 
 
 def test_an_unknown_value_or_no_amount_needs_two_approvals():
     assert tier("1", asset="BTC") == ("computed", "two", None)  # no BTC_USDC price
     detected = d.Detected("bad_fill", "fill:1:Bid", "USDC", None, "f", {}, T, review_reason="no price")
-    assert item_approval(detected, Incident(auto_approve_limit=1, dual_approval_limit=2), d.Prices(
-        {}, reference="index", max_age=300))[:2] == ("needs_review", "two")
+    assert item_approval(
+        detected, Incident(auto_approve_limit=1, dual_approval_limit=2), d.Prices({}, reference="index", max_age=300)
+    )[:2] == ("needs_review", "two")
 
 
 # --- one and two approvals ---
@@ -167,7 +175,12 @@ def test_an_amount_set_by_hand_is_a_new_version_that_two_other_people_approve(on
     one.refresh_from_db()
     assert "set this version's amount" in own.message and not own.changed
     assert (one.amount, one.version, one.approval, one.amount_set_by, one.status) == (
-        Decimal("4500.500000"), 2, "two", "carl", "approved")
+        Decimal("4500.500000"),
+        2,
+        "two",
+        "carl",
+        "approved",
+    )
     assert records(one, "amount_set").get().reason == "fee refunded separately"
 
 
@@ -185,9 +198,17 @@ def test_an_approval_of_an_older_version_never_counts_again(two):
     assert two.approvals.filter(version=2).count() == 1
 
 
-@pytest.mark.parametrize("amount, rule", [("0", "amount positive"), ("-5", "amount format"),
-                                          ("1.0000001", "asset decimals"), ("1_000", "amount format"),
-                                          ("١٢", "amount format"), ("1e3", "amount format")])
+@pytest.mark.parametrize(
+    "amount, rule",
+    [
+        ("0", "amount positive"),
+        ("-5", "amount format"),
+        ("1.0000001", "asset decimals"),
+        ("1_000", "amount format"),
+        ("١٢", "amount format"),
+        ("1e3", "amount format"),
+    ],
+)
 def test_an_amount_set_by_hand_is_a_plain_positive_decimal_within_the_assets_decimals(one, amount, rule):
     with pytest.raises(Refused) as refused:
         item_amount_set(item_id=one.id, actor=person("carl", "approver"), amount=amount, reason="r")
@@ -208,17 +229,30 @@ def test_a_needs_review_item_whose_amount_is_set_becomes_computed_with_two_appro
 
     unpriced.refresh_from_db()
     assert (unpriced.status, unpriced.approval, unpriced.amount, unpriced.version) == (
-        "computed", "two", Decimal("12.500000"), 2)
+        "computed",
+        "two",
+        Decimal("12.500000"),
+        2,
+    )
 
 
 def test_staff_set_an_amount_for_an_unmatched_claim_as_an_item_of_kind_other(incident):
     claim = Claim.objects.create(incident=incident, user_id=100007, channel="staff", kind="other", status="unmatched")
 
-    created = item_for_claim_create(claim_id=claim.id, actor=person("carl", "approver"), asset="USDC",
-                                    amount="150", reason="goodwill for a missed deposit")
+    created = item_for_claim_create(
+        claim_id=claim.id,
+        actor=person("carl", "approver"),
+        asset="USDC",
+        amount="150",
+        reason="goodwill for a missed deposit",
+    )
 
     assert (created.kind, created.reference, created.approval, created.status) == (
-        "other", f"claim:{claim.public_id}", "two", "computed")
+        "other",
+        f"claim:{claim.public_id}",
+        "two",
+        "computed",
+    )
     assert ClaimItem.objects.filter(claim=claim, item=created).exists()
     call_command("detect", SLUG, "--user", "100007", stdout=io.StringIO())  # detection leaves it alone
     assert Item.objects.filter(id=created.id, amount=Decimal("150")).exists()
@@ -250,8 +284,7 @@ def test_a_decided_item_sent_back_is_a_new_version_and_a_rejected_one_is_reopene
 
     one.refresh_from_db()
     assert (one.status, one.version) == ("computed", 3)
-    assert list(records(one).values_list("action", flat=True))[-4:] == ["approved", "sent_back", "rejected",
-                                                                         "reopened"]
+    assert list(records(one).values_list("action", flat=True))[-4:] == ["approved", "sent_back", "rejected", "reopened"]
 
 
 def test_a_policy_item_sent_back_is_approved_by_policy_again(incident):
@@ -295,8 +328,13 @@ def test_an_undecided_item_with_an_approval_is_flagged_not_removed(two, tmp_path
     item_approve(item_id=two.id, actor=person("carl", "approver"))
     data = json.loads((JULY3 / "incident.json").read_text())
     later = "2025-07-10T00:00:00Z"  # the withdrawal no longer falls before the window
-    data.update(window_start=later, trading_resumed=later, window_end=later, evaluation_end=later,
-                claims_close="2099-01-01T00:00:00Z")
+    data.update(
+        window_start=later,
+        trading_resumed=later,
+        window_end=later,
+        evaluation_end=later,
+        claims_close="2099-01-01T00:00:00Z",
+    )
     (tmp_path / "incident.json").write_text(json.dumps(data))
 
     call_command("load_incident", str(tmp_path / "incident.json"), stdout=io.StringIO())
@@ -322,7 +360,12 @@ def test_accepting_a_flagged_recomputation_is_a_new_version_by_the_one_who_accep
 
     one.refresh_from_db()
     assert (one.amount, one.version, one.amount_set_by, one.status, one.flagged_at) == (
-        recomputed, 2, "carl", "computed", None)
+        recomputed,
+        2,
+        "carl",
+        "computed",
+        None,
+    )
     assert one.inputs["reference_price"]["price"] != "" and one.approval == "two"
     assert not item_approve(item_id=one.id, actor=carl).changed
     item_approve(item_id=one.id, actor=ann)
@@ -356,10 +399,12 @@ def test_an_event_approved_in_one_incident_is_refused_in_another_naming_it(one, 
 def test_only_support_and_approvers_approve_reject_or_set_amounts(one, roles):
     actor = person("fin", *roles)
 
-    for act in (lambda: item_approve(item_id=one.id, actor=actor),
-                lambda: item_reject(item_id=one.id, actor=actor, reason="r"),
-                lambda: item_amount_set(item_id=one.id, actor=actor, amount="1", reason="r"),
-                lambda: item_send_back(item_id=one.id, actor=actor, reason="r")):
+    for act in (
+        lambda: item_approve(item_id=one.id, actor=actor),
+        lambda: item_reject(item_id=one.id, actor=actor, reason="r"),
+        lambda: item_amount_set(item_id=one.id, actor=actor, amount="1", reason="r"),
+        lambda: item_send_back(item_id=one.id, actor=actor, reason="r"),
+    ):
         with pytest.raises(RoleRefused, match="only approver or support may"):
             act()
 
@@ -403,8 +448,13 @@ def limits_file(tmp_path, **limits) -> str:
 
 def test_raised_limits_wait_for_a_second_approver_and_never_make_policy_approvals(one, two, incident, tmp_path):
     out = io.StringIO()
-    call_command("load_incident", limits_file(tmp_path, auto_approve_limit="1000000000000",
-                                              dual_approval_limit="1000000000000"), "--by", "mallory", stdout=out)
+    call_command(
+        "load_incident",
+        limits_file(tmp_path, auto_approve_limit="1000000000000", dual_approval_limit="1000000000000"),
+        "--by",
+        "mallory",
+        stdout=out,
+    )
 
     incident.refresh_from_db()
     change = ApprovalLimitChange.objects.get()
@@ -451,8 +501,7 @@ def test_one_person_raising_limits_in_the_admin_changes_no_item(one, incident, r
 
 
 def test_a_claim_approved_through_its_items_is_never_changed_silently_by_detection(incident, tmp_path):
-    claim = Claim.objects.create(incident=incident, user_id=100007, channel="staff", kind="bad_fill",
-                                 status="matched")
+    claim = Claim.objects.create(incident=incident, user_id=100007, channel="staff", kind="bad_fill", status="matched")
     ClaimItem.objects.create(claim=claim, item=item(100007, "fill:982009:Ask"))
     claim_approve(claim_id=claim.id, actor=person("ann", "support"))
     approved = item(100007, "fill:982009:Ask")
@@ -468,8 +517,7 @@ def test_a_claim_approved_through_its_items_is_never_changed_silently_by_detecti
 
 
 def test_claims_follow_their_items_to_rejected_and_back_to_review(incident):
-    claim = Claim.objects.create(incident=incident, user_id=100007, channel="staff", kind="bad_fill",
-                                 status="matched")
+    claim = Claim.objects.create(incident=incident, user_id=100007, channel="staff", kind="bad_fill", status="matched")
     ClaimItem.objects.create(claim=claim, item=item(100007, "fill:982009:Ask"))
     ann = person("ann", "support")
 
@@ -480,15 +528,17 @@ def test_claims_follow_their_items_to_rejected_and_back_to_review(incident):
 
     claim.refresh_from_db()
     assert claim.status == "in_review"
-    statuses = list(AuditRecord.objects.filter(object_type="claim", object_id=claim.id)
-                    .values_list("after__status", flat=True))
+    statuses = list(
+        AuditRecord.objects.filter(object_type="claim", object_id=claim.id).values_list("after__status", flat=True)
+    )
     assert statuses == ["rejected", "in_review"]
 
 
 # --- at the same moment (PostgreSQL: real row locks) ---
 
-needs_row_locks = pytest.mark.skipif(connection.vendor != "postgresql",
-                                     reason="row locks: SQLite has one writer at a time")
+needs_row_locks = pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="row locks: SQLite has one writer at a time"
+)
 
 
 def at_once(actions: list) -> list:
@@ -526,15 +576,18 @@ def test_twenty_people_approving_one_item_at_once_give_exactly_the_approvals_its
 
 @needs_row_locks
 def test_ten_approvals_and_ten_rejections_of_one_claim_at_once_decide_it_once(incident):
-    claim = Claim.objects.create(incident=incident, user_id=100007, channel="staff", kind="bad_fill",
-                                 status="matched", language="en")
+    claim = Claim.objects.create(
+        incident=incident, user_id=100007, channel="staff", kind="bad_fill", status="matched", language="en"
+    )
     ClaimItem.objects.create(claim=claim, item=item(100007, "fill:982009:Ask"))
     ann = [person(f"ann{n}", "support") for n in range(10)]
     bea = [person(f"bea{n}", "support") for n in range(10)]
     mail.outbox.clear()
 
-    at_once([lambda a=a: claim_approve(claim_id=claim.id, actor=a) for a in ann]
-            + [lambda b=b: claim_reject(claim_id=claim.id, actor=b, reason="no") for b in bea])
+    at_once(
+        [lambda a=a: claim_approve(claim_id=claim.id, actor=a) for a in ann]
+        + [lambda b=b: claim_reject(claim_id=claim.id, actor=b, reason="no") for b in bea]
+    )
 
     claim.refresh_from_db()
     decisions = AuditRecord.objects.filter(object_type="claim", object_id=claim.id, action="status")
@@ -544,8 +597,9 @@ def test_ten_approvals_and_ten_rejections_of_one_claim_at_once_decide_it_once(in
 
 
 def test_the_claimant_is_told_of_the_decision_once_in_their_language(incident):
-    claim = Claim.objects.create(incident=incident, user_id=100007, channel="staff", kind="bad_fill",
-                                 status="matched", language="zh-hans")
+    claim = Claim.objects.create(
+        incident=incident, user_id=100007, channel="staff", kind="bad_fill", status="matched", language="zh-hans"
+    )
     ClaimItem.objects.create(claim=claim, item=item(100007, "fill:982009:Ask"))
     ann = person("ann", "support")
     mail.outbox.clear()
@@ -593,8 +647,9 @@ def test_approve_items_approves_what_the_person_may_and_says_why_it_skipped_the_
     status, out = approve_items("--by", "ann")
 
     assert status == 0
-    assert out.splitlines()[0] == (f"{one_tier} item(s) approved, {two_tier} approval(s) given that await another, "
-                                   f"{review} skipped.")
+    assert out.splitlines()[0] == (
+        f"{one_tier} item(s) approved, {two_tier} approval(s) given that await another, {review} skipped."
+    )
     assert f"skipped {review}: needs review: an amount must be set first" in out
     assert approve_items("--by", "ann")[1].splitlines()[1].startswith(f"  skipped {two_tier}: ann has already approved")
 

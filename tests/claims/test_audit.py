@@ -16,14 +16,24 @@ from claims.services import audit_record, audit_seal
 from claims.services.audit import GENESIS, canonical
 
 pytestmark = pytest.mark.django_db(transaction=True)
-on_postgresql = pytest.mark.skipif(connection.vendor != "postgresql", reason="the trigger and row locks are "
-                                                                              "PostgreSQL's")
+on_postgresql = pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="the trigger and row locks are PostgreSQL's"
+)
 
 
 def write(n: int, start: int = 0) -> list[AuditRecord]:
-    return [audit_record(actor="ann", object_type="item", object_id=start + i, action="approved",
-                         before={"status": "computed", "amount": Decimal("12.500000")},
-                         after={"status": "approved"}, reason=f"step {start + i} ✓") for i in range(n)]
+    return [
+        audit_record(
+            actor="ann",
+            object_type="item",
+            object_id=start + i,
+            action="approved",
+            before={"status": "computed", "amount": Decimal("12.500000")},
+            after={"status": "approved"},
+            reason=f"step {start + i} ✓",
+        )
+        for i in range(n)
+    ]
 
 
 def verify() -> tuple[int, str]:
@@ -71,17 +81,37 @@ def test_sealing_twice_seals_nothing_new():
 
 def test_each_hash_chains_the_previous_one_over_the_canonical_encoding():
     at = datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC)
-    record = AuditRecord.objects.create(at=at, actor="policy", object_type="item", object_id=7, action="approved",
-                                        before={"status": "computed"}, after={"amount": "1.5", "status": "approved"},
-                                        reason="≤ 100")
+    record = AuditRecord.objects.create(
+        at=at,
+        actor="policy",
+        object_type="item",
+        object_id=7,
+        action="approved",
+        before={"status": "computed"},
+        after={"amount": "1.5", "status": "approved"},
+        reason="≤ 100",
+    )
     audit_seal()
 
-    expected = json.dumps({"id": record.id, "at": "2026-01-02T03:04:05.000006Z", "actor": "policy",
-                           "object_type": "item", "object_id": 7, "action": "approved",
-                           "before": {"status": "computed"}, "after": {"amount": "1.5", "status": "approved"},
-                           "reason": "≤ 100"}, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-    row = AuditRecord.objects.values_list("id", "at", "actor", "object_type", "object_id", "action", "before",
-                                          "after", "reason").get()
+    expected = json.dumps(
+        {
+            "id": record.id,
+            "at": "2026-01-02T03:04:05.000006Z",
+            "actor": "policy",
+            "object_type": "item",
+            "object_id": 7,
+            "action": "approved",
+            "before": {"status": "computed"},
+            "after": {"amount": "1.5", "status": "approved"},
+            "reason": "≤ 100",
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    ).encode()
+    row = AuditRecord.objects.values_list(
+        "id", "at", "actor", "object_type", "object_id", "action", "before", "after", "reason"
+    ).get()
     assert canonical(row) == expected
     assert AuditHash.objects.get().hash == hashlib.sha256(GENESIS.encode() + expected).hexdigest()
     assert AuditSeal.objects.get().last_hash == AuditHash.objects.get().hash
@@ -112,8 +142,12 @@ def test_the_database_refuses_to_change_or_delete_a_record_or_a_hash():
     write(1)
     audit_seal()
 
-    for sql in ("UPDATE claims_auditrecord SET reason = 'x'", "DELETE FROM claims_auditrecord",
-                "UPDATE claims_audithash SET hash = 'x'", "DELETE FROM claims_auditseal"):
+    for sql in (
+        "UPDATE claims_auditrecord SET reason = 'x'",
+        "DELETE FROM claims_auditrecord",
+        "UPDATE claims_audithash SET hash = 'x'",
+        "DELETE FROM claims_auditseal",
+    ):
         with pytest.raises(Exception, match="append-only"), connection.cursor() as cursor:
             cursor.execute(sql)
 
@@ -170,13 +204,21 @@ def test_verify_names_the_last_record_removed_with_its_hash():
 
 def _other_connection() -> psycopg.Connection:
     db = connection.settings_dict
-    return psycopg.connect(host=db["HOST"] or "127.0.0.1", port=db["PORT"] or 5432, user=db["USER"],
-                           password=db["PASSWORD"] or None, dbname=db["NAME"])
+    return psycopg.connect(
+        host=db["HOST"] or "127.0.0.1",
+        port=db["PORT"] or 5432,
+        user=db["USER"],
+        password=db["PASSWORD"] or None,
+        dbname=db["NAME"],
+    )
 
 
 def _insert(cursor, object_id: int) -> int:
-    cursor.execute("INSERT INTO claims_auditrecord (at, actor, object_type, object_id, action, before, after, reason) "
-                   "VALUES (now(), 'ann', 'item', %s, 'approved', NULL, NULL, '') RETURNING id", [object_id])
+    cursor.execute(
+        "INSERT INTO claims_auditrecord (at, actor, object_type, object_id, action, before, after, reason) "
+        "VALUES (now(), 'ann', 'item', %s, 'approved', NULL, NULL, '') RETURNING id",
+        [object_id],
+    )
     return cursor.fetchone()[0]
 
 

@@ -38,8 +38,9 @@ def api_client(scopes: list[str], *, name="front end", user_id: int | None = Non
     token = "token-" + name.replace(" ", "-")
     ApiClient.objects.create(name=name, token_hash=token_digest(token), scopes=scopes)
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token}",
-                       **({"HTTP_X_CLAIMDESK_USER": str(user_id)} if user_id else {}))
+    client.credentials(
+        HTTP_AUTHORIZATION=f"Token {token}", **({"HTTP_X_CLAIMDESK_USER": str(user_id)} if user_id else {})
+    )
     return client
 
 
@@ -64,7 +65,8 @@ def test_the_front_end_files_a_claim_that_is_matched_and_decided_at_once(inciden
     body = response.json()
     assert (body["status"], body["channel"], body["user_id"]) == (MATCHED_AND_APPROVED, "api", LIQUIDATED)
     assert [(i["reference"], i["amount"], i["asset"], i["status"]) for i in body["items"]] == [
-        ("fill:982069:Bid", "62.243932000000000000", "USDC", "approved")]
+        ("fill:982069:Bid", "62.243932000000000000", "USDC", "approved")
+    ]
     assert "liquidated at" in body["items"][0]["explanation"]
     assert [t["to_status"] for t in body["transitions"]] == ["received", "matched", "approved"]
 
@@ -77,9 +79,18 @@ def test_with_a_real_broker_the_new_claim_is_answered_as_stored(incident, settin
     front = api_client(["claims"], user_id=LIQUIDATED)
 
     with CaptureQueriesContext(connection) as queries:
-        created = post_claim(front, kind="liquidation", trade_id=982069, order_id="o-1",
-                             market_symbol="ETH_USDC_PERP", approximate_time="2025-07-03T13:33:53+02:00",
-                             claimed_amount="62.5", claimed_asset="USDC", description="liquidated", language="pt-br")
+        created = post_claim(
+            front,
+            kind="liquidation",
+            trade_id=982069,
+            order_id="o-1",
+            market_symbol="ETH_USDC_PERP",
+            approximate_time="2025-07-03T13:33:53+02:00",
+            claimed_amount="62.5",
+            claimed_asset="USDC",
+            description="liquidated",
+            language="pt-br",
+        )
 
     assert created.status_code == 201, created.content
     assert not [q for q in queries.captured_queries if q["sql"].startswith("SELECT") and "claims_claim" in q["sql"]]
@@ -126,18 +137,22 @@ def test_a_claim_after_claims_close_is_refused_and_nothing_is_stored(incident):
     assert not Claim.objects.exists()
 
 
-@pytest.mark.parametrize("body, field", [
-    ({"kind": "stolen"}, "kind"),
-    ({"kind": "liquidation", "trade_id": "abc"}, "trade_id"),
-    ({"kind": "liquidation", "claimed_amount": "12,5"}, "claimed_amount"),
-    ({"kind": "liquidation", "claimed_amount": "-1"}, "claimed_amount"),
-    ({"kind": "liquidation", "approximate_time": "yesterday"}, "approximate_time"),
-    ({"kind": "liquidation", "incident": "no-such-incident"}, "incident"),
-    ({}, "kind"),
-])
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"kind": "stolen"}, "kind"),
+        ({"kind": "liquidation", "trade_id": "abc"}, "trade_id"),
+        ({"kind": "liquidation", "claimed_amount": "12,5"}, "claimed_amount"),
+        ({"kind": "liquidation", "claimed_amount": "-1"}, "claimed_amount"),
+        ({"kind": "liquidation", "approximate_time": "yesterday"}, "approximate_time"),
+        ({"kind": "liquidation", "incident": "no-such-incident"}, "incident"),
+        ({}, "kind"),
+    ],
+)
 def test_malformed_input_answers_400_naming_the_field_and_stores_nothing(incident, body, field):
-    response = api_client(["claims"], user_id=LIQUIDATED).post("/api/claims/", {"incident": SLUG, **body},
-                                                               format="json")
+    response = api_client(["claims"], user_id=LIQUIDATED).post(
+        "/api/claims/", {"incident": SLUG, **body}, format="json"
+    )
 
     assert response.status_code == 400
     assert field in response.json()
@@ -248,9 +263,18 @@ def test_the_export_sorts_text_by_code_point_whatever_the_collation(incident):
     references = ["withdrawal:b", "withdrawal:B", "withdrawal:_", "withdrawal:é", "withdrawal:a"]
     for user_id in (100056, 9):
         for reference in references:
-            Item.objects.create(incident=incident, user_id=user_id, kind="wrong_withdrawal", reference=reference,
-                                asset="USDC", amount=Decimal("1.5"), status="computed", approval="one",
-                                formula="f", inputs={})
+            Item.objects.create(
+                incident=incident,
+                user_id=user_id,
+                kind="wrong_withdrawal",
+                reference=reference,
+                asset="USDC",
+                amount=Decimal("1.5"),
+                status="computed",
+                approval="one",
+                formula="f",
+                inputs={},
+            )
 
     with CaptureQueriesContext(connection) as queries:
         rows = [(row[1], row[3], row[5]) for row in item_export_rows(incident=incident)]
@@ -306,8 +330,12 @@ def test_a_claim_at_nothing_is_unmatched_for_staff_with_the_candidates(incident)
     claim = file(100007, kind="liquidation", trade_id=1)
 
     assert claim.status == "unmatched"
-    assert {"kind": "bad_fill", "reference": "fill:982009:Ask", "asset": "USDC",
-            "amount": "4604.363635000000000000"} in claim.candidate_events
+    assert {
+        "kind": "bad_fill",
+        "reference": "fill:982009:Ask",
+        "asset": "USDC",
+        "amount": "4604.363635000000000000",
+    } in claim.candidate_events
 
 
 def test_a_claim_of_the_wrong_kind_tells_staff_what_the_claimant_has(incident):
@@ -319,8 +347,12 @@ def test_a_claim_of_the_wrong_kind_tells_staff_what_the_claimant_has(incident):
 
 def test_two_claims_at_one_item_owe_it_once(incident):
     first = file(LIQUIDATED, kind="liquidation", trade_id=982069)
-    second = file(LIQUIDATED, kind="liquidation", approximate_time="2025-07-03T11:10:00Z",
-                  description="the liquidation around 11:10")
+    second = file(
+        LIQUIDATED,
+        kind="liquidation",
+        approximate_time="2025-07-03T11:10:00Z",
+        description="the liquidation around 11:10",
+    )
 
     item = Item.objects.get(user_id=LIQUIDATED, kind="liquidation")
     assert first.status == second.status == MATCHED_AND_APPROVED
@@ -422,8 +454,9 @@ def test_a_claim_whose_matching_task_was_lost_is_enqueued_again_later(incident, 
 
 
 def test_a_message_never_tried_is_sent_once_when_enqueued_again(incident):
-    never_tried = Notification.objects.create(key="test:lost", kind="decision", user_id=LIQUIDATED,
-                                              to="trader100056@example.com", language="en")
+    never_tried = Notification.objects.create(
+        key="test:lost", kind="decision", user_id=LIQUIDATED, to="trader100056@example.com", language="en"
+    )
     Notification.objects.filter(id=never_tried.id).update(created_at=timezone.now() - timedelta(minutes=30))
 
     call_command("requeue_tasks", stdout=io.StringIO())
@@ -433,14 +466,22 @@ def test_a_message_never_tried_is_sent_once_when_enqueued_again(incident):
 
 
 def test_a_claim_acknowledged_when_filed_by_the_previous_release_is_matched_and_not_acknowledged_again(
-        incident, monkeypatch):
+    incident, monkeypatch
+):
     from claims import tasks
     from claims.matching import claim_match
 
     monkeypatch.setattr(tasks.claim_match_task, "delay", lambda claim_id: None)  # deployed before it ran
     claim = file(LIQUIDATED, kind="liquidation", trade_id=982069)
-    Notification.objects.create(key=f"claim:{claim.id}:acknowledgement", kind="acknowledgement", claim=claim,
-                                user_id=LIQUIDATED, to="trader100056@example.com", language="en", status="sent")
+    Notification.objects.create(
+        key=f"claim:{claim.id}:acknowledgement",
+        kind="acknowledgement",
+        claim=claim,
+        user_id=LIQUIDATED,
+        to="trader100056@example.com",
+        language="en",
+        status="sent",
+    )
 
     assert claim_match(claim_id=claim.id) == "matched"
     assert Notification.objects.filter(claim=claim, kind="acknowledgement").count() == 1
@@ -477,8 +518,9 @@ def test_a_failed_send_is_retried_later_and_then_sent_once(incident, settings):
 
     settings.EMAIL_BACKEND = "tests.claims.failing_backend.FailOnceBackend"
     FailOnceBackend.failed = False
-    notification = Notification.objects.create(key="test:retry", kind="decision", user_id=LIQUIDATED,
-                                               to="trader100056@example.com", language="en")
+    notification = Notification.objects.create(
+        key="test:retry", kind="decision", user_id=LIQUIDATED, to="trader100056@example.com", language="en"
+    )
 
     with pytest.raises(ConnectionError):
         notification_send(notification_id=notification.id)
@@ -512,7 +554,8 @@ def test_users_found_but_never_heard_from_are_told_once(incident):
     # Users whose items were all approved by policy are also told, once, that their claim is decided.
     decided = Claim.objects.filter(user_id__in=owed_users, status="approved")
     assert set(Notification.objects.filter(kind="decision", claim__in=decided).values_list("user_id", flat=True)) == {
-        claim.user_id for claim in decided}
+        claim.user_id for claim in decided
+    }
     assert len(mail.outbox) == found.count() + decided.count()
     assert {tuple(m.to) for m in mail.outbox} <= {(address,) for address in told}
 
@@ -521,8 +564,13 @@ def test_users_found_but_never_heard_from_are_told_once(incident):
 
 
 def form_data(**changes):
-    data = {"user_id": str(LIQUIDATED), "email": "trader100056@example.com", "kind": "liquidation",
-            "trade_id": "982069", "description": "I was liquidated"}
+    data = {
+        "user_id": str(LIQUIDATED),
+        "email": "trader100056@example.com",
+        "kind": "liquidation",
+        "trade_id": "982069",
+        "description": "I was liquidated",
+    }
     data.update(changes)
     return data
 
@@ -585,10 +633,13 @@ def test_no_link_is_sent_to_a_typed_address_that_is_not_on_file(client, incident
     assert mail.outbox == [] and not Claim.objects.exists()
 
 
-@pytest.mark.parametrize("upload, message", [
-    (SimpleUploadedFile("fake.png", b"not really a png"), "is not a PNG, JPEG or PDF file"),
-    ([SimpleUploadedFile(f"s{n}.png", PNG) for n in range(6)], "At most 5 files"),
-])
+@pytest.mark.parametrize(
+    "upload, message",
+    [
+        (SimpleUploadedFile("fake.png", b"not really a png"), "is not a PNG, JPEG or PDF file"),
+        ([SimpleUploadedFile(f"s{n}.png", PNG) for n in range(6)], "At most 5 files"),
+    ],
+)
 def test_attachments_are_checked_by_content_and_count(client, incident, upload, message):
     response = client.post(f"/claims/new/{SLUG}/", form_data(attachments=upload))
 
@@ -610,8 +661,9 @@ def test_the_status_page_takes_more_information(client, incident):
     client.post(f"/claims/new/{SLUG}/", form_data())
     status_url = client.get(verification_link())["Location"]
 
-    client.post(status_url, {"text": "here is my statement",
-                             "attachments": [SimpleUploadedFile("s.pdf", b"%PDF-1.4 test")]})
+    client.post(
+        status_url, {"text": "here is my statement", "attachments": [SimpleUploadedFile("s.pdf", b"%PDF-1.4 test")]}
+    )
 
     claim = Claim.objects.get()
     assert claim.attachments.get().content_type == "application/pdf"
@@ -634,8 +686,10 @@ def test_staff_decisions_are_recorded_and_mailed_once(incident):
     claim.refresh_from_db()
     assert claim.status == "approved"
     assert [o.message for o in again] == ["already approved (version 1): nothing to approve"]
-    assert list(transitions(claim).values_list("after__status", "actor")[2:]) == [("in_review", "alice"),
-                                                                                  ("approved", "bob")]
+    assert list(transitions(claim).values_list("after__status", "actor")[2:]) == [
+        ("in_review", "alice"),
+        ("approved", "bob"),
+    ]
     assert [m.subject for m in mail.outbox] == ["A decision on your claim"]
 
 
@@ -663,8 +717,7 @@ def test_invalid_inputs_point_at_their_errors_and_help(client, incident):
 
 def test_a_position_error_is_matched_by_the_time_it_was_made_not_when_it_was_valued(incident):
     # 100014's ETH_USDC_PERP position was wrong at resumption (12:10); it is valued later, at t1.
-    claim = file(100014, kind="position_error", market_symbol="ETH_USDC_PERP",
-                 approximate_time="2025-07-03T12:20:00Z")
+    claim = file(100014, kind="position_error", market_symbol="ETH_USDC_PERP", approximate_time="2025-07-03T12:20:00Z")
 
     assert claim.status == MATCHED_AND_APPROVED  # 0.94 USDC: approved by policy
     assert list(claim.items.values_list("reference", flat=True)) == ["position:ETH_USDC_PERP"]

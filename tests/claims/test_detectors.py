@@ -60,8 +60,11 @@ def test_liquidation_of_a_long_sold_below_the_index_owes_the_slippage_plus_the_f
 
     # (150 - 140) * 10 * (+1) + 7
     assert owed(found) == {("liquidation", "fill:1:Ask", "USDC"): Decimal("107.000000")}
-    assert found[0].inputs["reference_price"] == {"symbol": "SOL_USDC_PERP", "price": "150",
-                                                  "at": "2025-07-03T10:59:00Z"}
+    assert found[0].inputs["reference_price"] == {
+        "symbol": "SOL_USDC_PERP",
+        "price": "150",
+        "at": "2025-07-03T10:59:00Z",
+    }
 
 
 def test_liquidation_of_a_short_bought_above_the_index():
@@ -99,29 +102,40 @@ def test_a_fee_rebate_is_never_turned_into_a_debit():
 
 
 def test_a_liquidation_fee_in_another_asset_is_its_own_item():
-    liquidated = fill(side="Ask", price="140", fee="0.05", fee_symbol="SOL",
-                      system_order_type="LiquidatePositionOnBook")
+    liquidated = fill(
+        side="Ask", price="140", fee="0.05", fee_symbol="SOL", system_order_type="LiquidatePositionOnBook"
+    )
 
     found = d.detect_liquidations(ledger(fills=[liquidated]), context(SOL_PERP_150))
 
-    assert owed(found) == {("liquidation", "fill:1:Ask", "USDC"): Decimal("10.000000"),
-                           ("liquidation", "fill:1:Ask", "SOL"): Decimal("0.050000000")}
+    assert owed(found) == {
+        ("liquidation", "fill:1:Ask", "USDC"): Decimal("10.000000"),
+        ("liquidation", "fill:1:Ask", "SOL"): Decimal("0.050000000"),
+    }
 
 
 def test_a_liquidation_without_a_price_needs_review_as_one_item_in_the_quote_asset():
-    liquidated = fill(price="140", fee="0.05", fee_symbol="SOL", timestamp=at("11:05", 0.001),
-                      system_order_type="LiquidatePositionOnBook")
+    liquidated = fill(
+        price="140",
+        fee="0.05",
+        fee_symbol="SOL",
+        timestamp=at("11:05", 0.001),
+        system_order_type="LiquidatePositionOnBook",
+    )
 
     found = d.detect_liquidations(ledger(fills=[liquidated]), context(SOL_PERP_150))
 
     assert [(x.asset, x.amount, x.review_reason) for x in found] == [
-        ("USDC", None, "no price for SOL_USDC_PERP at 2025-07-03T11:05:00.001000Z")]
+        ("USDC", None, "no price for SOL_USDC_PERP at 2025-07-03T11:05:00.001000Z")
+    ]
 
 
 def test_the_window_bounds_are_inclusive():
     prices = {"SOL_USDC_PERP": [(WINDOW_START - MS, "150"), (WINDOW_END, "150")]}
-    fills = [fill(n, price="140", timestamp=t, system_order_type="LiquidatePositionOnBook")
-             for n, t in enumerate([WINDOW_START - MS, WINDOW_START, WINDOW_END, WINDOW_END + MS], 1)]
+    fills = [
+        fill(n, price="140", timestamp=t, system_order_type="LiquidatePositionOnBook")
+        for n, t in enumerate([WINDOW_START - MS, WINDOW_START, WINDOW_END, WINDOW_END + MS], 1)
+    ]
 
     found = d.detect_liquidations(ledger(fills=fills), context(prices))
 
@@ -138,8 +152,10 @@ def test_a_fill_beyond_the_tolerance_owes_the_whole_deviation():
     found = d.detect_bad_fills(ledger(fills=[sold_low, bought_high]), context(SOL_PERP_150))
 
     # deviation 1/150 = 0.67% > 0.5%: (150 - 149) * 2 and (150 - 151) * 3 * (-1); the fee is not added
-    assert owed(found) == {("bad_fill", "fill:1:Ask", "USDC"): Decimal("2.000000"),
-                           ("bad_fill", "fill:2:Bid", "USDC"): Decimal("3.000000")}
+    assert owed(found) == {
+        ("bad_fill", "fill:1:Ask", "USDC"): Decimal("2.000000"),
+        ("bad_fill", "fill:2:Bid", "USDC"): Decimal("3.000000"),
+    }
 
 
 def test_a_deviation_exactly_at_the_tolerance_is_normal_slippage():
@@ -197,10 +213,14 @@ def test_a_failed_withdrawal_never_returned_owes_quantity_plus_fee():
 def test_which_withdrawals_qualify_by_status_and_time():
     earliest = WINDOW_START.replace(day=2)  # window_start - 24h
     withdrawals = [
-        withdrawal(1, created_at=earliest), withdrawal(2, created_at=earliest - MS),
-        withdrawal(3, created_at=TRADING_RESUMED - MS), withdrawal(4, created_at=TRADING_RESUMED),
-        withdrawal(5, status="confirmed"), withdrawal(6, status="pending"),
-        withdrawal(7, status="cancelled"), withdrawal(8, status="returned"),
+        withdrawal(1, created_at=earliest),
+        withdrawal(2, created_at=earliest - MS),
+        withdrawal(3, created_at=TRADING_RESUMED - MS),
+        withdrawal(4, created_at=TRADING_RESUMED),
+        withdrawal(5, status="confirmed"),
+        withdrawal(6, status="pending"),
+        withdrawal(7, status="cancelled"),
+        withdrawal(8, status="returned"),
     ]
 
     found = d.detect_wrong_withdrawals(ledger(withdrawals=withdrawals), context({}))
@@ -232,8 +252,9 @@ def test_pairing_prefers_a_return_in_the_withdrawals_asset_even_if_later():
     sol_first = deposit(1, symbol="SOL", quantity="0.5", created_at=at("12:00"))
     usdc_later = deposit(2, quantity="60", created_at=at("13:00"))
 
-    found = d.detect_wrong_withdrawals(ledger(withdrawals=[withdrawal(1)], deposits=[sol_first, usdc_later]),
-                                       context({}))
+    found = d.detect_wrong_withdrawals(
+        ledger(withdrawals=[withdrawal(1)], deposits=[sol_first, usdc_later]), context({})
+    )
 
     assert owed(found) == {("wrong_withdrawal", "withdrawal:1", "USDC"): Decimal("41.000000")}
 
@@ -254,8 +275,10 @@ def test_two_failed_withdrawals_compete_for_returns_in_created_order():
 
     found = d.detect_wrong_withdrawals(ledger(withdrawals=[second, first], deposits=returns), context({}))
 
-    assert owed(found) == {("wrong_withdrawal", "withdrawal:1", "USDC"): Decimal("71.000000"),
-                           ("wrong_withdrawal", "withdrawal:2", "USDC"): Decimal("31.000000")}
+    assert owed(found) == {
+        ("wrong_withdrawal", "withdrawal:1", "USDC"): Decimal("71.000000"),
+        ("wrong_withdrawal", "withdrawal:2", "USDC"): Decimal("31.000000"),
+    }
 
 
 def test_only_confirmed_internal_credits_between_the_withdrawal_and_window_end_can_be_paired():
@@ -274,8 +297,9 @@ def test_only_confirmed_internal_credits_between_the_withdrawal_and_window_end_c
 
 
 def test_a_return_worth_more_than_the_withdrawal_owes_nothing():
-    found = d.detect_wrong_withdrawals(ledger(withdrawals=[withdrawal(1)], deposits=[deposit(1, quantity="500")]),
-                                       context({}))
+    found = d.detect_wrong_withdrawals(
+        ledger(withdrawals=[withdrawal(1)], deposits=[deposit(1, quantity="500")]), context({})
+    )
 
     assert owed(found) == {} and found[0].amount == 0
 
@@ -287,8 +311,7 @@ def test_a_return_without_a_price_needs_review_and_stays_taken():
 
     found = d.detect_wrong_withdrawals(ledger(withdrawals=[first, second], deposits=[sol_back]), context({}))
 
-    assert [(x.reference, x.amount) for x in found] == [("withdrawal:1", None),
-                                                         ("withdrawal:2", Decimal("101.000000"))]
+    assert [(x.reference, x.amount) for x in found] == [("withdrawal:1", None), ("withdrawal:2", Decimal("101.000000"))]
     assert found[0].review_reason == "no price for SOL_USDC at 2025-07-03T12:00:00Z"
 
 
@@ -302,8 +325,9 @@ def test_a_long_flipped_to_a_short_owes_the_move_until_the_next_fill():
     snapshots = [position("10", BEFORE), position("-10", TRADING_RESUMED)]
     next_fill = fill(9, side="Bid", quantity="20", timestamp=at("13:00"))
 
-    found, findings = d.detect_position_errors(ledger(position_snapshots=snapshots, fills=[next_fill]),
-                                               context(PERP_PRICES))
+    found, findings = d.detect_position_errors(
+        ledger(position_snapshots=snapshots, fills=[next_fill]), context(PERP_PRICES)
+    )
 
     # delta = -10 - 10 = -20; t1 = 13:00; -(-20) * (155 - 150)
     assert owed(found) == {("position_error", "position:SOL_USDC_PERP", "USDC"): Decimal("100.000000")}
@@ -333,12 +357,13 @@ def test_a_position_that_grew_short_is_owed_when_the_price_fell():
 
 def test_fills_between_the_snapshots_explain_a_position_change():
     snapshots = [position("10", BEFORE), position("4", TRADING_RESUMED)]
-    fills = [fill(1, side="Ask", quantity="99", timestamp=BEFORE),  # at before: not counted
-             fill(2, side="Ask", quantity="8", timestamp=at("11:00")),
-             fill(3, side="Bid", quantity="2", timestamp=TRADING_RESUMED)]  # at after: counted
+    fills = [
+        fill(1, side="Ask", quantity="99", timestamp=BEFORE),  # at before: not counted
+        fill(2, side="Ask", quantity="8", timestamp=at("11:00")),
+        fill(3, side="Bid", quantity="2", timestamp=TRADING_RESUMED),
+    ]  # at after: counted
 
-    found, findings = d.detect_position_errors(ledger(position_snapshots=snapshots, fills=fills),
-                                               context(PERP_PRICES))
+    found, findings = d.detect_position_errors(ledger(position_snapshots=snapshots, fills=fills), context(PERP_PRICES))
 
     assert found == [] and findings == []
 
@@ -354,8 +379,9 @@ def test_without_a_before_snapshot_the_position_starts_at_zero():
 
 
 def test_without_an_after_snapshot_there_is_nothing_to_check():
-    found, findings = d.detect_position_errors(ledger(position_snapshots=[position("10", BEFORE)]),
-                                               context(PERP_PRICES))
+    found, findings = d.detect_position_errors(
+        ledger(position_snapshots=[position("10", BEFORE)]), context(PERP_PRICES)
+    )
 
     assert found == [] and findings == []
 
@@ -397,14 +423,20 @@ def test_a_surplus_is_a_finding_never_an_item():
     found, findings = d.detect_missing_funds(ledger(balance_snapshots=snapshots), context({}))
 
     assert found == []
-    assert [(f.kind, f.reference, f.quantity) for f in findings] == [("balance_surplus", "balance:USDT",
-                                                                       Decimal("100"))]
+    assert [(f.kind, f.reference, f.quantity) for f in findings] == [
+        ("balance_surplus", "balance:USDT", Decimal("100"))
+    ]
 
 
 def test_journal_entries_count_after_the_before_snapshot_up_to_the_after_snapshot():
     snapshots = [balance("100", BEFORE), balance("107", TRADING_RESUMED)]
-    journal = [entry("1000", BEFORE, id=1), entry("3", at("11:00"), id=2), entry("4", TRADING_RESUMED, id=3),
-               entry("2000", TRADING_RESUMED + MS, id=4), entry("9", at("11:00"), symbol="BTC", id=5)]
+    journal = [
+        entry("1000", BEFORE, id=1),
+        entry("3", at("11:00"), id=2),
+        entry("4", TRADING_RESUMED, id=3),
+        entry("2000", TRADING_RESUMED + MS, id=4),
+        entry("9", at("11:00"), symbol="BTC", id=5),
+    ]
 
     found, findings = d.detect_missing_funds(ledger(balance_snapshots=snapshots, journal=journal), context({}))
 
@@ -421,14 +453,16 @@ def test_without_a_before_balance_every_earlier_entry_counts():
 
 
 def test_detect_all_runs_every_detector():
-    rows = ledger(fills=[fill(1, price="140", system_order_type="LiquidatePositionOnBook"), fill(2, price="149")],
-                  withdrawals=[withdrawal(3)], balance_snapshots=[balance("10", BEFORE), balance("9", TRADING_RESUMED)],
-                  position_snapshots=[position("10", BEFORE), position("-10", TRADING_RESUMED)])
+    rows = ledger(
+        fills=[fill(1, price="140", system_order_type="LiquidatePositionOnBook"), fill(2, price="149")],
+        withdrawals=[withdrawal(3)],
+        balance_snapshots=[balance("10", BEFORE), balance("9", TRADING_RESUMED)],
+        position_snapshots=[position("10", BEFORE), position("-10", TRADING_RESUMED)],
+    )
 
     found, findings = d.detect_all(rows, context({**SOL_PERP_150, **PERP_PRICES}))
 
-    assert {x.kind for x in found} == {"liquidation", "bad_fill", "wrong_withdrawal", "position_error",
-                                       "missing_funds"}
+    assert {x.kind for x in found} == {"liquidation", "bad_fill", "wrong_withdrawal", "position_error", "missing_funds"}
     assert [f.kind for f in findings] == ["position_correction"]
 
 
@@ -445,4 +479,5 @@ def test_a_return_valued_at_a_price_of_zero_needs_review_instead_of_dividing_by_
     found = d.detect_wrong_withdrawals(ledger(withdrawals=[sol_out], deposits=[btc_back]), context(prices))
 
     assert [(x.amount, x.review_reason) for x in found] == [
-        (None, "price for SOL_USDC at 2025-07-03T13:00:00Z is not positive")]
+        (None, "price for SOL_USDC at 2025-07-03T13:00:00Z is not positive")
+    ]

@@ -58,8 +58,21 @@ def settings_changes():
 
 
 def item_state():
-    return sorted(Item.objects.values_list("user_id", "kind", "reference", "asset", "amount", "status", "approval",
-                                           "inputs", "flagged_amount", "flag_reason"), key=repr)
+    return sorted(
+        Item.objects.values_list(
+            "user_id",
+            "kind",
+            "reference",
+            "asset",
+            "amount",
+            "status",
+            "approval",
+            "inputs",
+            "flagged_amount",
+            "flag_reason",
+        ),
+        key=repr,
+    )
 
 
 def test_detecting_the_sample_gives_exactly_the_expected_items(sample, detect):
@@ -86,17 +99,31 @@ def test_the_export_follows_the_policys_format(sample, detect):
 
 
 def test_the_export_sorts_user_ids_as_numbers_and_the_rest_as_text(sample):
-    common = {"incident": sample, "asset": "USDC", "status": "computed", "approval": "one", "formula": "f",
-              "inputs": {}, "amount": Decimal("1.5")}
-    for user_id, kind, reference in [(10, "bad_fill", "fill:1:Ask"), (9, "liquidation", "fill:2:Bid"),
-                                     (9, "bad_fill", "fill:10:Ask"), (9, "bad_fill", "fill:9:Ask")]:
+    common = {
+        "incident": sample,
+        "asset": "USDC",
+        "status": "computed",
+        "approval": "one",
+        "formula": "f",
+        "inputs": {},
+        "amount": Decimal("1.5"),
+    }
+    for user_id, kind, reference in [
+        (10, "bad_fill", "fill:1:Ask"),
+        (9, "liquidation", "fill:2:Bid"),
+        (9, "bad_fill", "fill:10:Ask"),
+        (9, "bad_fill", "fill:9:Ask"),
+    ]:
         Item.objects.create(user_id=user_id, kind=kind, reference=reference, **common)
 
     rows = item_export_rows(incident=sample)
 
     assert [(r[1], r[2], r[3], r[5]) for r in rows] == [
-        ("9", "bad_fill", "fill:10:Ask", "1.500000"), ("9", "bad_fill", "fill:9:Ask", "1.500000"),
-        ("9", "liquidation", "fill:2:Bid", "1.500000"), ("10", "bad_fill", "fill:1:Ask", "1.500000")]
+        ("9", "bad_fill", "fill:10:Ask", "1.500000"),
+        ("9", "bad_fill", "fill:9:Ask", "1.500000"),
+        ("9", "liquidation", "fill:2:Bid", "1.500000"),
+        ("10", "bad_fill", "fill:1:Ask", "1.500000"),
+    ]
 
 
 def test_approval_tiers_follow_the_usdc_value(sample, detect):
@@ -113,7 +140,10 @@ def test_approval_tiers_follow_the_usdc_value(sample, detect):
     assert (middle.status, middle.approval, middle.usdc_value) == ("computed", "one", Decimal("4604.36"))
     assert (large.status, large.approval) == ("computed", "two")
     assert (unpriced.status, unpriced.approval, unpriced.review_reason) == (
-        "needs_review", "two", "no price for ETH_USDC_PERP at 2025-07-03T11:23:55.045000Z")
+        "needs_review",
+        "two",
+        "no price for ETH_USDC_PERP at 2025-07-03T11:23:55.045000Z",
+    )
 
 
 def test_items_keep_their_inputs_and_the_audit_trail_records_them(sample, detect):
@@ -206,8 +236,10 @@ def test_an_approved_item_is_never_altered_silently(sample, detect, tmp_path):
     assert item.amount == Decimal("4604.363635") and item.status == "approved"
     assert item.flagged_amount is not None and item.flagged_amount != item.amount
     flagged = AuditRecord.objects.get(object_type="item", object_id=item.id, action="flagged")
-    assert (flagged.before, flagged.after) == ({"amount": "4604.363635"},
-                                               {"flagged_amount": f"{item.flagged_amount.normalize():f}"})
+    assert (flagged.before, flagged.after) == (
+        {"amount": "4604.363635"},
+        {"flagged_amount": f"{item.flagged_amount.normalize():f}"},
+    )
 
 
 def test_a_new_import_updates_an_undecided_item(sample, detect, july3_bundle, tmp_path):
@@ -217,9 +249,19 @@ def test_a_new_import_updates_an_undecided_item(sample, detect, july3_bundle, tm
     more.mkdir()
     for name in ("accounts.jsonl", "assets.jsonl", "markets.jsonl"):
         shutil.copy(july3_bundle / name, more / name)
-    (more / "ledger.jsonl").write_text(json.dumps({
-        "id": 99000001, "userId": 100077, "symbol": "USDT", "quantity": "-997.079", "kind": "adjustment",
-        "timestamp": "2025-07-03T11:00:00.000"}) + "\n")
+    (more / "ledger.jsonl").write_text(
+        json.dumps(
+            {
+                "id": 99000001,
+                "userId": 100077,
+                "symbol": "USDT",
+                "quantity": "-997.079",
+                "kind": "adjustment",
+                "timestamp": "2025-07-03T11:00:00.000",
+            }
+        )
+        + "\n"
+    )
     run("import_bundle", str(more))
 
     detect("--user", "100077")
@@ -295,13 +337,17 @@ def test_detection_finds_exactly_what_the_simulator_planted(tmp_path):
     run("detect", "sim-2025-07-03")
 
     items = {(i.user_id, i.kind, i.reference, i.asset): i.amount for i in Item.objects.all()}
-    expected = {(p["userId"], p["kind"], p["reference"], p["asset"]): p["amount"] and Decimal(p["amount"])
-                for p in planted if p["expect"] in ("item", "needs_review")}
+    expected = {
+        (p["userId"], p["kind"], p["reference"], p["asset"]): p["amount"] and Decimal(p["amount"])
+        for p in planted
+        if p["expect"] in ("item", "needs_review")
+    }
     assert len(expected) > 50
     assert items == expected
     surpluses = {(f.user_id, f.reference): f.quantity for f in Finding.objects.filter(kind="balance_surplus")}
-    assert surpluses == {(p["userId"], p["reference"]): Decimal(p["amount"]) for p in planted
-                         if p["expect"] == "surplus"}
+    assert surpluses == {
+        (p["userId"], p["reference"]): Decimal(p["amount"]) for p in planted if p["expect"] == "surplus"
+    }
 
 
 def test_changing_settings_in_the_admin_is_logged_and_detects_again(sample, detect, rf, admin_user):

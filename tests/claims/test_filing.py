@@ -14,9 +14,15 @@ from claims.models import AuditRecord, Claim, Incident
 pytestmark = pytest.mark.django_db(transaction=True)
 SLUG = "sample-2025-07-03"
 USER = 100056
-REFERENCES = {"trade_id": 982069, "order_id": "o-7", "market_symbol": "ETH_USDC_PERP",
-              "approximate_time": datetime(2025, 7, 3, 11, 33, tzinfo=UTC), "claimed_amount": Decimal("62.25"),
-              "claimed_asset": "USDC", "transaction_hash": "0xab"}
+REFERENCES = {
+    "trade_id": 982069,
+    "order_id": "o-7",
+    "market_symbol": "ETH_USDC_PERP",
+    "approximate_time": datetime(2025, 7, 3, 11, 33, tzinfo=UTC),
+    "claimed_amount": Decimal("62.25"),
+    "claimed_asset": "USDC",
+    "transaction_hash": "0xab",
+}
 NOT_COMPARED = {"id", "public_id", "created_at", "updated_at", "claim", "at", "object_id"}
 
 
@@ -29,13 +35,24 @@ def enqueued(open_sample_incident, monkeypatch):
 
 
 def row(instance) -> dict:
-    return {f.attname: getattr(instance, f.attname) for f in type(instance)._meta.concrete_fields
-            if f.name not in NOT_COMPARED}
+    return {
+        f.attname: getattr(instance, f.attname)
+        for f in type(instance)._meta.concrete_fields
+        if f.name not in NOT_COMPARED
+    }
 
 
 def file(**overrides):
-    values = {"incident_slug": SLUG, "user_id": USER, "channel": "api", "kind": "liquidation",
-              "description": "liquidated", "references": REFERENCES, "language": "pt-br", "actor": "api client fe"}
+    values = {
+        "incident_slug": SLUG,
+        "user_id": USER,
+        "channel": "api",
+        "kind": "liquidation",
+        "description": "liquidated",
+        "references": REFERENCES,
+        "language": "pt-br",
+        "actor": "api client fe",
+    }
     return services.claim_file(**{**values, **overrides})
 
 
@@ -43,16 +60,25 @@ def file(**overrides):
 def test_one_statement_writes_what_claim_create_writes(enqueued):
     before = timezone.now()
     filed = file()
-    created = services.claim_create(incident=Incident.objects.get(slug=SLUG), user_id=USER, channel="api",
-                                    kind="liquidation", description="liquidated", references=REFERENCES,
-                                    language="pt-br", actor="api client fe")
+    created = services.claim_create(
+        incident=Incident.objects.get(slug=SLUG),
+        user_id=USER,
+        channel="api",
+        kind="liquidation",
+        description="liquidated",
+        references=REFERENCES,
+        language="pt-br",
+        actor="api client fe",
+    )
 
     stored = {claim.id: claim for claim in Claim.objects.all()}
     assert row(stored[filed.id]) == row(stored[created.id]) == row(filed)
     assert before <= stored[filed.id].created_at == stored[filed.id].updated_at == filed.created_at
     assert stored[filed.id].public_id == filed.public_id
-    records = [[row(r) for r in AuditRecord.objects.filter(object_type="claim", object_id=claim.id)]
-               for claim in (filed, created)]
+    records = [
+        [row(r) for r in AuditRecord.objects.filter(object_type="claim", object_id=claim.id)]
+        for claim in (filed, created)
+    ]
     assert records[0] == records[1] == [row(r) for r in filed.history]
     assert filed.history[0].id == AuditRecord.objects.get(object_type="claim", object_id=filed.id).id
     assert enqueued == [filed.id, created.id]
@@ -65,14 +91,18 @@ def test_a_filed_claim_is_received_and_enqueued_for_matching(enqueued):
     assert (claim.incident.slug, list(claim.items.all())) == (SLUG, [])
     assert [r.reason for r in claim.history] == ["filed through api"]
     assert [r.reason for r in AuditRecord.objects.filter(object_type="claim", object_id=claim.id)] == [
-        "filed through api"]
+        "filed through api"
+    ]
     assert enqueued == [claim.id]
 
 
-@pytest.mark.parametrize("overrides, field, message", [
-    ({"incident_slug": "no-such-incident"}, "incident", "There is no incident no-such-incident."),
-    ({"user_id": 999999}, "user_id", "There is no account 999999."),
-])
+@pytest.mark.parametrize(
+    "overrides, field, message",
+    [
+        ({"incident_slug": "no-such-incident"}, "incident", "There is no incident no-such-incident."),
+        ({"user_id": 999999}, "user_id", "There is no account 999999."),
+    ],
+)
 def test_what_does_not_exist_is_refused_and_nothing_is_stored(enqueued, overrides, field, message):
     with pytest.raises(services.ClaimRefused) as refused:
         file(**overrides)

@@ -20,8 +20,13 @@ def incident(open_sample_incident):
 
 
 def form_data(**changes):
-    data = {"user_id": "100056", "email": ON_FILE, "kind": "liquidation", "trade_id": "982069",
-            "description": "I was liquidated"}
+    data = {
+        "user_id": "100056",
+        "email": ON_FILE,
+        "kind": "liquidation",
+        "trade_id": "982069",
+        "description": "I was liquidated",
+    }
     data.update(changes)
     return data
 
@@ -31,8 +36,10 @@ def form_data(**changes):
 
 @pytest.mark.parametrize("email", [ON_FILE, "someone.else@example.com"])
 def test_a_refused_attachment_is_refused_alike_whether_or_not_the_account_matches(client, incident, email):
-    response = client.post(f"/claims/new/{SLUG}/", form_data(
-        email=email, attachments=SimpleUploadedFile("x.gif", b"GIF89a" + b"\x00" * 32)))
+    response = client.post(
+        f"/claims/new/{SLUG}/",
+        form_data(email=email, attachments=SimpleUploadedFile("x.gif", b"GIF89a" + b"\x00" * 32)),
+    )
 
     assert response.status_code == 400
     assert "x.gif is not a PNG, JPEG or PDF file" in response.content.decode()
@@ -48,10 +55,17 @@ def test_a_matching_and_a_wrong_pair_get_the_same_answer_after_the_same_work(cli
     answers = []
     for email in (ON_FILE, "someone.else@example.com"):
         with CaptureQueriesContext(connection) as queries:
-            response = client.post(f"/claims/new/{SLUG}/", form_data(
-                email=email, attachments=SimpleUploadedFile("shot.png", PNG)))
-        answers.append((response.status_code, response.get("Location"), len(queries),
-                        [q["sql"].split()[0] for q in queries.captured_queries]))
+            response = client.post(
+                f"/claims/new/{SLUG}/", form_data(email=email, attachments=SimpleUploadedFile("shot.png", PNG))
+            )
+        answers.append(
+            (
+                response.status_code,
+                response.get("Location"),
+                len(queries),
+                [q["sql"].split()[0] for q in queries.captured_queries],
+            )
+        )
 
     assert answers[0] == answers[1]
     assert answers[0][:2] == (302, "/claims/sent/")
@@ -60,8 +74,12 @@ def test_a_matching_and_a_wrong_pair_get_the_same_answer_after_the_same_work(cli
 
 def test_the_task_files_the_claim_for_a_matching_pair_only_and_keeps_nothing_of_the_other(client, incident):
     client.post(f"/claims/new/{SLUG}/", form_data(attachments=SimpleUploadedFile("shot.png", PNG)))
-    client.post(f"/claims/new/{SLUG}/", form_data(email="someone.else@example.com", description="probe",
-                                                  attachments=SimpleUploadedFile("probe.png", PNG)))
+    client.post(
+        f"/claims/new/{SLUG}/",
+        form_data(
+            email="someone.else@example.com", description="probe", attachments=SimpleUploadedFile("probe.png", PNG)
+        ),
+    )
 
     claim = Claim.objects.get()
     assert (claim.user_id, claim.status, claim.description) == (100056, "unverified", "I was liquidated")
@@ -144,8 +162,7 @@ def _front_end(user_id="100056"):
     from claims.api_auth import token_digest
     from claims.models import ApiClient
 
-    ApiClient.objects.get_or_create(name="front end", defaults={"token_hash": token_digest("fe"),
-                                                                "scopes": ["claims"]})
+    ApiClient.objects.get_or_create(name="front end", defaults={"token_hash": token_digest("fe"), "scopes": ["claims"]})
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION="Token fe", HTTP_X_CLAIMDESK_USER=user_id)
     return client
@@ -195,8 +212,9 @@ def test_a_user_header_with_leading_zeros_is_refused_saying_why(incident):
     response = _front_end("0100056").get("/api/claims/")
 
     assert response.status_code == 400
-    assert response.json() == {"X-Claimdesk-User": [
-        "must be the userId as the exchange writes it: digits without leading zeros, e.g. 100056"]}
+    assert response.json() == {
+        "X-Claimdesk-User": ["must be the userId as the exchange writes it: digits without leading zeros, e.g. 100056"]
+    }
 
 
 def test_behind_trusted_proxies_each_client_address_has_its_own_web_budget(client, incident, settings):
@@ -207,8 +225,7 @@ def test_behind_trusted_proxies_each_client_address_has_its_own_web_budget(clien
     first = client.post(f"/claims/new/{SLUG}/", form_data(), HTTP_X_FORWARDED_FOR="203.0.113.7", **via_proxy)
     other = client.post(f"/claims/new/{SLUG}/", form_data(), HTTP_X_FORWARDED_FOR="198.51.100.9", **via_proxy)
     again = client.post(f"/claims/new/{SLUG}/", form_data(), HTTP_X_FORWARDED_FOR="203.0.113.7", **via_proxy)
-    spoofed = client.post(f"/claims/new/{SLUG}/", form_data(), HTTP_X_FORWARDED_FOR="1.2.3.4, 203.0.113.7",
-                          **via_proxy)
+    spoofed = client.post(f"/claims/new/{SLUG}/", form_data(), HTTP_X_FORWARDED_FOR="1.2.3.4, 203.0.113.7", **via_proxy)
 
     assert (first.status_code, other.status_code, again.status_code) == (302, 302, 429)
     assert spoofed.status_code == 429  # a client cannot pick its address by prepending one
@@ -220,8 +237,9 @@ def test_behind_trusted_proxies_each_client_address_has_its_own_web_budget(clien
 
 @pytest.mark.parametrize("amount", ["1_000", "١٢٣", "１２３", "-0", "1e3", " 12", "NaN"])
 def test_only_plain_ascii_decimals_are_amounts_in_the_api(incident, amount):
-    response = _front_end().post("/api/claims/", {"incident": SLUG, "kind": "other", "claimed_amount": amount},
-                                 format="json")
+    response = _front_end().post(
+        "/api/claims/", {"incident": SLUG, "kind": "other", "claimed_amount": amount}, format="json"
+    )
 
     assert response.status_code == 400 and "claimed_amount" in response.json()
     assert not Claim.objects.exists()
@@ -236,8 +254,9 @@ def test_only_plain_ascii_decimals_are_amounts_in_the_web_form(client, incident,
 
 
 def test_a_plain_amount_is_taken_exactly(incident):
-    response = _front_end().post("/api/claims/", {"incident": SLUG, "kind": "other", "claimed_amount": "1000.50"},
-                                 format="json")
+    response = _front_end().post(
+        "/api/claims/", {"incident": SLUG, "kind": "other", "claimed_amount": "1000.50"}, format="json"
+    )
 
     assert response.status_code == 201 and response.json()["claimed_amount"] == "1000.500000000000000000"
 
@@ -306,9 +325,11 @@ def test_the_claimant_gets_a_fresh_link_by_e_mail_to_the_address_on_file_once_a_
 
 
 def test_an_api_claim_naming_a_market_in_lower_case_is_matched_like_the_web_forms(incident):
-    response = _front_end().post("/api/claims/", {"incident": SLUG, "kind": "liquidation",
-                                                  "market_symbol": " eth_usdc_perp ", "claimed_asset": "usdc"},
-                                 format="json")
+    response = _front_end().post(
+        "/api/claims/",
+        {"incident": SLUG, "kind": "liquidation", "market_symbol": " eth_usdc_perp ", "claimed_asset": "usdc"},
+        format="json",
+    )
 
     claim = Claim.objects.get()
     assert response.status_code == 201

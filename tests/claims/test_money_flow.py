@@ -35,12 +35,22 @@ from ..factories import StaffFactory
 pytestmark = pytest.mark.django_db
 T0 = datetime(2025, 7, 3, 10, tzinfo=UTC)
 AT = "2025-07-10T09:30:00Z"
-STAFF = {"sam": ["support"], "sue": ["support"], "ava": ["approver"], "abe": ["approver"], "fin": ["finance"],
-         "nobody": []}
+STAFF = {
+    "sam": ["support"],
+    "sue": ["support"],
+    "ava": ["approver"],
+    "abe": ["approver"],
+    "fin": ["finance"],
+    "nobody": [],
+}
 # (userId, asset, amount, status, tier): policy approved, one approval, two approvals, needs review.
-ITEMS = [(1, "USDC", "10", "approved", "policy"), (1, "USDC", "500", "computed", "one"),
-         (2, "BTC", "0.5", "computed", "two"), (2, "USDC", None, "needs_review", "two"),
-         (2, "BTC", "0.25", "approved", "policy")]
+ITEMS = [
+    (1, "USDC", "10", "approved", "policy"),
+    (1, "USDC", "500", "computed", "one"),
+    (2, "BTC", "0.5", "computed", "two"),
+    (2, "USDC", None, "needs_review", "two"),
+    (2, "BTC", "0.25", "approved", "policy"),
+]
 INCIDENTS = count(1)
 ENTRY_IDS = count(80_000_001)
 
@@ -54,17 +64,35 @@ reasons = st.sampled_from(["checked with the user", "checked with the user", ""]
 
 
 def incident_create(slug: str) -> Incident:
-    return Incident.objects.create(slug=slug, title=slug, window_start=T0, trading_resumed=T0, window_end=T0,
-                                   evaluation_end=T0, price_max_age=300, bad_fill_tolerance_bps=50,
-                                   auto_approve_limit=Decimal(100), dual_approval_limit=Decimal(10000),
-                                   claims_close=T0)
+    return Incident.objects.create(
+        slug=slug,
+        title=slug,
+        window_start=T0,
+        trading_resumed=T0,
+        window_end=T0,
+        evaluation_end=T0,
+        price_max_age=300,
+        bad_fill_tolerance_bps=50,
+        auto_approve_limit=Decimal(100),
+        dual_approval_limit=Decimal(10000),
+        claims_close=T0,
+    )
 
 
 def item_create(incident: Incident, n: int, spec: tuple) -> Item:
     user_id, asset, amount, status, tier = spec
-    return Item.objects.create(incident=incident, user_id=user_id, kind="bad_fill", reference=f"fill:{n}:Bid",
-                               asset=asset, amount=amount and Decimal(amount), status=status, approval=tier,
-                               formula="test", inputs={})
+    return Item.objects.create(
+        incident=incident,
+        user_id=user_id,
+        kind="bad_fill",
+        reference=f"fill:{n}:Bid",
+        asset=asset,
+        amount=amount and Decimal(amount),
+        status=status,
+        approval=tier,
+        formula="test",
+        inputs={},
+    )
 
 
 def snapshot() -> tuple:
@@ -73,10 +101,14 @@ def snapshot() -> tuple:
         list(Item.objects.order_by("id").values_list("id", "status", "version", "amount", "approval", "amount_set_by")),
         list(ItemApproval.objects.order_by("id").values_list("id", "item_id", "version", "approver_id")),
         list(PayoutBatch.objects.order_by("id").values_list("id", "number")),
-        list(PayoutLine.objects.order_by("id").values_list("id", "status", "transaction_id", "confirmed_at",
-                                                           "released_by")),
+        list(
+            PayoutLine.objects.order_by("id").values_list(
+                "id", "status", "transaction_id", "confirmed_at", "released_by"
+            )
+        ),
         list(PayoutLineItem.objects.order_by("id").values_list("id", "is_holding")),
-        PayoutConfirmation.objects.count(), AuditRecord.objects.count(),
+        PayoutConfirmation.objects.count(),
+        AuditRecord.objects.count(),
     )
 
 
@@ -108,8 +140,9 @@ class MoneyFlow(RuleBasedStateMachine):
             assert snapshot() == before, f"changed nothing ({result}) yet something changed"
 
     def line_key(self, n: int) -> str:
-        keys = list(PayoutLine.objects.filter(batch__incident=self.incident).order_by("id")
-                    .values_list("key", flat=True))
+        keys = list(
+            PayoutLine.objects.filter(batch__incident=self.incident).order_by("id").values_list("key", flat=True)
+        )
         return keys[n % len(keys)] if keys else f"{self.incident.slug}.1.1"
 
     # --- staff ---
@@ -124,8 +157,11 @@ class MoneyFlow(RuleBasedStateMachine):
 
     @rule(n=items, who=reviewers, amount=st.sampled_from(["7", "0.25", "0.000001", "0", "1.0000001"]))
     def set_amount(self, n, who, amount):
-        self.attempt(lambda: item_amount_set(item_id=self.item_ids[n], actor=self.actors[who], amount=amount,
-                                             reason="checked by hand"))
+        self.attempt(
+            lambda: item_amount_set(
+                item_id=self.item_ids[n], actor=self.actors[who], amount=amount, reason="checked by hand"
+            )
+        )
 
     @rule(n=items, who=reviewers, reason=reasons)
     def send_back(self, n, who, reason):
@@ -137,12 +173,23 @@ class MoneyFlow(RuleBasedStateMachine):
     def batch(self, who, asset):
         self.attempt(lambda: payout_batch_create(incident=self.incident, actor=self.actors[who], asset=asset))
 
-    @rule(who=finance, rows=st.lists(st.tuples(lines, st.sampled_from(["paid", "failed"]),
-                                               st.sampled_from(["tx-a", "tx-a", "tx-b", ""]),
-                                               st.sampled_from([AT, AT, AT, "soon"])), min_size=1, max_size=3))
+    @rule(
+        who=finance,
+        rows=st.lists(
+            st.tuples(
+                lines,
+                st.sampled_from(["paid", "failed"]),
+                st.sampled_from(["tx-a", "tx-a", "tx-b", ""]),
+                st.sampled_from([AT, AT, AT, "soon"]),
+            ),
+            min_size=1,
+            max_size=3,
+        ),
+    )
     def confirm(self, who, rows):
         content = "lineKey,status,transactionId,confirmedAt\n" + "".join(
-            f"{self.line_key(n)},{status},{tx},{at}\n" for n, status, tx, at in rows)
+            f"{self.line_key(n)},{status},{tx},{at}\n" for n, status, tx, at in rows
+        )
         self.attempt(lambda: payouts_confirm(content=content.encode(), file_name="t.csv", actor=self.actors[who]))
 
     @rule(n=lines, paid=st.booleans())
@@ -162,9 +209,16 @@ class MoneyFlow(RuleBasedStateMachine):
         """The exchange credits a line (a later bundle): its release is refused from now on."""
         line = PayoutLine.objects.filter(key=self.line_key(n)).first()
         if line is not None:
-            JournalEntry.objects.create(id=next(ENTRY_IDS), import_run_id=0, user_id=line.user_id, symbol=line.asset,
-                                        quantity=line.amount, kind="compensation", timestamp=T0,
-                                        reference=f"payout:{line.key}")
+            JournalEntry.objects.create(
+                id=next(ENTRY_IDS),
+                import_run_id=0,
+                user_id=line.user_id,
+                symbol=line.asset,
+                quantity=line.amount,
+                kind="compensation",
+                timestamp=T0,
+                reference=f"payout:{line.key}",
+            )
 
     # --- invariants ---
 
@@ -195,12 +249,19 @@ class MoneyFlow(RuleBasedStateMachine):
     @invariant()
     def every_paid_line_is_traceable(self):
         for line in PayoutLine.objects.filter(batch__incident=self.incident, status=PayoutLine.Status.PAID):
-            trail = set(AuditRecord.objects.filter(object_type="payout_line", object_id=line.id)
-                        .values_list("action", flat=True))
+            trail = set(
+                AuditRecord.objects.filter(object_type="payout_line", object_id=line.id).values_list(
+                    "action", flat=True
+                )
+            )
             assert {"exported", "paid"} <= trail and line.transaction_id and line.confirmed_at
             for item_id in line.entries.values_list("item_id", flat=True):
-                assert AuditRecord.objects.filter(object_type="item", object_id=item_id, action="paid",
-                                                  after__line=line.key).count() == 1
+                assert (
+                    AuditRecord.objects.filter(
+                        object_type="item", object_id=item_id, action="paid", after__line=line.key
+                    ).count()
+                    == 1
+                )
 
     @invariant()
     def no_version_has_more_approvals_than_its_tier_asks(self):
@@ -241,6 +302,9 @@ def test_money_flows_once_and_traceably_whatever_staff_do_in_whatever_order(quic
     MoneyFlow.actors = {name: Actor.person(StaffFactory(username=name, roles=roles)) for name, roles in STAFF.items()}
     MoneyFlow.actors["root"] = Actor.person(StaffFactory(username="root", is_superuser=True))
 
-    run_state_machine_as_test(MoneyFlow, settings=hypothesis_settings(
-        max_examples=30, stateful_step_count=25, deadline=None, suppress_health_check=[HealthCheck.too_slow]))
-
+    run_state_machine_as_test(
+        MoneyFlow,
+        settings=hypothesis_settings(
+            max_examples=30, stateful_step_count=25, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+        ),
+    )

@@ -66,8 +66,15 @@ def ledger_import(folder: Path, entries: list[dict] = ()) -> None:
 
 
 def credit(key: str | None, user_id: int, symbol: str, quantity: str) -> dict:
-    return {"id": next(ENTRY_IDS), "userId": user_id, "symbol": symbol, "quantity": quantity, "kind": "compensation",
-            "timestamp": "2025-07-11T08:00:00.000", **({"reference": key} if key is not None else {})}
+    return {
+        "id": next(ENTRY_IDS),
+        "userId": user_id,
+        "symbol": symbol,
+        "quantity": quantity,
+        "kind": "compensation",
+        "timestamp": "2025-07-11T08:00:00.000",
+        **({"reference": key} if key is not None else {}),
+    }
 
 
 @pytest.fixture
@@ -77,19 +84,37 @@ def incident(tmp_path) -> Incident:
 
 
 def incident_create(slug: str) -> Incident:
-    return Incident.objects.create(slug=slug, title=slug, window_start=T0, trading_resumed=T0, window_end=T0,
-                                   evaluation_end=T0, price_max_age=300, bad_fill_tolerance_bps=50,
-                                   auto_approve_limit=Decimal(100), dual_approval_limit=Decimal(10000),
-                                   claims_close=T0)
+    return Incident.objects.create(
+        slug=slug,
+        title=slug,
+        window_start=T0,
+        trading_resumed=T0,
+        window_end=T0,
+        evaluation_end=T0,
+        price_max_age=300,
+        bad_fill_tolerance_bps=50,
+        auto_approve_limit=Decimal(100),
+        dual_approval_limit=Decimal(10000),
+        claims_close=T0,
+    )
 
 
-def item(incident: Incident, user_id: int, asset: str, amount: str, *, status="approved", kind="bad_fill",
-         reference=None) -> Item:
+def item(
+    incident: Incident, user_id: int, asset: str, amount: str, *, status="approved", kind="bad_fill", reference=None
+) -> Item:
     """An item as policy approved it (or in another status)."""
     return Item.objects.create(
-        incident=incident, user_id=user_id, kind=kind, reference=reference or f"fill:{next(REFERENCES)}:Bid",
-        asset=asset, amount=None if status == "needs_review" else Decimal(amount), status=status,
-        approval="two" if status == "needs_review" else "policy", formula="test", inputs={})
+        incident=incident,
+        user_id=user_id,
+        kind=kind,
+        reference=reference or f"fill:{next(REFERENCES)}:Bid",
+        asset=asset,
+        amount=None if status == "needs_review" else Decimal(amount),
+        status=status,
+        approval="two" if status == "needs_review" else "policy",
+        formula="test",
+        inputs={},
+    )
 
 
 @pytest.fixture
@@ -112,12 +137,18 @@ def confirm(staff, *rows: str):
 
 def state() -> tuple:
     """Everything a payout action may change."""
-    return (list(PayoutBatch.objects.order_by("id").values_list("id", "number")),
-            list(PayoutLine.objects.order_by("id").values_list("key", "status", "transaction_id", "confirmed_at",
-                                                               "released_by", "release_reason")),
-            list(PayoutLineItem.objects.order_by("id").values_list("line_id", "item_id", "is_holding")),
-            list(Item.objects.order_by("id").values_list("id", "status", "version")),
-            PayoutConfirmation.objects.count(), AuditRecord.objects.count())
+    return (
+        list(PayoutBatch.objects.order_by("id").values_list("id", "number")),
+        list(
+            PayoutLine.objects.order_by("id").values_list(
+                "key", "status", "transaction_id", "confirmed_at", "released_by", "release_reason"
+            )
+        ),
+        list(PayoutLineItem.objects.order_by("id").values_list("line_id", "item_id", "is_holding")),
+        list(Item.objects.order_by("id").values_list("id", "status", "version")),
+        PayoutConfirmation.objects.count(),
+        AuditRecord.objects.count(),
+    )
 
 
 def keys(batch) -> list[str]:
@@ -143,13 +174,16 @@ def test_a_batch_groups_approved_items_per_user_and_asset_numbered_by_user_id_th
 
     lines = list(batch.lines.order_by("number").values_list("key", "user_id", "asset", "amount", "status"))
     assert (batch.number, batch.created_by) == (1, "fin")
-    assert lines == [("pay-july.1.1", 9, "USDT", Decimal(3), "exported"),
-                     ("pay-july.1.2", 10, "BTC", Decimal("0.00000001"), "exported"),
-                     ("pay-july.1.3", 10, "USDC", Decimal("3.75"), "exported"),
-                     ("pay-july.1.4", 100, "BTC", Decimal("0.1"), "exported")]
+    assert lines == [
+        ("pay-july.1.1", 9, "USDT", Decimal(3), "exported"),
+        ("pay-july.1.2", 10, "BTC", Decimal("0.00000001"), "exported"),
+        ("pay-july.1.3", 10, "USDC", Decimal("3.75"), "exported"),
+        ("pay-july.1.4", 100, "BTC", Decimal("0.1"), "exported"),
+    ]
     entries = PayoutLineItem.objects.filter(line__key="pay-july.1.3").order_by("item_id")
     assert [(e.item_id, e.version, e.amount, e.is_holding) for e in entries] == [
-        (i.id, 1, i.amount, True) for i in paid_together]
+        (i.id, 1, i.amount, True) for i in paid_together
+    ]
 
 
 def test_a_batch_takes_only_approved_items_of_its_incident_in_no_live_or_held_line(incident, staff):
@@ -177,7 +211,10 @@ def test_batch_numbers_count_from_one_per_incident_and_keys_are_new(incident, st
     elsewhere = payout_batch_create(incident=other, actor=staff.fin)
 
     assert [(b.number, keys(b)) for b in (first, second, elsewhere)] == [
-        (1, ["pay-july.1.1"]), (2, ["pay-july.2.1"]), (1, ["other.1.1"])]
+        (1, ["pay-july.1.1"]),
+        (2, ["pay-july.2.1"]),
+        (1, ["other.1.1"]),
+    ]
 
 
 def test_a_batch_of_one_asset_leaves_the_others_for_later(incident, staff):
@@ -216,19 +253,32 @@ def test_a_batch_and_its_lines_are_in_the_audit_trail(incident, staff):
     created = AuditRecord.objects.get(object_type="payout_batch", object_id=batch.id)
     exported = AuditRecord.objects.get(object_type="payout_line", object_id=line.id)
     assert (created.actor, created.action, created.after, created.reason) == (
-        "fin", "created", {"incident": "pay-july", "number": 1, "asset": "", "lines": 1},
-        "approved items in no live or held line")
-    assert (exported.action, exported.reason, exported.after) == ("exported", "payout batch 1", {
-        "key": "pay-july.1.1", "user_id": 10, "asset": "USDC", "amount": "5", "status": "exported",
-        "items": [{"item": one.id, "version": 1, "amount": "5"}]})
+        "fin",
+        "created",
+        {"incident": "pay-july", "number": 1, "asset": "", "lines": 1},
+        "approved items in no live or held line",
+    )
+    assert (exported.action, exported.reason, exported.after) == (
+        "exported",
+        "payout batch 1",
+        {
+            "key": "pay-july.1.1",
+            "user_id": 10,
+            "asset": "USDC",
+            "amount": "5",
+            "status": "exported",
+            "items": [{"item": one.id, "version": 1, "amount": "5"}],
+        },
+    )
 
 
 def test_the_database_keeps_an_item_out_of_two_live_lines(incident, staff):
     one = item(incident, 10, "USDC", "5")
     line = payout_batch_create(incident=incident, actor=staff.fin).lines.get()
     batch = PayoutBatch.objects.create(incident=incident, number=2, created_by="x", created_at=T0)
-    other = PayoutLine.objects.create(batch=batch, number=1, key="pay-july.2.1", user_id=10, asset="USDC",
-                                      amount=Decimal(5))
+    other = PayoutLine.objects.create(
+        batch=batch, number=1, key="pay-july.2.1", user_id=10, asset="USDC", amount=Decimal(5)
+    )
 
     with pytest.raises(IntegrityError), transaction.atomic():
         PayoutLineItem.objects.create(line=other, item=one, version=1, amount=Decimal(5))
@@ -252,9 +302,8 @@ def test_the_csv_for_treasury_is_exactly_as_specified(batch, tmp_path):
     payout_files_write(batch=batch, directory=tmp_path / "out")
 
     assert (tmp_path / "out" / "pay-july.1.csv").read_bytes() == (
-        b"lineKey,userId,asset,amount\n"
-        b"pay-july.1.1,9,BTC,0.10000000\n"
-        b"pay-july.1.2,100,USDC,3.750000\n")
+        b"lineKey,userId,asset,amount\npay-july.1.1,9,BTC,0.10000000\npay-july.1.2,100,USDC,3.750000\n"
+    )
 
 
 def test_the_json_for_treasury_lists_each_lines_items_by_kind_then_reference(batch, tmp_path):
@@ -263,15 +312,30 @@ def test_the_json_for_treasury_lists_each_lines_items_by_kind_then_reference(bat
     document = json.loads((tmp_path / "pay-july.1.json").read_text())
     created_at = batch.created_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     assert document == {
-        "incident": "pay-july", "batch": 1, "createdAt": created_at,
+        "incident": "pay-july",
+        "batch": 1,
+        "createdAt": created_at,
         "lines": [
-            {"lineKey": "pay-july.1.1", "userId": 9, "asset": "BTC", "amount": "0.10000000",
-             "items": [{"kind": "wrong_withdrawal", "reference": "withdrawal:5", "amount": "0.10000000"}]},
-            {"lineKey": "pay-july.1.2", "userId": 100, "asset": "USDC", "amount": "3.750000",
-             "items": [{"kind": "bad_fill", "reference": "fill:10:Bid", "amount": "0.250000"},
-                       {"kind": "bad_fill", "reference": "fill:9:Bid", "amount": "2.000000"},
-                       {"kind": "liquidation", "reference": "fill:7:Ask", "amount": "1.500000"}]},
-        ]}
+            {
+                "lineKey": "pay-july.1.1",
+                "userId": 9,
+                "asset": "BTC",
+                "amount": "0.10000000",
+                "items": [{"kind": "wrong_withdrawal", "reference": "withdrawal:5", "amount": "0.10000000"}],
+            },
+            {
+                "lineKey": "pay-july.1.2",
+                "userId": 100,
+                "asset": "USDC",
+                "amount": "3.750000",
+                "items": [
+                    {"kind": "bad_fill", "reference": "fill:10:Bid", "amount": "0.250000"},
+                    {"kind": "bad_fill", "reference": "fill:9:Bid", "amount": "2.000000"},
+                    {"kind": "liquidation", "reference": "fill:7:Ask", "amount": "1.500000"},
+                ],
+            },
+        ],
+    }
 
 
 def test_payout_batch_creates_the_folder_writes_both_files_and_says_what_it_made(incident, staff, tmp_path):
@@ -305,12 +369,15 @@ def test_payout_files_writes_the_same_bytes_again_and_changes_nothing(incident, 
     assert state() == before
 
 
-@pytest.mark.parametrize("args, message", [
-    (("payout_files", "nope", "1"), "no incident 'nope'"),
-    (("payout_files", "pay-july", "7"), "incident pay-july has no payout batch 7"),
-    (("payout_batch", "nope", "--by", "fin"), "no incident 'nope'"),
-    (("payout_batch", "pay-july", "--by", "nobody"), "no user 'nobody'"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("payout_files", "nope", "1"), "no incident 'nope'"),
+        (("payout_files", "pay-july", "7"), "incident pay-july has no payout batch 7"),
+        (("payout_batch", "nope", "--by", "fin"), "no incident 'nope'"),
+        (("payout_batch", "pay-july", "--by", "nobody"), "no user 'nobody'"),
+    ],
+)
 def test_commands_name_an_unknown_incident_batch_or_user(incident, staff, tmp_path, args, message):
     with pytest.raises(CommandError, match=message):
         run(*args, "--output", str(tmp_path))
@@ -345,20 +412,31 @@ def test_a_confirmation_leaves_a_trail_for_each_line_and_item_it_changes(exporte
     paid_item = line.entries.get().item_id
     records = AuditRecord.objects.filter(action__in=["paid", "failed"]).order_by("id")
     assert [(r.object_type, r.action, r.actor) for r in records] == [
-        ("payout_line", "paid", "fin"), ("payout_line", "failed", "fin"), ("item", "paid", "fin")]
+        ("payout_line", "paid", "fin"),
+        ("payout_line", "failed", "fin"),
+        ("item", "paid", "fin"),
+    ]
     assert records[0].before == {"status": "exported", "transaction_id": "", "confirmed_at": None}
-    assert records[0].after == {"status": "paid", "transaction_id": "tx-1",
-                                "confirmed_at": "2025-07-10T09:30:00.000000Z"}
-    assert (records[2].object_id, records[2].after) == (paid_item, {"status": "paid", "version": 1,
-                                                                     "line": "pay-july.1.1"})
+    assert records[0].after == {
+        "status": "paid",
+        "transaction_id": "tx-1",
+        "confirmed_at": "2025-07-10T09:30:00.000000Z",
+    }
+    assert (records[2].object_id, records[2].after) == (
+        paid_item,
+        {"status": "paid", "version": 1, "line": "pay-july.1.1"},
+    )
 
 
-@pytest.mark.parametrize("text, moment", [
-    ("2025-07-10T09:30:00Z", datetime(2025, 7, 10, 9, 30, tzinfo=UTC)),
-    ("2025-07-10T09:30Z", datetime(2025, 7, 10, 9, 30, tzinfo=UTC)),
-    ("2025-07-10T09:30:00+00:00", datetime(2025, 7, 10, 9, 30, tzinfo=UTC)),
-    ("2025-07-10T09:30:00.123456789Z", datetime(2025, 7, 10, 9, 30, 0, 123456, UTC)),
-])
+@pytest.mark.parametrize(
+    "text, moment",
+    [
+        ("2025-07-10T09:30:00Z", datetime(2025, 7, 10, 9, 30, tzinfo=UTC)),
+        ("2025-07-10T09:30Z", datetime(2025, 7, 10, 9, 30, tzinfo=UTC)),
+        ("2025-07-10T09:30:00+00:00", datetime(2025, 7, 10, 9, 30, tzinfo=UTC)),
+        ("2025-07-10T09:30:00.123456789Z", datetime(2025, 7, 10, 9, 30, 0, 123456, UTC)),
+    ],
+)
 def test_confirmed_at_is_iso_8601_in_utc(exported, staff, text, moment):
     confirm(staff, f"pay-july.1.1,paid,tx-1,{text}")
 
@@ -366,8 +444,13 @@ def test_confirmed_at_is_iso_8601_in_utc(exported, staff, text, moment):
 
 
 def test_a_bom_crlf_line_ends_and_blank_lines_are_accepted(exported, staff):
-    content = ("\ufeff" + HEADER.replace("\n", "\r\n") + "\r\n" + f"pay-july.1.1,paid,tx-1,{AT}\r\n\r\n  \r\n"
-               + f"pay-july.1.2,failed,,{AT}").encode()
+    content = (
+        "\ufeff"
+        + HEADER.replace("\n", "\r\n")
+        + "\r\n"
+        + f"pay-july.1.1,paid,tx-1,{AT}\r\n\r\n  \r\n"
+        + f"pay-july.1.2,failed,,{AT}"
+    ).encode()
 
     recorded = payouts_confirm(content=content, file_name="t.csv", actor=staff.fin)
 
@@ -378,8 +461,12 @@ def test_the_same_file_twice_records_each_line_once_and_keeps_the_first_time(exp
     confirm(staff, f"pay-july.1.1,paid,tx-1,{AT}", f"pay-july.1.2,failed,,{AT}")
     before = state()[:4]
 
-    again = confirm(staff, "pay-july.1.1,paid,tx-1,2025-07-12T00:00:00Z", "pay-july.1.2,failed,,2025-07-12T00:00:00Z",
-                    f"pay-july.1.1,paid,tx-1,{AT}")
+    again = confirm(
+        staff,
+        "pay-july.1.1,paid,tx-1,2025-07-12T00:00:00Z",
+        "pay-july.1.2,failed,,2025-07-12T00:00:00Z",
+        f"pay-july.1.1,paid,tx-1,{AT}",
+    )
 
     assert (again.rows, again.paid, again.failed, again.unchanged) == (3, 0, 0, 3)
     assert state()[:4] == before
@@ -409,21 +496,48 @@ CONFIRMATION_ERRORS = {
     "time in another zone": ([], None, ["pay-july.1.1,paid,tx-1,2025-07-10T09:30:00+02:00"], "line 2: confirmedAt"),
     "not a time": ([], None, ["pay-july.1.1,paid,tx-1,2025-02-30T09:30:00Z"], "line 2: confirmedAt"),
     "a date alone": ([], None, ["pay-july.1.1,paid,tx-1,2025-07-10Z"], "line 2: confirmedAt"),
-    "paid without transaction": ([], None, [f"pay-july.1.1,paid,,{AT}"],
-                                 "line 2: pay-july.1.1 is paid without a transactionId"),
-    "twice, other status": ([], None, [f"pay-july.1.1,paid,tx-1,{AT}", f"pay-july.1.2,paid,tx-2,{AT}",
-                                       f"pay-july.1.1,failed,tx-1,{AT}"],
-                            "line 4: pay-july.1.1 is already on line 2 with paid tx-1, here with failed tx-1"),
-    "twice, other transaction": ([], None, [f"pay-july.1.1,paid,tx-1,{AT}", f"pay-july.1.1,paid,tx-one,{AT}"],
-                                 "line 3: pay-july.1.1 is already on line 2 with paid tx-1, here with paid tx-one"),
-    "paid reported failed": ([f"pay-july.1.1,paid,tx-1,{AT}"], None, [f"pay-july.1.1,failed,,{AT}"],
-                             "line 2: pay-july.1.1 is already paid (transaction tx-1): it cannot be failed"),
-    "paid with another transaction": ([f"pay-july.1.1,paid,tx-1,{AT}"], None, [f"pay-july.1.1,paid,tx-2,{AT}"],
-                                      "line 2: pay-july.1.1 is already paid with transaction tx-1, not tx-2"),
-    "failed reported paid": ([f"pay-july.1.1,failed,,{AT}"], None, [f"pay-july.1.1,paid,tx-1,{AT}"],
-                             "line 2: pay-july.1.1 has already failed: it cannot be paid"),
-    "released reported": ([f"pay-july.1.1,failed,,{AT}"], "pay-july.1.1", [f"pay-july.1.1,failed,,{AT}"],
-                          "line 2: pay-july.1.1 was released: a released line is never reported"),
+    "paid without transaction": (
+        [],
+        None,
+        [f"pay-july.1.1,paid,,{AT}"],
+        "line 2: pay-july.1.1 is paid without a transactionId",
+    ),
+    "twice, other status": (
+        [],
+        None,
+        [f"pay-july.1.1,paid,tx-1,{AT}", f"pay-july.1.2,paid,tx-2,{AT}", f"pay-july.1.1,failed,tx-1,{AT}"],
+        "line 4: pay-july.1.1 is already on line 2 with paid tx-1, here with failed tx-1",
+    ),
+    "twice, other transaction": (
+        [],
+        None,
+        [f"pay-july.1.1,paid,tx-1,{AT}", f"pay-july.1.1,paid,tx-one,{AT}"],
+        "line 3: pay-july.1.1 is already on line 2 with paid tx-1, here with paid tx-one",
+    ),
+    "paid reported failed": (
+        [f"pay-july.1.1,paid,tx-1,{AT}"],
+        None,
+        [f"pay-july.1.1,failed,,{AT}"],
+        "line 2: pay-july.1.1 is already paid (transaction tx-1): it cannot be failed",
+    ),
+    "paid with another transaction": (
+        [f"pay-july.1.1,paid,tx-1,{AT}"],
+        None,
+        [f"pay-july.1.1,paid,tx-2,{AT}"],
+        "line 2: pay-july.1.1 is already paid with transaction tx-1, not tx-2",
+    ),
+    "failed reported paid": (
+        [f"pay-july.1.1,failed,,{AT}"],
+        None,
+        [f"pay-july.1.1,paid,tx-1,{AT}"],
+        "line 2: pay-july.1.1 has already failed: it cannot be paid",
+    ),
+    "released reported": (
+        [f"pay-july.1.1,failed,,{AT}"],
+        "pay-july.1.1",
+        [f"pay-july.1.1,failed,,{AT}"],
+        "line 2: pay-july.1.1 was released: a released line is never reported",
+    ),
     "too few fields": ([], None, ["pay-july.1.1,paid,tx-1"], "line 2: 4 fields expected"),
     "a lone carriage return": ([], None, [f"pay-july.1.1,paid,tx\r1,{AT}"], "line 2: new-line character"),
 }
@@ -456,11 +570,14 @@ def test_every_error_of_a_file_is_named_in_line_order(exported, staff):
     assert [e.split(":")[0] for e in rejected.value.errors] == ["line 2", "line 4", "line 5"]
 
 
-@pytest.mark.parametrize("content, message", [
-    (b"", "line 1: the header lineKey,status,transactionId,confirmedAt is missing"),
-    (b"key,status,tx,at\n", "line 1: the header must be lineKey,status,transactionId,confirmedAt"),
-    (HEADER.encode() + b"pay-july.1.1,paid,tx-\xff,2025-07-10T09:30:00Z\n", "line 2: not UTF-8"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"", "line 1: the header lineKey,status,transactionId,confirmedAt is missing"),
+        (b"key,status,tx,at\n", "line 1: the header must be lineKey,status,transactionId,confirmedAt"),
+        (HEADER.encode() + b"pay-july.1.1,paid,tx-\xff,2025-07-10T09:30:00Z\n", "line 2: not UTF-8"),
+    ],
+)
 def test_a_file_that_is_no_confirmation_file_is_rejected(exported, staff, content, message):
     with pytest.raises(ConfirmationInvalid) as rejected:
         payouts_confirm(content=content, file_name="t.csv", actor=staff.fin)
@@ -481,7 +598,8 @@ def test_confirm_payouts_records_a_file_and_names_each_error_of_a_rejected_one(e
     assert "2 rows; 1 paid, 1 failed, 0 unchanged" in out
     assert errors.getvalue().splitlines() == [
         "line 2: pay-july.1.1 is already paid (transaction tx-1): it cannot be failed",
-        "line 3: unknown key pay-july.1.7"]
+        "line 3: unknown key pay-july.1.7",
+    ]
     assert PayoutConfirmation.objects.get().recorded_by == "command-line fin"
 
 
@@ -511,7 +629,11 @@ def test_a_released_line_lets_a_later_batch_pay_its_items_under_a_new_key(failed
     assert list(failed.entries.values_list("is_holding", flat=True)) == [False]
     record = AuditRecord.objects.get(object_type="payout_line", action="released")
     assert (record.before["status"], record.after["status"], record.after["items_freed"], record.reason) == (
-        "failed", "released", [held], "wrong deposit address; fixed")
+        "failed",
+        "released",
+        [held],
+        "wrong deposit address; fixed",
+    )
 
 
 @pytest.mark.parametrize("reason", ["", "   "])
@@ -525,8 +647,9 @@ def test_a_release_needs_a_reason(failed, staff, reason):
     assert state() == before
 
 
-@pytest.mark.parametrize("key, rule", [("pay-july.1.2", "not failed"), ("pay-july.1.3", "not failed"),
-                                       ("pay-july.1.9", "unknown line")])
+@pytest.mark.parametrize(
+    "key, rule", [("pay-july.1.2", "not failed"), ("pay-july.1.3", "not failed"), ("pay-july.1.9", "unknown line")]
+)
 def test_only_a_failed_line_is_released(failed, staff, key, rule):
     with pytest.raises(Refused) as refused:
         payout_line_release(key=key, actor=staff.fin, reason="retry")
@@ -546,8 +669,10 @@ def test_a_line_the_ledger_credited_is_not_released(failed, staff, tmp_path):
 
 
 def test_a_credit_for_another_key_does_not_stop_a_release(failed, staff, tmp_path):
-    ledger_import(tmp_path / "credits", [credit("payout:pay-july.1.10", U[0], "USDC", "5"),
-                                         credit("payout:pay-july.1.1x", U[0], "USDC", "5")])
+    ledger_import(
+        tmp_path / "credits",
+        [credit("payout:pay-july.1.10", U[0], "USDC", "5"), credit("payout:pay-july.1.1x", U[0], "USDC", "5")],
+    )
 
     line = payout_line_release(key=failed.key, actor=staff.fin, reason="retry")
 
@@ -592,9 +717,11 @@ def test_the_commands_refuse_anyone_but_finance_with_the_rule(failed, staff, tmp
     item(failed.batch.incident, 20, "USDC", "1")
     before = state()
 
-    for args in [("payout_batch", "pay-july", "--output", str(tmp_path / "out")),
-                 ("confirm_payouts", str(tmp_path / "c.csv")),
-                 ("release_line", failed.key, "--reason", "retry")]:
+    for args in [
+        ("payout_batch", "pay-july", "--output", str(tmp_path / "out")),
+        ("confirm_payouts", str(tmp_path / "c.csv")),
+        ("release_line", failed.key, "--reason", "retry"),
+    ]:
         with pytest.raises(CommandError, match=rf"refused \(role\): {who} may not") as refused:
             run(*args, "--by", who)
         assert refused.value.returncode == 1
@@ -624,27 +751,37 @@ def reconcile_command(slug="pay-july") -> tuple[str, int]:
 
 
 def test_reconciliation_with_every_credit_right_is_only_the_header(settled, tmp_path):
-    ledger_import(tmp_path / "credits", [
-        *(credit(f"payout:pay-july.1.{n}", U[n - 1], "USDC", "5.000000") for n in (1, 2, 3, 4, 5)),
-        credit("payout:pay-july.1.6", U[5], "BTC", "5"),
-        credit("payout:other.1.1", U[0], "USDC", "1")])  # another incident's
+    ledger_import(
+        tmp_path / "credits",
+        [
+            *(credit(f"payout:pay-july.1.{n}", U[n - 1], "USDC", "5.000000") for n in (1, 2, 3, 4, 5)),
+            credit("payout:pay-july.1.6", U[5], "BTC", "5"),
+            credit("payout:other.1.1", U[0], "USDC", "1"),
+        ],
+    )  # another incident's
 
     assert reconcile_command() == ("lineKey,userId,asset,expected,found,problem\n", 0)
 
 
 def test_reconciliation_reports_each_difference_in_the_specified_order(settled, tmp_path):
-    ledger_import(tmp_path / "credits", [
-        credit("payout:pay-july.1.2", U[1], "USDC", "5"), credit("payout:pay-july.1.2", U[1], "USDC", "5"),
-        credit("payout:pay-july.1.3", U[9], "USDT", "4.5"),
-        credit("payout:pay-july.1.4", U[3], "USDC", "41"),
-        credit("payout:pay-july.1.5", U[4], "USDC", "5"),
-        credit("payout:pay-july.1.6", U[5], "BTC", "5.00000001"),
-        credit("payout:pay-july.1.7", U[6], "USDC", "2"), credit("payout:pay-july.1.7", U[6], "USDC", "3"),
-        credit("payout:pay-july.1.8", U[7], "USDC", "5"),
-        credit("payout:pay-july.1.10", U[8], "USDC", "1.5"),
-        credit("payout:pay-july.1.9", U[8], "BTC", "0.5"),
-        credit(None, U[0], "USDC", "7"),
-        credit("goodwill", U[1], "SOL", "0.25")])
+    ledger_import(
+        tmp_path / "credits",
+        [
+            credit("payout:pay-july.1.2", U[1], "USDC", "5"),
+            credit("payout:pay-july.1.2", U[1], "USDC", "5"),
+            credit("payout:pay-july.1.3", U[9], "USDT", "4.5"),
+            credit("payout:pay-july.1.4", U[3], "USDC", "41"),
+            credit("payout:pay-july.1.5", U[4], "USDC", "5"),
+            credit("payout:pay-july.1.6", U[5], "BTC", "5.00000001"),
+            credit("payout:pay-july.1.7", U[6], "USDC", "2"),
+            credit("payout:pay-july.1.7", U[6], "USDC", "3"),
+            credit("payout:pay-july.1.8", U[7], "USDC", "5"),
+            credit("payout:pay-july.1.10", U[8], "USDC", "1.5"),
+            credit("payout:pay-july.1.9", U[8], "BTC", "0.5"),
+            credit(None, U[0], "USDC", "7"),
+            credit("goodwill", U[1], "SOL", "0.25"),
+        ],
+    )
     ids = [entry for entry in reconcile(incident=settled) if entry.problem == "unreferenced_credit"]
 
     out, status = reconcile_command()
@@ -663,7 +800,8 @@ def test_reconciliation_reports_each_difference_in_the_specified_order(settled, 
         "pay-july.1.10,100063,USDC,,1.500000,unknown_credit\n"
         "pay-july.1.9,100063,BTC,,0.50000000,unknown_credit\n"
         f"{ids[0].line_key},100007,USDC,,7.000000,unreferenced_credit\n"
-        f"{ids[1].line_key},100014,SOL,,0.250000000,unreferenced_credit\n")
+        f"{ids[1].line_key},100014,SOL,,0.250000000,unreferenced_credit\n"
+    )
     assert int(ids[0].line_key.removeprefix("ledger:")) < int(ids[1].line_key.removeprefix("ledger:"))
 
 
@@ -716,16 +854,21 @@ def owed(incident: Incident) -> dict[tuple, str]:
 
     totals, decimals = {}, asset_decimals()
     for user_id, asset, amount in Item.objects.filter(incident=incident, status="approved").values_list(
-            "user_id", "asset", "amount"):
+        "user_id", "asset", "amount"
+    ):
         totals[(str(user_id), asset)] = totals.get((str(user_id), asset), Decimal(0)) + amount
     return {key: f"{quantize(total, decimals[key[1]]):f}" for key, total in totals.items()}
 
 
 def confirm_file(folder: Path, name: str, rows: list[list[str]], failing=()) -> Path:
     path = folder / name
-    path.write_text(HEADER + "".join(
-        f"{key},failed,,{AT}\n" if (int(user_id), asset) in failing else f"{key},paid,tx-{key},{AT}\n"
-        for key, user_id, asset, _ in rows))
+    path.write_text(
+        HEADER
+        + "".join(
+            f"{key},failed,,{AT}\n" if (int(user_id), asset) in failing else f"{key},paid,tx-{key},{AT}\n"
+            for key, user_id, asset, _ in rows
+        )
+    )
     return path
 
 
@@ -736,8 +879,14 @@ def sample_paid(incident: Incident, tmp_path: Path) -> list[list[str]]:
 
     StaffFactory(username="fin", roles=["finance"])
     run("detect", SAMPLE)
-    claim = claim_file(incident_slug=SAMPLE, user_id=100056, channel="api", kind="liquidation",
-                       references={"trade_id": 982069}, actor="front end")
+    claim = claim_file(
+        incident_slug=SAMPLE,
+        user_id=100056,
+        channel="api",
+        kind="liquidation",
+        references={"trade_id": 982069},
+        actor="front end",
+    )
     approve_everything_approvable(incident)
     expected = owed(incident)
 
@@ -759,28 +908,36 @@ def sample_paid(incident: Incident, tmp_path: Path) -> list[list[str]]:
     assert set(PayoutLineItem.objects.filter(line__batch__number=2).values_list("item_id", flat=True)) == held
     run("confirm_payouts", str(confirm_file(tmp_path, "c2.csv", second)), "--by", "fin")
 
-    assert set(Item.objects.filter(incident=incident).exclude(status="needs_review")
-               .values_list("status", flat=True)) == {"paid"}
+    assert set(
+        Item.objects.filter(incident=incident).exclude(status="needs_review").values_list("status", flat=True)
+    ) == {"paid"}
     assert Claim.objects.get(id=claim.id).status == "paid"
     assert list(Notification.objects.filter(claim=claim, kind="payout").values_list("context", flat=True)) == [
-        {"amounts": [{"asset": "USDC", "amount": "62.243932"}]}]
+        {"amounts": [{"asset": "USDC", "amount": "62.243932"}]}
+    ]
     return [row for row in first if (int(row[1]), row[2]) not in FAILING] + second
 
 
 def credits_import(folder: Path, lines: list[list[str]], *extra: dict) -> None:
-    ledger_import(folder, [*(credit(f"payout:{key}", int(user_id), asset, amount)
-                             for key, user_id, asset, amount in lines), *extra])
+    ledger_import(
+        folder,
+        [*(credit(f"payout:{key}", int(user_id), asset, amount) for key, user_id, asset, amount in lines), *extra],
+    )
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_sample_is_paid_once_through_a_failed_line_and_reconciled_against_the_ledger(open_sample_incident,
-                                                                                          tmp_path):
+def test_the_sample_is_paid_once_through_a_failed_line_and_reconciled_against_the_ledger(
+    open_sample_incident, tmp_path
+):
     paid = sample_paid(open_sample_incident, tmp_path)
     missing, duplicated, wrong, *right = paid
     wrong_amount = f"{Decimal(wrong[3]) + 1:f}"
 
-    credits_import(tmp_path / "credits", [duplicated, duplicated, [*wrong[:3], wrong_amount], *right],
-                   credit(f"payout:{SAMPLE}.3.1", 100007, "USDC", "12"))
+    credits_import(
+        tmp_path / "credits",
+        [duplicated, duplicated, [*wrong[:3], wrong_amount], *right],
+        credit(f"payout:{SAMPLE}.3.1", 100007, "USDC", "12"),
+    )
     out, status = reconcile_command(SAMPLE)
 
     assert status == 1
@@ -789,7 +946,8 @@ def test_the_sample_is_paid_once_through_a_failed_line_and_reconciled_against_th
         f"{missing[0]},{missing[1]},{missing[2]},{missing[3]},,missing_credit",
         f"{duplicated[0]},{duplicated[1]},{duplicated[2]},1,2,duplicate_credit",
         f"{wrong[0]},{wrong[1]},{wrong[2]},{wrong[3]},{wrong_amount},amount_mismatch",
-        f"{SAMPLE}.3.1,100007,USDC,,12.000000,unknown_credit"]
+        f"{SAMPLE}.3.1,100007,USDC,,12.000000,unknown_credit",
+    ]
 
 
 @pytest.mark.django_db(transaction=True)
@@ -832,8 +990,9 @@ def test_five_batches_created_at_the_same_moment_never_share_an_item(incident, s
         item(incident, user_id, ("USDC", "BTC", "USDT")[user_id % 3], "1")
     assets = [None, "USDC", "BTC", None, "USDT"]
 
-    results = at_once([lambda asset=asset: payout_batch_create(incident=incident, actor=staff.fin, asset=asset)
-                       for asset in assets])
+    results = at_once(
+        [lambda asset=asset: payout_batch_create(incident=incident, actor=staff.fin, asset=asset) for asset in assets]
+    )
 
     assert not [r for r in results if isinstance(r, Exception)], results
     batches = [r for r in results if r is not None]
@@ -860,8 +1019,12 @@ def test_one_file_recorded_twice_at_the_same_moment_pays_each_line_once(exported
 def test_two_files_disagreeing_at_the_same_moment_record_one_and_reject_the_other(exported, staff):
     files = [confirmation(f"pay-july.1.1,paid,tx-{n},{AT}") for n in ("a", "b")]
 
-    results = at_once([lambda content=content: payouts_confirm(content=content, file_name="t.csv", actor=staff.fin)
-                       for content in files])
+    results = at_once(
+        [
+            lambda content=content: payouts_confirm(content=content, file_name="t.csv", actor=staff.fin)
+            for content in files
+        ]
+    )
 
     assert sorted(type(r).__name__ for r in results) == ["ConfirmationInvalid", "PayoutConfirmation"]
     assert PayoutLine.objects.get(key="pay-july.1.1").transaction_id in ("tx-a", "tx-b")

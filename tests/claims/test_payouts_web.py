@@ -25,8 +25,9 @@ def incident(open_sample_incident):
 
 
 def confirmation(lines, status="paid") -> bytes:
-    rows = [f"{line.key},{status},{'tx-' + line.key if status == 'paid' else ''},2026-01-05T10:00:00Z"
-            for line in lines]
+    rows = [
+        f"{line.key},{status},{'tx-' + line.key if status == 'paid' else ''},2026-01-05T10:00:00Z" for line in lines
+    ]
     return ("lineKey,status,transactionId,confirmedAt\n" + "\n".join(rows) + "\n").encode()
 
 
@@ -36,21 +37,27 @@ def confirmation(lines, status="paid") -> bytes:
 def test_finance_pays_a_batch_from_the_admin(client, incident):
     client.force_login(StaffFactory(username="fin", roles=["finance"]))
 
-    created = client.post("/admin/claims/incident/", {"action": "payout_batch", ACTION_CHECKBOX_NAME: [incident.id]},
-                          follow=True)
+    created = client.post(
+        "/admin/claims/incident/", {"action": "payout_batch", ACTION_CHECKBOX_NAME: [incident.id]}, follow=True
+    )
     batch = PayoutBatch.objects.get()
     csv = client.get(f"/admin/claims/payoutbatch/{batch.id}/treasury/csv/")
     lines = list(batch.lines.order_by("number"))
-    paid = client.post("/admin/claims/payoutline/confirm/", {
-        "file": SimpleUploadedFile("treasury.csv", confirmation(lines))}, follow=True)
+    paid = client.post(
+        "/admin/claims/payoutline/confirm/",
+        {"file": SimpleUploadedFile("treasury.csv", confirmation(lines))},
+        follow=True,
+    )
 
     assert [str(m) for m in created.context["messages"]] == [
-        f'{SLUG}: batch 1 created with {batch.lines.count()} line(s); '
-        f'<a href="/admin/claims/payoutbatch/{batch.id}/change/">its treasury files</a>.']
+        f"{SLUG}: batch 1 created with {batch.lines.count()} line(s); "
+        f'<a href="/admin/claims/payoutbatch/{batch.id}/change/">its treasury files</a>.'
+    ]
     assert csv.content.decode() == payout_files_render(batch=batch)[f"{SLUG}.1.csv"]
     assert csv["Content-Disposition"] == f'attachment; filename="{SLUG}.1.csv"'
-    assert [str(m) for m in paid.context["messages"]] == [f"treasury.csv: {len(lines)} line(s) paid, 0 failed, "
-                                                          "0 already recorded."]
+    assert [str(m) for m in paid.context["messages"]] == [
+        f"treasury.csv: {len(lines)} line(s) paid, 0 failed, 0 already recorded."
+    ]
     assert set(PayoutLine.objects.values_list("status", flat=True)) == {"paid"}
 
 
@@ -70,11 +77,14 @@ def test_a_failed_line_is_released_with_a_reason_in_the_admin(client, incident):
     client.force_login(StaffFactory(username="fin", roles=["finance"]))
     client.post("/admin/claims/incident/", {"action": "payout_batch", ACTION_CHECKBOX_NAME: [incident.id]})
     line = PayoutLine.objects.order_by("id").first()
-    client.post("/admin/claims/payoutline/confirm/", {"file": SimpleUploadedFile("t.csv", confirmation([line],
-                                                                                                       "failed"))})
+    client.post(
+        "/admin/claims/payoutline/confirm/", {"file": SimpleUploadedFile("t.csv", confirmation([line], "failed"))}
+    )
 
-    client.post("/admin/claims/payoutline/", {"action": "release", ACTION_CHECKBOX_NAME: [line.id], "apply": "1",
-                                              "reason": "wrong address, corrected"})
+    client.post(
+        "/admin/claims/payoutline/",
+        {"action": "release", ACTION_CHECKBOX_NAME: [line.id], "apply": "1", "reason": "wrong address, corrected"},
+    )
 
     line.refresh_from_db()
     assert (line.status, line.release_reason, line.released_by) == ("released", "wrong address, corrected", "fin")
@@ -110,8 +120,11 @@ def test_finance_pays_through_the_api(incident):
     treasury = fin.get(f"/api/incidents/{SLUG}/payout-batches/1/treasury/json/")
     lines = list(PayoutLine.objects.order_by("id"))
     failed, paid = lines[0], lines[1:]
-    recorded = fin.post("/api/payout-confirmations/", {"file": SimpleUploadedFile(
-        "t.csv", confirmation(paid) + confirmation([failed], "failed").split(b"\n", 1)[1])}, format="multipart")
+    recorded = fin.post(
+        "/api/payout-confirmations/",
+        {"file": SimpleUploadedFile("t.csv", confirmation(paid) + confirmation([failed], "failed").split(b"\n", 1)[1])},
+        format="multipart",
+    )
     released = fin.post(f"/api/payout-lines/{failed.key}/release/", {"reason": "bank refused"}, format="json")
     report = fin.get(f"/api/incidents/{SLUG}/reconciliation/")
 
@@ -139,14 +152,23 @@ def test_simulated_credits_reconcile_every_paid_line_but_the_one_left_out(incide
     fin = api_client_for("fin", "finance")
     fin.post(f"/api/incidents/{SLUG}/payout-batches/", {}, format="json")
     lines = list(PayoutLine.objects.order_by("id"))
-    fin.post("/api/payout-confirmations/", {"file": SimpleUploadedFile("t.csv", confirmation(lines))},
-             format="multipart")
+    fin.post(
+        "/api/payout-confirmations/", {"file": SimpleUploadedFile("t.csv", confirmation(lines))}, format="multipart"
+    )
 
-    call_command("simulate_credits", SLUG, "--output", str(tmp_path / "credits"), "--leave-out", lines[0].key,
-                 stdout=io.StringIO())
+    call_command(
+        "simulate_credits",
+        SLUG,
+        "--output",
+        str(tmp_path / "credits"),
+        "--leave-out",
+        lines[0].key,
+        stdout=io.StringIO(),
+    )
     call_command("import_bundle", str(tmp_path / "credits"), stdout=io.StringIO())
     report = fin.get(f"/api/incidents/{SLUG}/reconciliation/")
 
     expected = quantize(lines[0].amount, asset_decimals()[lines[0].asset])
     assert report.content.decode().splitlines()[1:] == [
-        f"{lines[0].key},{lines[0].user_id},{lines[0].asset},{expected:f},,missing_credit"]
+        f"{lines[0].key},{lines[0].user_id},{lines[0].asset},{expected:f},,missing_credit"
+    ]

@@ -40,20 +40,36 @@ PERP_MARKETS = {"BTC_USDC_PERP": d.Market("BTC_USDC_PERP", "BTC", "USDC", "PERP"
 ALL_MARKETS = MARKETS | PERP_MARKETS
 PERPS = sorted(symbol for symbol, market in ALL_MARKETS.items() if market.market_type == "PERP")
 ASSETS = ("USDC", "SOL", "BTC")
-SYSTEM_ORDER_TYPES = (None, None, None,  # the user's own fills, as often as all the system fills together
-                      "LiquidatePositionOnBook", "LiquidatePositionOnBackstop", "LiquidatePositionOnAdl",
-                      "CollateralConversion", "FutureExpiry", "OrderBookClosed")
+SYSTEM_ORDER_TYPES = (
+    None,
+    None,
+    None,  # the user's own fills, as often as all the system fills together
+    "LiquidatePositionOnBook",
+    "LiquidatePositionOnBackstop",
+    "LiquidatePositionOnAdl",
+    "CollateralConversion",
+    "FutureExpiry",
+    "OrderBookClosed",
+)
 
-KEY_INSTANTS = (WINDOW_START - timedelta(hours=24), WINDOW_START, at("11:00"), TRADING_RESUMED, at("13:30"),
-                WINDOW_END, EVALUATION_END)
+KEY_INSTANTS = (
+    WINDOW_START - timedelta(hours=24),
+    WINDOW_START,
+    at("11:00"),
+    TRADING_RESUMED,
+    at("13:30"),
+    WINDOW_END,
+    EVALUATION_END,
+)
 EARLIEST = WINDOW_START - timedelta(hours=26)
 LATEST = EVALUATION_END + timedelta(hours=2)
 SPAN_MS = (LATEST - EARLIEST) // MS
 
 
 def decimals_between(low: str, high: str, places: int) -> st.SearchStrategy[Decimal]:
-    return st.decimals(min_value=Decimal(low), max_value=Decimal(high), places=places, allow_nan=False,
-                       allow_infinity=False)
+    return st.decimals(
+        min_value=Decimal(low), max_value=Decimal(high), places=places, allow_nan=False, allow_infinity=False
+    )
 
 
 # Instants on the policy's boundaries (and a millisecond either side), near them, or anywhere around the window.
@@ -67,31 +83,54 @@ PRICE_LEVELS = tuple(Decimal(p) for p in ("99.4", "99.5", "99.6", "100", "100.4"
 LOWEST_PRICE = Decimal("0.0001")
 prices = st.one_of(st.sampled_from(PRICE_LEVELS), decimals_between(str(LOWEST_PRICE), "200000", 4))
 quantities = decimals_between("0.000000001", "100000", 9)
-signed_quantities = st.one_of(st.sampled_from([Decimal(0), Decimal(1), Decimal(-1), Decimal(10)]),
-                              decimals_between("-100000", "100000", 9))
+signed_quantities = st.one_of(
+    st.sampled_from([Decimal(0), Decimal(1), Decimal(-1), Decimal(10)]), decimals_between("-100000", "100000", 9)
+)
 
 fills = st.builds(
-    fill, trade_id=st.integers(1, 12), side=st.sampled_from(["Bid", "Ask"]), price=prices, quantity=quantities,
+    fill,
+    trade_id=st.integers(1, 12),
+    side=st.sampled_from(["Bid", "Ask"]),
+    price=prices,
+    quantity=quantities,
     fee=decimals_between("-50", "50", 6),  # negative: a maker rebate
-    fee_symbol=st.sampled_from(ASSETS), symbol=st.sampled_from(sorted(ALL_MARKETS)), timestamp=instants,
-    system_order_type=st.sampled_from(SYSTEM_ORDER_TYPES))
+    fee_symbol=st.sampled_from(ASSETS),
+    symbol=st.sampled_from(sorted(ALL_MARKETS)),
+    timestamp=instants,
+    system_order_type=st.sampled_from(SYSTEM_ORDER_TYPES),
+)
 withdrawals = st.builds(
-    withdrawal, id=st.integers(1, 8), symbol=st.sampled_from(ASSETS), quantity=quantities,
-    fee=decimals_between("0", "5", 6), created_at=instants,
-    status=st.sampled_from(["pending", "confirmed", "failed", "cancelled", "returned"]))
+    withdrawal,
+    id=st.integers(1, 8),
+    symbol=st.sampled_from(ASSETS),
+    quantity=quantities,
+    fee=decimals_between("0", "5", 6),
+    created_at=instants,
+    status=st.sampled_from(["pending", "confirmed", "failed", "cancelled", "returned"]),
+)
 deposits = st.builds(
-    deposit, id=st.integers(1, 8), symbol=st.sampled_from(ASSETS), quantity=quantities,
+    deposit,
+    id=st.integers(1, 8),
+    symbol=st.sampled_from(ASSETS),
+    quantity=quantities,
     source=st.sampled_from(["internal", "internal", "blockchain"]),
-    status=st.sampled_from(["confirmed", "confirmed", "pending", "failed"]), created_at=instants,
-    withdrawal_id=st.none() | st.integers(1, 10))
+    status=st.sampled_from(["confirmed", "confirmed", "pending", "failed"]),
+    created_at=instants,
+    withdrawal_id=st.none() | st.integers(1, 10),
+)
 positions = st.builds(position, net_quantity=signed_quantities, snapshot_at=instants, symbol=st.sampled_from(PERPS))
-balances = st.builds(balance, total=signed_quantities, snapshot_at=instants,
-                     symbol=st.sampled_from([*ASSETS, "USDT"]))
-entries = st.builds(entry, quantity=signed_quantities, timestamp=instants, symbol=st.sampled_from([*ASSETS, "USDT"]),
-                    id=st.integers(1, 10_000))
+balances = st.builds(balance, total=signed_quantities, snapshot_at=instants, symbol=st.sampled_from([*ASSETS, "USDT"]))
+entries = st.builds(
+    entry,
+    quantity=signed_quantities,
+    timestamp=instants,
+    symbol=st.sampled_from([*ASSETS, "USDT"]),
+    id=st.integers(1, 10_000),
+)
 
 ledgers = st.builds(
-    d.UserLedger, user_id=st.just(7),
+    d.UserLedger,
+    user_id=st.just(7),
     fills=st.lists(fills, max_size=8, unique_by=lambda f: (f.trade_id, f.side)),
     withdrawals=st.lists(withdrawals, max_size=4, unique_by=lambda w: w.id),
     deposits=st.lists(deposits, max_size=4, unique_by=lambda x: x.id),
@@ -124,12 +163,17 @@ def grid_series(step: int, base: tuple, drift: Decimal, moves: list[tuple], gaps
 
 # A market's (timestamp, mark, index) rows in time order: a regular series with gaps, a few scattered rows (most
 # instants then fall in a gap), or none at all.
-grids = st.builds(grid_series, step=st.sampled_from([60, 60, 300, 301, 900]), base=st.tuples(prices, prices),
-                  drift=decimals_between("-0.01", "0.01", 4),
-                  moves=st.lists(st.tuples(instants, prices, prices), max_size=4),
-                  gaps=st.lists(st.tuples(instants, st.integers(1, 4 * 3600)), max_size=3))
+grids = st.builds(
+    grid_series,
+    step=st.sampled_from([60, 60, 300, 301, 900]),
+    base=st.tuples(prices, prices),
+    drift=decimals_between("-0.01", "0.01", 4),
+    moves=st.lists(st.tuples(instants, prices, prices), max_size=4),
+    gaps=st.lists(st.tuples(instants, st.integers(1, 4 * 3600)), max_size=3),
+)
 price_series = st.one_of(
-    grids, grids,
+    grids,
+    grids,
     st.lists(st.tuples(instants, prices, prices), max_size=12, unique_by=lambda row: row[0]).map(sorted),
     st.just([]),
 )
@@ -137,10 +181,15 @@ price_series = st.one_of(
 
 @st.composite
 def contexts(draw) -> d.Context:
-    policy = d.Policy(WINDOW_START, TRADING_RESUMED, WINDOW_END, EVALUATION_END,
-                      price_reference=draw(st.sampled_from(["index", "mark"])),
-                      price_max_age=draw(st.sampled_from([0, 60, 300, 300, 3600])),
-                      bad_fill_tolerance_bps=draw(st.integers(0, 500)))
+    policy = d.Policy(
+        WINDOW_START,
+        TRADING_RESUMED,
+        WINDOW_END,
+        EVALUATION_END,
+        price_reference=draw(st.sampled_from(["index", "mark"])),
+        price_max_age=draw(st.sampled_from([0, 60, 300, 300, 3600])),
+        bad_fill_tolerance_bps=draw(st.integers(0, 500)),
+    )
     series = draw(st.fixed_dictionaries({symbol: price_series for symbol in ALL_MARKETS}))
     prices_ = d.Prices(series, reference=policy.price_reference, max_age=policy.price_max_age)
     return d.Context(policy, prices_, ALL_MARKETS, DECIMALS)
@@ -148,9 +197,13 @@ def contexts(draw) -> d.Context:
 
 def normalized(result: tuple[list[d.Detected], list[d.DetectedFinding]]) -> tuple[list, list]:
     detected, findings = result
-    return ([(x.kind, x.reference, x.asset, None if x.amount is None else str(x.amount), x.review_reason, x.inputs)
-             for x in detected],
-            [(f.kind, f.reference, f.asset, str(f.quantity), f.description, f.inputs) for f in findings])
+    return (
+        [
+            (x.kind, x.reference, x.asset, None if x.amount is None else str(x.amount), x.review_reason, x.inputs)
+            for x in detected
+        ],
+        [(f.kind, f.reference, f.asset, str(f.quantity), f.description, f.inputs) for f in findings],
+    )
 
 
 # --- 1. amounts ---
@@ -188,8 +241,11 @@ BUNDLE = JULY3 / "bundle"
 DECIMAL_KEYS = {"price", "quantity", "fee", "total", "netQuantity", "entryPrice", "markPrice", "indexPrice"}
 INSTANT_KEYS = {"timestamp", "createdAt", "snapshotAt"}
 OPTIONAL_KEYS = {  # absent means null, as in the database
-    "accounts": ("displayName", "locale"), "fills": ("clientId", "systemOrderType"),
-    "withdrawals": ("transactionHash",), "deposits": ("transactionHash", "withdrawalId"), "ledger": ("reference",),
+    "accounts": ("displayName", "locale"),
+    "fills": ("clientId", "systemOrderType"),
+    "withdrawals": ("transactionHash",),
+    "deposits": ("transactionHash", "withdrawalId"),
+    "ledger": ("reference",),
 }
 
 
@@ -220,8 +276,9 @@ def sample_files() -> dict[str, tuple[SimpleNamespace, ...]]:
     for path in sorted(BUNDLE.iterdir()):
         name = path.name.removesuffix(".gz").removesuffix(".jsonl")
         text = gzip.decompress(path.read_bytes()).decode() if path.suffix == ".gz" else path.read_text()
-        files[name] = tuple(row_from_json(json.loads(line, parse_float=Decimal), name) for line in text.splitlines()
-                            if line.strip())
+        files[name] = tuple(
+            row_from_json(json.loads(line, parse_float=Decimal), name) for line in text.splitlines() if line.strip()
+        )
     return files
 
 
@@ -234,9 +291,15 @@ def bundle_context(files: dict) -> d.Context:
     """As claims.services.detection_context builds it: prices between a day before the window and the horizon
     in memory, any other instant answered by a lookup over the whole series (the database's role)."""
     settings_ = incident()
-    policy = d.Policy(instant(settings_["window_start"]), instant(settings_["trading_resumed"]),
-                      instant(settings_["window_end"]), instant(settings_["evaluation_end"]),
-                      settings_["price_reference"], settings_["price_max_age"], settings_["bad_fill_tolerance_bps"])
+    policy = d.Policy(
+        instant(settings_["window_start"]),
+        instant(settings_["trading_resumed"]),
+        instant(settings_["window_end"]),
+        instant(settings_["evaluation_end"]),
+        settings_["price_reference"],
+        settings_["price_max_age"],
+        settings_["bad_fill_tolerance_bps"],
+    )
     history = defaultdict(list)
     for row in sorted(files["mark_prices"], key=lambda r: (r.symbol, r.timestamp)):  # the query's ORDER BY
         history[row.symbol].append((row.timestamp, row.mark_price, row.index_price))
@@ -249,14 +312,26 @@ def bundle_context(files: dict) -> d.Context:
         i = bisect_right(times.get(symbol, []), t) - 1
         return history[symbol][i] if i >= 0 else None
 
-    prices_ = d.Prices(loaded, reference=policy.price_reference, max_age=policy.price_max_age, loaded_from=start,
-                       loaded_until=end, fetch_before=latest)
+    prices_ = d.Prices(
+        loaded,
+        reference=policy.price_reference,
+        max_age=policy.price_max_age,
+        loaded_from=start,
+        loaded_until=end,
+        fetch_before=latest,
+    )
     markets = {m.symbol: d.Market(m.symbol, m.base_symbol, m.quote_symbol, m.market_type) for m in files["markets"]}
     return d.Context(policy, prices_, markets, {a.symbol: a.decimals for a in files["assets"]})
 
 
-LEDGER_FILES = {"fills": "fills", "withdrawals": "withdrawals", "deposits": "deposits", "journal": "ledger",
-                "balance_snapshots": "balance_snapshots", "position_snapshots": "position_snapshots"}
+LEDGER_FILES = {
+    "fills": "fills",
+    "withdrawals": "withdrawals",
+    "deposits": "deposits",
+    "journal": "ledger",
+    "balance_snapshots": "balance_snapshots",
+    "position_snapshots": "position_snapshots",
+}
 
 
 def detect_bundle(files: dict) -> tuple[list[tuple], set[tuple]]:
@@ -273,10 +348,14 @@ def detect_bundle(files: dict) -> tuple[list[tuple], set[tuple]]:
     for account in files["accounts"]:
         user_ledger = d.UserLedger(account.user_id, **{kind: rows[account.user_id] for kind, rows in by_user.items()})
         detected, _ = d.detect_all(user_ledger, ctx)
-        owed += [(account.user_id, x.kind, x.reference, x.asset, f"{x.amount:f}")
-                 for x in detected if x.amount is not None and x.amount > 0]
-        review |= {(account.user_id, x.kind, x.reference, x.asset, x.review_reason)
-                   for x in detected if x.amount is None}
+        owed += [
+            (account.user_id, x.kind, x.reference, x.asset, f"{x.amount:f}")
+            for x in detected
+            if x.amount is not None and x.amount > 0
+        ]
+        review |= {
+            (account.user_id, x.kind, x.reference, x.asset, x.review_reason) for x in detected if x.amount is None
+        }
     return sorted(owed), review
 
 
@@ -293,8 +372,10 @@ def test_the_sample_bundle_gives_exactly_the_expected_items_and_reviews():
 
     owed, review = unshuffled_result()
 
-    rows = [[slug, str(user_id), kind, reference, asset, amount]  # owed is in the export's order already
-            for user_id, kind, reference, asset, amount in owed]
+    rows = [
+        [slug, str(user_id), kind, reference, asset, amount]  # owed is in the export's order already
+        for user_id, kind, reference, asset, amount in owed
+    ]
     assert [expected[0], *rows] == expected
     assert expected[0] == ["incident", "userId", "kind", "reference", "asset", "amount"]
     assert {f"{user_id} {reference}" for user_id, _, reference, _, _ in review} == expected_review

@@ -28,8 +28,10 @@ CHUNK = 10
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(not BROKER or connection.vendor != "postgresql",
-                       reason="needs PostgreSQL and a Redis broker (CLAIMDESK_TEST_BROKER_URL); .ci/run has both"),
+    pytest.mark.skipif(
+        not BROKER or connection.vendor != "postgresql",
+        reason="needs PostgreSQL and a Redis broker (CLAIMDESK_TEST_BROKER_URL); .ci/run has both",
+    ),
 ]
 
 
@@ -51,16 +53,43 @@ def workers(tmp_path):
     def start(name: str, *, chunk_delay: float = 0, beat: bool = False, env: dict | None = None) -> subprocess.Popen:
         log = tmp_path / f"worker-{name}.log"
         WORKER_LOGS.append(log)
-        env = {**os.environ, "DATABASE_URL": _database_url(), "CELERY_BROKER_URL": BROKER, "SECRET_KEY": "test",
-               "CELERY_VISIBILITY_TIMEOUT": "3",
-               "CELERY_UNACKED_RESTORE_INTERVAL": "1", "CELERY_UNACKED_MUTEX_EXPIRE": "2",
-               "CLAIMDESK_DETECTION_CHUNK_DELAY": str(chunk_delay), **(env or {})}
+        env = {
+            **os.environ,
+            "DATABASE_URL": _database_url(),
+            "CELERY_BROKER_URL": BROKER,
+            "SECRET_KEY": "test",
+            "CELERY_VISIBILITY_TIMEOUT": "3",
+            "CELERY_UNACKED_RESTORE_INTERVAL": "1",
+            "CELERY_UNACKED_MUTEX_EXPIRE": "2",
+            "CLAIMDESK_DETECTION_CHUNK_DELAY": str(chunk_delay),
+            **(env or {}),
+        }
         with_beat = ["-B", "-s", str(tmp_path / f"beat-{name}")] if beat else []
         process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "config", "worker", "--concurrency", "2", "--loglevel", "WARNING",
-             "--without-gossip", "--without-mingle", "--without-heartbeat", "-n", f"{name}@%h", *with_beat],
-            cwd=ROOT, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
-            stderr=open(log, "w"))  # noqa: SIM115 - the worker writes to it until it is killed
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "config",
+                "worker",
+                "--concurrency",
+                "2",
+                "--loglevel",
+                "WARNING",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+                "-n",
+                f"{name}@%h",
+                *with_beat,
+            ],
+            cwd=ROOT,
+            env=env,
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=open(log, "w"),
+        )  # noqa: SIM115 - the worker writes to it until it is killed
         started.append(process)
         return process
 
@@ -87,9 +116,15 @@ def broker():
 
     redis.Redis.from_url(BROKER).flushdb()
     saved = {key: app.conf[key] for key in ("task_always_eager", "broker_url", "broker_transport_options")}
-    app.conf.update(task_always_eager=False, broker_url=BROKER,
-                    broker_transport_options={"visibility_timeout": 3, "unacked_restore_interval": 1,
-                                              "unacked_restore_throttle": 1})
+    app.conf.update(
+        task_always_eager=False,
+        broker_url=BROKER,
+        broker_transport_options={
+            "visibility_timeout": 3,
+            "unacked_restore_interval": 1,
+            "unacked_restore_throttle": 1,
+        },
+    )
     # Even an eager task takes a producer from the app's pool, which keeps the broker URL it was
     # made with: drop the pools so they are made again for this broker (and after, for the next).
     app._pool, app.amqp._producer_pool = None, None
@@ -101,8 +136,9 @@ def broker():
 @pytest.fixture
 def simulated(tmp_path):
     out = tmp_path / "sim"
-    call_command("simulate_incident", str(out), users=USERS, seed=11, start="2025-07-03T10:00:00Z",
-                 stdout=io.StringIO())
+    call_command(
+        "simulate_incident", str(out), users=USERS, seed=11, start="2025-07-03T10:00:00Z", stdout=io.StringIO()
+    )
     call_command("import_bundle", str(out), stdout=io.StringIO())
     call_command("load_incident", str(out / "incident.json"), stdout=io.StringIO())
     return Incident.objects.get()
@@ -168,11 +204,11 @@ def test_a_worker_killed_mid_run_is_replaced_and_the_items_come_out_the_same(sim
 
 
 def test_chunks_lost_with_a_killed_worker_are_redone_by_the_periodic_sweep_long_before_redelivery(
-        simulated, broker, workers):
+    simulated, broker, workers
+):
     expected = detect_in_process(simulated)
     # Redis would hand the lost chunks back only after ten minutes: here only the sweep can.
-    slow_redelivery = {"CELERY_VISIBILITY_TIMEOUT": "600", "REQUEUE_SWEEP_SECONDS": "2",
-                       "REQUEUE_AFTER_SECONDS": "3"}
+    slow_redelivery = {"CELERY_VISIBILITY_TIMEOUT": "600", "REQUEUE_SWEEP_SECONDS": "2", "REQUEUE_AFTER_SECONDS": "3"}
     doomed = workers("doomed", chunk_delay=1.5, env=slow_redelivery)
 
     run = detection_start(incident=simulated, user_ids=None, requested_by="test", chunk_size=CHUNK)

@@ -34,9 +34,16 @@ def incident(open_sample_incident):
 
 def file(incident, user_id: int, **references) -> Claim:
     kind = references.pop("kind")
-    claim = claim_create(incident=incident, user_id=user_id, channel="api", kind=kind, actor=f"claimant {user_id}",
-                         description=references.pop("description", ""), references=references,
-                         attachments=references.pop("attachments", None))
+    claim = claim_create(
+        incident=incident,
+        user_id=user_id,
+        channel="api",
+        kind=kind,
+        actor=f"claimant {user_id}",
+        description=references.pop("description", ""),
+        references=references,
+        attachments=references.pop("attachments", None),
+    )
     claim.refresh_from_db()
     return claim
 
@@ -46,8 +53,11 @@ def case(client, incident, user_id: int):
 
 
 def press(client, incident, user_id: int, action: str, obj, **data):
-    return client.post(f"/admin/claims/claim/case/{incident.pk}/{user_id}/", {
-        "action": action, "object": obj._meta.model_name, "object_id": obj.pk, **data}, follow=True)
+    return client.post(
+        f"/admin/claims/claim/case/{incident.pk}/{user_id}/",
+        {"action": action, "object": obj._meta.model_name, "object_id": obj.pk, **data},
+        follow=True,
+    )
 
 
 def shown(response) -> list[str]:
@@ -58,9 +68,16 @@ def shown(response) -> list[str]:
 
 
 def test_the_case_page_shows_everything_about_one_claimant(client, incident):
-    claim = file(incident, LIQUIDATED, kind="liquidation", trade_id=982069, claimed_amount=Decimal("70"),
-                 claimed_asset="USDC", description="liquidated during the maintenance",
-                 attachments=[SimpleUploadedFile("shot.png", PNG), SimpleUploadedFile("s.pdf", b"%PDF-1.4 x")])
+    claim = file(
+        incident,
+        LIQUIDATED,
+        kind="liquidation",
+        trade_id=982069,
+        claimed_amount=Decimal("70"),
+        claimed_asset="USDC",
+        description="liquidated during the maintenance",
+        attachments=[SimpleUploadedFile("shot.png", PNG), SimpleUploadedFile("s.pdf", b"%PDF-1.4 x")],
+    )
     client.force_login(StaffFactory(username="ann", roles=["support"]))
 
     page = case(client, incident, LIQUIDATED)
@@ -143,8 +160,9 @@ def test_assigning_a_claim_is_recorded_and_shown_in_its_history(client, incident
     client.force_login(StaffFactory(username="ann", roles=["support"]))
 
     press(client, incident, BAD_FILL, "assign_to_me", claim)
-    again = client.post("/admin/claims/claim/", {"action": "assign_to_me", ACTION_CHECKBOX_NAME: [claim.pk]},
-                        follow=True)
+    again = client.post(
+        "/admin/claims/claim/", {"action": "assign_to_me", ACTION_CHECKBOX_NAME: [claim.pk]}, follow=True
+    )
     history = client.get(f"/admin/claims/claim/{claim.pk}/history/").content.decode()
 
     claim.refresh_from_db()
@@ -159,8 +177,7 @@ def test_assigning_a_claim_is_recorded_and_shown_in_its_history(client, incident
 
 
 def test_the_queue_shows_amounts_to_the_asset_decimals_and_claimed_beside_found(client, incident):
-    file(incident, LIQUIDATED, kind="liquidation", trade_id=982069, claimed_amount=Decimal("70"),
-         claimed_asset="USDC")
+    file(incident, LIQUIDATED, kind="liquidation", trade_id=982069, claimed_amount=Decimal("70"), claimed_asset="USDC")
     client.force_login(StaffFactory(username="ann", roles=["support"]))
 
     items = client.get("/admin/claims/item/").content.decode()
@@ -217,11 +234,14 @@ def test_bulk_approval_reports_what_it_skipped_and_why(client, incident):
     policy = Item.objects.get(user_id=LIQUIDATED, reference="fill:982069:Bid")
     client.force_login(StaffFactory(username="ann", roles=["support"]))
 
-    response = client.post("/admin/claims/item/", {"action": "approve", ACTION_CHECKBOX_NAME: [one.pk, policy.pk]},
-                           follow=True)
+    response = client.post(
+        "/admin/claims/item/", {"action": "approve", ACTION_CHECKBOX_NAME: [one.pk, policy.pk]}, follow=True
+    )
 
-    assert shown(response) == ["Approve: 1 changed.", f"Approve: 1 skipped (already approved (version 1): nothing "
-                                                      f"to approve) — #{policy.pk}."]
+    assert shown(response) == [
+        "Approve: 1 changed.",
+        f"Approve: 1 skipped (already approved (version 1): nothing to approve) — #{policy.pk}.",
+    ]
 
 
 def test_any_filtered_list_exports_as_csv(client, incident):
@@ -253,19 +273,45 @@ def _rows(incident, n: int, user_id: int = LARGE) -> None:
     """n more items of one user, each with a claim that asks for an amount and an approval."""
     Item.objects.filter(user_id__gte=300000).delete()
     items = Item.objects.bulk_create(
-        Item(incident=incident, user_id=user_id, kind="bad_fill", reference=f"fill:{900000 + i}:Bid", asset="USDC",
-             amount=Decimal("10.5"), status="computed", approval="one", formula="f", inputs={}) for i in range(n))
-    claims = Claim.objects.bulk_create(Claim(incident=incident, user_id=user_id, channel="web", kind="bad_fill",
-                                             status="matched", claimed_amount=Decimal("11"), claimed_asset="USDC",
-                                             trade_id=900000 + i) for i in range(n))
+        Item(
+            incident=incident,
+            user_id=user_id,
+            kind="bad_fill",
+            reference=f"fill:{900000 + i}:Bid",
+            asset="USDC",
+            amount=Decimal("10.5"),
+            status="computed",
+            approval="one",
+            formula="f",
+            inputs={},
+        )
+        for i in range(n)
+    )
+    claims = Claim.objects.bulk_create(
+        Claim(
+            incident=incident,
+            user_id=user_id,
+            channel="web",
+            kind="bad_fill",
+            status="matched",
+            claimed_amount=Decimal("11"),
+            claimed_asset="USDC",
+            trade_id=900000 + i,
+        )
+        for i in range(n)
+    )
     ClaimItem.objects.bulk_create(ClaimItem(claim=c, item=i) for c, i in zip(claims, items))
 
 
 def test_the_queue_and_the_case_page_cost_the_same_queries_for_10_or_200_rows(client, incident):
     client.force_login(StaffFactory(username="ann", roles=["support"]))
-    pages = ["/admin/claims/item/?all=&list_per_page=", "/admin/claims/claim/?all=",
-             f"/admin/claims/claim/case/{incident.pk}/{LARGE}/", "/admin/claims/item/?mine=approve&value=10k&age=1",
-             "/admin/"]
+    pages = [
+        "/admin/claims/item/?all=&list_per_page=",
+        "/admin/claims/claim/?all=",
+        f"/admin/claims/claim/case/{incident.pk}/{LARGE}/",
+        "/admin/claims/item/?mine=approve&value=10k&age=1",
+        "/admin/",
+    ]
     _rows(incident, 10)
     few = [_queries(client, url.replace("&list_per_page=", "")) for url in pages]
 
@@ -288,7 +334,8 @@ def test_the_dashboard_shows_the_incident_in_figures_and_charts(client, incident
 
     assert "July 3 maintenance (sample)" in page
     assert '<svg role="img"' in page and "http" not in page.split('<svg role="img"')[1].split("</svg>")[0].replace(
-        "http://www.w3.org/2000/svg", "")  # drawn here, nothing fetched
+        "http://www.w3.org/2000/svg", ""
+    )  # drawn here, nothing fetched
     assert "62,622.574000" in page  # USDC owed for wrong withdrawals, to USDC's decimals
     assert ">needs_review<" not in page and "need review" in page
 
@@ -297,8 +344,9 @@ def test_the_dashboard_shows_the_incident_in_figures_and_charts(client, incident
 
 
 def test_the_status_page_compares_what_was_claimed_with_what_was_found(client, incident):
-    claim = file(incident, LIQUIDATED, kind="liquidation", trade_id=982069, claimed_amount=Decimal("70"),
-                 claimed_asset="USDC")
+    claim = file(
+        incident, LIQUIDATED, kind="liquidation", trade_id=982069, claimed_amount=Decimal("70"), claimed_asset="USDC"
+    )
 
     page = client.get(status_path(claim), HTTP_ACCEPT_LANGUAGE="en").content.decode()
 
@@ -320,8 +368,13 @@ def test_the_status_page_speaks_the_claimants_language(client, incident, languag
 def test_added_information_keeps_the_valid_files_and_names_the_refused_one(client, incident):
     claim = file(incident, LIQUIDATED, kind="liquidation", trade_id=982069)
 
-    page = client.post(status_path(claim), {"text": "my statement", "attachments": [
-        SimpleUploadedFile("good.png", PNG), SimpleUploadedFile("bad.exe", b"MZ\x90\x00")]})
+    page = client.post(
+        status_path(claim),
+        {
+            "text": "my statement",
+            "attachments": [SimpleUploadedFile("good.png", PNG), SimpleUploadedFile("bad.exe", b"MZ\x90\x00")],
+        },
+    )
     confirmed = client.get(status_path(claim) + "?added=1").content.decode()
 
     text = page.content.decode()

@@ -19,8 +19,16 @@ from django.core.management import call_command
 from claims.models import Claim
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 SLUG = "sample-2025-07-03"
 ACCOUNT = 100056  # fill 982069 was liquidated during the maintenance: 62.243932 USDC owed
 EMAIL = "trader100056@example.com"  # the account's address on file (bundle/accounts.jsonl)
@@ -29,19 +37,25 @@ TIMEOUT_MS = 30_000
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(not CHROMIUM.exists() and "CI" not in os.environ,
-                       reason="no Chromium at /usr/bin/chromium (CI installs it)"),
+    pytest.mark.skipif(
+        not CHROMIUM.exists() and "CI" not in os.environ, reason="no Chromium at /usr/bin/chromium (CI installs it)"
+    ),
 ]
 
 
 def png_bytes(width: int = 8, height: int = 8) -> bytes:
     """A small, valid PNG: an orange square."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
     rows = b"".join(b"\x00" + b"\xf9\xab\x00" * width for _ in range(height))
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
 
 
 @pytest.fixture

@@ -27,8 +27,10 @@ PASSWORD = "correct horse battery staple"  # StaffFactory's
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(not CHROMIUM.exists() and "CI" not in __import__("os").environ,
-                       reason="no Chromium at /usr/bin/chromium (CI installs it)"),
+    pytest.mark.skipif(
+        not CHROMIUM.exists() and "CI" not in __import__("os").environ,
+        reason="no Chromium at /usr/bin/chromium (CI installs it)",
+    ),
 ]
 
 
@@ -70,12 +72,24 @@ def messages(page) -> list[str]:
 
 
 def test_a_support_member_works_a_case_from_the_queue(incident, live_server):
-    bad_fill = claim_create(incident=incident, user_id=100007, channel="api", kind="bad_fill",
-                            description="My sell filled far below the market.", references={
-                                "trade_id": 982009, "claimed_amount": Decimal("5000"), "claimed_asset": "USDC"},
-                            attachments=[SimpleUploadedFile("fill.png", png_bytes(60, 40))], actor="claimant 100007")
-    claim_create(incident=incident, user_id=100070, channel="api", kind="wrong_withdrawal",
-                 references={"withdrawal_id": 5109}, actor="claimant 100070")
+    bad_fill = claim_create(
+        incident=incident,
+        user_id=100007,
+        channel="api",
+        kind="bad_fill",
+        description="My sell filled far below the market.",
+        references={"trade_id": 982009, "claimed_amount": Decimal("5000"), "claimed_asset": "USDC"},
+        attachments=[SimpleUploadedFile("fill.png", png_bytes(60, 40))],
+        actor="claimant 100007",
+    )
+    claim_create(
+        incident=incident,
+        user_id=100070,
+        channel="api",
+        kind="wrong_withdrawal",
+        references={"withdrawal_id": 5109},
+        actor="claimant 100070",
+    )
     item = Item.objects.get(user_id=100007, reference="fill:982009:Ask")  # one approval: within support's tier
     large = Item.objects.get(user_id=100070, reference="withdrawal:5109")  # two, one of them an approver
     item_approve(item_id=large.pk, actor=Actor.person(StaffFactory(username="ann", roles=["support"])))
@@ -151,8 +165,9 @@ def test_a_claimant_files_confirms_reads_the_comparison_and_adds_a_file(incident
         page.get_by_role("button", name="Send claim").click()
         page.wait_for_url("**/claims/sent/")
 
-        link = re.search(r"https?://\S+/claims/verify/\S+/", next(
-            m.body for m in mail.outbox if "/claims/verify/" in m.body)).group(0)
+        link = re.search(
+            r"https?://\S+/claims/verify/\S+/", next(m.body for m in mail.outbox if "/claims/verify/" in m.body)
+        ).group(0)
         page.goto(link)
         page.wait_for_url("**/claims/status/*/")
         assert re.fullmatch(r"Claim number: CD-\d+ · quote it when you write to us", page.inner_text("#claim-number"))

@@ -73,7 +73,11 @@ def import_in_a_process(bundle: Path, db: Path, **env: str) -> tuple[int, int, s
     """Exit status, peak resident memory in MB and output of `manage.py import_bundle`."""
     done = subprocess.run(
         [sys.executable, "-c", PEAK_PROBE, "manage.py", "import_bundle", str(bundle), "--by", "bomb-test"],
-        cwd=ROOT, env=child_env(db, **env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=ROOT,
+        env=child_env(db, **env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     output, _, peak_kb = done.stdout.rpartition("peak-kb=")
     return done.returncode, int(peak_kb) // 1024, output
@@ -82,6 +86,8 @@ def import_in_a_process(bundle: Path, db: Path, **env: str) -> tuple[int, int, s
 def last_run(db: Path) -> tuple[str, str, int]:
     with sqlite3.connect(db) as conn:
         status, errors = conn.execute("SELECT status, errors FROM exchange_importrun ORDER BY id DESC").fetchone()
-        stored = sum(conn.execute(f"SELECT count(*) FROM exchange_{table}").fetchone()[0]
-                     for table in ("account", "asset", "market", "fill"))
+        stored = sum(
+            conn.execute(f"SELECT count(*) FROM exchange_{table}").fetchone()[0]
+            for table in ("account", "asset", "market", "fill")
+        )
     return status, errors, stored

@@ -18,8 +18,16 @@ from .importing import append_line, failing_import, first_line, import_bundle, l
 pytestmark = pytest.mark.django_db
 
 JULY3_COUNTS = {
-    "accounts": 12, "assets": 5, "markets": 7, "fills": 112, "withdrawals": 9, "deposits": 4,
-    "ledger": 74, "balance_snapshots": 46, "position_snapshots": 48, "mark_prices": 22217,
+    "accounts": 12,
+    "assets": 5,
+    "markets": 7,
+    "fills": 112,
+    "withdrawals": 9,
+    "deposits": 4,
+    "ledger": 74,
+    "balance_snapshots": 46,
+    "position_snapshots": 48,
+    "mark_prices": 22217,
 }
 
 
@@ -101,11 +109,24 @@ def test_an_archive_of_an_already_imported_folder_is_a_no_op(july3_bundle, tmp_p
 
 
 def test_timestamps_are_utc_and_decimals_keep_every_digit(small_bundle):
-    append_line(small_bundle, "fills.jsonl", {
-        "userId": 100007, "tradeId": 1, "orderId": "o-1", "symbol": "SOL_USDC", "side": "Bid",
-        "price": "150.5", "quantity": "0.000000000000000001", "fee": "0", "feeSymbol": "USDC",
-        "isMaker": False, "systemOrderType": None, "timestamp": "2025-07-03T12:04:31.512",
-    })
+    append_line(
+        small_bundle,
+        "fills.jsonl",
+        {
+            "userId": 100007,
+            "tradeId": 1,
+            "orderId": "o-1",
+            "symbol": "SOL_USDC",
+            "side": "Bid",
+            "price": "150.5",
+            "quantity": "0.000000000000000001",
+            "fee": "0",
+            "feeSymbol": "USDC",
+            "isMaker": False,
+            "systemOrderType": None,
+            "timestamp": "2025-07-03T12:04:31.512",
+        },
+    )
 
     import_bundle(small_bundle)
 
@@ -116,10 +137,18 @@ def test_timestamps_are_utc_and_decimals_keep_every_digit(small_bundle):
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="only PostgreSQL stores 38 significant digits")
 def test_postgresql_keeps_all_38_digits(small_bundle):
-    append_line(small_bundle, "ledger.jsonl", {
-        "id": 1, "userId": 100007, "symbol": "USDC", "quantity": "-12345678901234567890.123456789012345678",
-        "kind": "adjustment", "timestamp": "2025-07-03T12:00:00",
-    })
+    append_line(
+        small_bundle,
+        "ledger.jsonl",
+        {
+            "id": 1,
+            "userId": 100007,
+            "symbol": "USDC",
+            "quantity": "-12345678901234567890.123456789012345678",
+            "kind": "adjustment",
+            "timestamp": "2025-07-03T12:00:00",
+        },
+    )
 
     import_bundle(small_bundle)
 
@@ -127,9 +156,12 @@ def test_postgresql_keeps_all_38_digits(small_bundle):
 
 
 def test_a_json_number_is_read_from_its_own_text_not_through_float(small_bundle):
-    append_line(small_bundle, "ledger.jsonl",
-                '{"id": 2, "userId": 100007, "symbol": "USDC", "quantity": 0.1, '
-                '"kind": "adjustment", "timestamp": "2025-07-03T12:00:00"}')
+    append_line(
+        small_bundle,
+        "ledger.jsonl",
+        '{"id": 2, "userId": 100007, "symbol": "USDC", "quantity": 0.1, '
+        '"kind": "adjustment", "timestamp": "2025-07-03T12:00:00"}',
+    )
 
     import_bundle(small_bundle)
 
@@ -160,20 +192,26 @@ BAD_LINES = {
     "spot position": ("position_snapshots.jsonl", {"set": {"symbol": "SOL_USDC"}}, "PERP market", "symbol"),
     "too many places": ("ledger.jsonl", {"set": {"quantity": "1.0000000000000000001"}}, "18 digits", "quantity"),
     "float-like bool": ("fills.jsonl", {"set": {"isMaker": "yes"}}, "expected true or false", "isMaker"),
-    "NUL in a string": ("ledger.jsonl", {"set": {"reference": "a\u0000b"}}, "contains a NUL character",
-                        "reference"),
-    "asset precision": ("assets.jsonl", {"set": {"symbol": "XYZ", "decimals": 40000}}, "between 0 and 18",
-                        "decimals"),
+    "NUL in a string": ("ledger.jsonl", {"set": {"reference": "a\u0000b"}}, "contains a NUL character", "reference"),
+    "asset precision": ("assets.jsonl", {"set": {"symbol": "XYZ", "decimals": 40000}}, "between 0 and 18", "decimals"),
     # Found by the fuzz test (test_import_fuzz.py): each ended in an exception of its own.
     "lone surrogate": ("ledger.jsonl", {"set": {"reference": "a\ud800"}}, "not valid Unicode", "reference"),
     "beyond 64 bits": ("deposits.jsonl", {"set": {"withdrawalId": 2**70}}, "out of range", "withdrawalId"),
-    "instant out of range": ("ledger.jsonl", {"set": {"timestamp": "0001-01-01T00:00:00+01:00"}},
-                             "out of range", "timestamp"),
-    "huge exponent": ("ledger.jsonl", '{"id": 5000000, "userId": 100007, "symbol": "USDC", "quantity": 1e99999999, '
-                      '"kind": "adjustment", "timestamp": "2025-07-03T12:00:00"}', "not a plain decimal", "quantity"),
+    "instant out of range": (
+        "ledger.jsonl",
+        {"set": {"timestamp": "0001-01-01T00:00:00+01:00"}},
+        "out of range",
+        "timestamp",
+    ),
+    "huge exponent": (
+        "ledger.jsonl",
+        '{"id": 5000000, "userId": 100007, "symbol": "USDC", "quantity": 1e99999999, '
+        '"kind": "adjustment", "timestamp": "2025-07-03T12:00:00"}',
+        "not a plain decimal",
+        "quantity",
+    ),
     "deep nesting": ("fills.jsonl", "[" * 5000, "malformed JSON: nested too deeply", None),
-    "5000-digit number": ("fills.jsonl", '{"tradeId": ' + "1" * 5000 + "}", "malformed JSON: a number with more",
-                          None),
+    "5000-digit number": ("fills.jsonl", '{"tradeId": ' + "1" * 5000 + "}", "malformed JSON: a number with more", None),
 }
 
 
@@ -201,8 +239,9 @@ def test_a_bad_line_is_reported_with_file_line_and_key_and_nothing_is_written(sm
     lines_before = sum(1 for _ in open(small_bundle / filename))
     append_line(small_bundle, filename, _spoiled_line(small_bundle, filename, change))
     # A valid new line in another file, which must not be stored either.
-    append_line(small_bundle, "accounts.jsonl", {"userId": 777, "email": "new@example.com",
-                                                  "createdAt": "2025-01-01T00:00:00"})
+    append_line(
+        small_bundle, "accounts.jsonl", {"userId": 777, "email": "new@example.com", "createdAt": "2025-01-01T00:00:00"}
+    )
 
     message = failing_import(small_bundle)
 
@@ -241,8 +280,9 @@ def test_a_duplicate_identity_with_other_values_is_a_conflict_naming_the_fields(
     fill = first_line(small_bundle, "fills.jsonl")
     fill["price"], fill["fee"] = "999.99", "0.2811030"  # the fee is the same value, written differently
     append_line(small_bundle, "fills.jsonl", fill)
-    append_line(small_bundle, "accounts.jsonl", {"userId": 777, "email": "new@example.com",
-                                                  "createdAt": "2025-01-01T00:00:00"})
+    append_line(
+        small_bundle, "accounts.jsonl", {"userId": 777, "email": "new@example.com", "createdAt": "2025-01-01T00:00:00"}
+    )
 
     message = failing_import(small_bundle)
 
@@ -333,10 +373,18 @@ def test_postgresql_refuses_raw_updates_and_deletes_of_ledger_rows(july3_bundle)
 
 
 def test_a_timestamp_with_an_offset_is_converted_to_utc(small_bundle):
-    append_line(small_bundle, "ledger.jsonl", {
-        "id": 3, "userId": 100007, "symbol": "USDC", "quantity": "1", "kind": "adjustment",
-        "timestamp": "2025-07-03T14:00:00.250+02:00",
-    })
+    append_line(
+        small_bundle,
+        "ledger.jsonl",
+        {
+            "id": 3,
+            "userId": 100007,
+            "symbol": "USDC",
+            "quantity": "1",
+            "kind": "adjustment",
+            "timestamp": "2025-07-03T14:00:00.250+02:00",
+        },
+    )
 
     import_bundle(small_bundle)
 
@@ -344,10 +392,19 @@ def test_a_timestamp_with_an_offset_is_converted_to_utc(small_bundle):
 
 
 def test_strings_with_tabs_backslashes_and_newlines_survive(small_bundle):
-    append_line(small_bundle, "ledger.jsonl", {
-        "id": 4, "userId": 100007, "symbol": "USDC", "quantity": "1", "kind": "adjustment",
-        "timestamp": "2025-07-03T12:00:00", "reference": "a\tb\\c\nd\\N",
-    })
+    append_line(
+        small_bundle,
+        "ledger.jsonl",
+        {
+            "id": 4,
+            "userId": 100007,
+            "symbol": "USDC",
+            "quantity": "1",
+            "kind": "adjustment",
+            "timestamp": "2025-07-03T12:00:00",
+            "reference": "a\tb\\c\nd\\N",
+        },
+    )
 
     import_bundle(small_bundle)
 

@@ -33,8 +33,9 @@ def spoilable(small_bundle, july3_bundle) -> Path:
     """The small bundle over an imported July 3 sample, with one new account: a refused import
     leaves the ledger exactly as the sample left it."""
     import_bundle(july3_bundle)
-    append_line(small_bundle, "accounts.jsonl", {"userId": 777, "email": "new@example.com",
-                                                  "createdAt": "2025-01-01T00:00:00"})
+    append_line(
+        small_bundle, "accounts.jsonl", {"userId": 777, "email": "new@example.com", "createdAt": "2025-01-01T00:00:00"}
+    )
     return small_bundle
 
 
@@ -113,8 +114,10 @@ def tar_member(name: str, kind: bytes, linkname: str = "") -> tarfile.TarInfo:
 
 ODD_TAR_MEMBERS = {
     "hard link": (tar_member("fills.jsonl", tarfile.LNKTYPE, "accounts.jsonl"), "is a hard link, not a regular file"),
-    "symbolic link": (tar_member("fills.jsonl", tarfile.SYMTYPE, "/etc/passwd"),
-                      "is a symbolic link, not a regular file"),
+    "symbolic link": (
+        tar_member("fills.jsonl", tarfile.SYMTYPE, "/etc/passwd"),
+        "is a symbolic link, not a regular file",
+    ),
     "device": (tar_member("fills.jsonl", tarfile.CHRTYPE), "is a device, not a regular file"),
     "named pipe": (tar_member("fills.jsonl", tarfile.FIFOTYPE), "is a named pipe, not a regular file"),
 }
@@ -124,8 +127,9 @@ ODD_TAR_MEMBERS = {
 def test_a_tar_member_named_like_a_bundle_file_that_is_not_a_regular_file_is_an_error(spoilable, tmp_path, case):
     odd, problem = ODD_TAR_MEMBERS[case]
 
-    assert_refused_naming(tar_with(spoilable, tmp_path / "bundle.tar.gz", odd, replaces="fills.jsonl"),
-                          "fills.jsonl", problem)
+    assert_refused_naming(
+        tar_with(spoilable, tmp_path / "bundle.tar.gz", odd, replaces="fills.jsonl"), "fills.jsonl", problem
+    )
 
 
 def test_a_tar_member_whose_name_climbs_out_of_the_archive_is_an_error(spoilable, tmp_path):

@@ -60,16 +60,29 @@ NUMBERS = st.one_of(
     st.from_regex(r"-?[0-9]{1,25}(\.[0-9]{1,25})?([eE][-+]?[0-9]{1,8})?", fullmatch=True),
     st.just("1" * 5000),  # past Python's 4300 digits for an int
 )
-INSTANTS = st.sampled_from(["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", "2025-02-30T00:00:00",
-                            "2025-07-03T12:04:31.512", "2025-07-03T12:04:31Z", "2025-07-03 12:04"])
-SCALARS = st.one_of(NUMBERS, STRINGS.map(json.dumps), INSTANTS.map(json.dumps),
-                    st.sampled_from(["null", "true", "false", "NaN", "-Infinity"]))
+INSTANTS = st.sampled_from(
+    [
+        "0001-01-01T00:00:00+01:00",
+        "9999-12-31T23:59:59-01:00",
+        "2025-02-30T00:00:00",
+        "2025-07-03T12:04:31.512",
+        "2025-07-03T12:04:31Z",
+        "2025-07-03 12:04",
+    ]
+)
+SCALARS = st.one_of(
+    NUMBERS,
+    STRINGS.map(json.dumps),
+    INSTANTS.map(json.dumps),
+    st.sampled_from(["null", "true", "false", "NaN", "-Infinity"]),
+)
 JSON_VALUES = st.recursive(
     SCALARS,
     lambda inner: st.one_of(
         st.lists(inner, max_size=3).map(lambda items: "[" + ", ".join(items) + "]"),
         st.dictionaries(STRINGS.map(json.dumps), inner, max_size=3).map(
-            lambda d: "{" + ", ".join(f"{k}: {v}" for k, v in d.items()) + "}"),
+            lambda d: "{" + ", ".join(f"{k}: {v}" for k, v in d.items()) + "}"
+        ),
     ),
     max_leaves=6,
 )
@@ -92,7 +105,7 @@ def fuzzed_line(draw, base: dict) -> bytes:
     raw = ("{" + ", ".join(f"{k}: {v}" for k, v in fields.items()) + "}").encode()
     at, cut, spliced = draw(st.tuples(st.integers(0, len(raw)), st.integers(0, 3), st.binary(max_size=3)))
     if draw(st.booleans()):
-        raw = raw[:at] + spliced.replace(b"\n", b" ") + raw[at + cut:]
+        raw = raw[:at] + spliced.replace(b"\n", b" ") + raw[at + cut :]
     return raw
 
 
@@ -160,7 +173,7 @@ def damaged(draw, original: bytes) -> bytes:
     for _ in range(draw(st.integers(1, 4))):
         data[draw(anywhere)] = draw(st.integers(0, 255))
     if draw(st.booleans()):
-        del data[draw(st.integers(0, len(data))):]
+        del data[draw(st.integers(0, len(data))) :]
     return bytes(data)
 
 

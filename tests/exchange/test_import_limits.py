@@ -49,8 +49,9 @@ def test_a_line_longer_than_the_limit_is_an_error_naming_file_and_line(small_bun
     before = ledger_state()
     settings.IMPORT_MAX_LINE_BYTES = 4096
     append_line(small_bundle, "fills.jsonl", long_fill(small_bundle, 4097))
-    append_line(small_bundle, "accounts.jsonl", {"userId": 777, "email": "new@example.com",
-                                                  "createdAt": "2025-01-01T00:00:00"})
+    append_line(
+        small_bundle, "accounts.jsonl", {"userId": 777, "email": "new@example.com", "createdAt": "2025-01-01T00:00:00"}
+    )
 
     message = failing_import(small_bundle)
 
@@ -233,14 +234,18 @@ BOMBS = {
     "150 long bad values": (many_long_bad_values, {}, "(1000000 characters) has more than 20 digits"),
     "tar.gz with a 100 MB header": (tar_with_a_huge_header, {}, "more than the 16,777,216 read at once"),
     # With the ratio cap lifted, the line cap alone still bounds memory.
-    "gz of digits, line cap only": (gz_of_digits, {"IMPORT_MAX_EXPANSION_RATIO": "100000"},
-                                    "fills.jsonl, line 1: longer than 1048576 bytes"),
+    "gz of digits, line cap only": (
+        gz_of_digits,
+        {"IMPORT_MAX_EXPANSION_RATIO": "100000"},
+        "fills.jsonl, line 1: longer than 1048576 bytes",
+    ),
 }
 
 
 @pytest.mark.parametrize("case", list(BOMBS), ids=list(BOMBS))
-def test_a_bomb_is_refused_early_with_memory_bounded(small_bundle, tmp_path, migrated_sqlite, small_bundle_peak_mb,
-                                                     case):
+def test_a_bomb_is_refused_early_with_memory_bounded(
+    small_bundle, tmp_path, migrated_sqlite, small_bundle_peak_mb, case
+):
     make, env, problem = BOMBS[case]
     suffix = {zip_of_zeros: ".zip", tar_with_a_huge_header: ".tar.gz"}.get(make, "")
     bomb = make(small_bundle, tmp_path / f"bomb{suffix}")

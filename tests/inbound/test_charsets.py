@@ -26,8 +26,10 @@ def test_ascii_label_over_utf8_bytes_is_read_as_utf8():
 
 
 def test_unknown_8bit_windows_1252_portuguese_is_guessed():
-    text = ("Minha posição em ETH-PERP virou short sozinha depois da manutenção, sem nenhuma ação minha. "
-            "Preciso de ajuda urgente, a situação é séria.")
+    text = (
+        "Minha posição em ETH-PERP virou short sozinha depois da manutenção, sem nenhuma ação minha. "
+        "Preciso de ajuda urgente, a situação é séria."
+    )
 
     assert decode(text.encode("cp1252"), "unknown-8bit") == text
 

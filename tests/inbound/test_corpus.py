@@ -13,11 +13,19 @@ def observed(raw: bytes) -> dict:
     parsed = parse(raw)
     found = extract(parsed.text, MARKETS)
     return {
-        "parseable": parsed.is_parseable, "verified": sender_verified(parsed, AUTHSERV_ID),
-        "ignoredReason": ignored_reason(parsed), "fromAddress": parsed.from_address, "fromName": parsed.from_name,
-        "subject": parsed.subject, "messageId": parsed.message_id, "inReplyTo": list(parsed.in_reply_to),
-        "references": list(parsed.references), **found.export(), "namedUserId": found.named_user_id,
-        "attachments": [attachment.export() for attachment in parsed.attachments], "text": parsed.text,
+        "parseable": parsed.is_parseable,
+        "verified": sender_verified(parsed, AUTHSERV_ID),
+        "ignoredReason": ignored_reason(parsed),
+        "fromAddress": parsed.from_address,
+        "fromName": parsed.from_name,
+        "subject": parsed.subject,
+        "messageId": parsed.message_id,
+        "inReplyTo": list(parsed.in_reply_to),
+        "references": list(parsed.references),
+        **found.export(),
+        "namedUserId": found.named_user_id,
+        "attachments": [attachment.export() for attachment in parsed.attachments],
+        "text": parsed.text,
     }
 
 
@@ -28,7 +36,8 @@ def test_corpus_message_reads_as_its_sidecar_says(path):
     got = observed(path.read_bytes())
 
     assert {key: got[key] for key in want if key not in PIPELINE_ONLY} == {
-        key: value for key, value in want.items() if key not in PIPELINE_ONLY}
+        key: value for key, value in want.items() if key not in PIPELINE_ONLY
+    }
     for fragment in want.get("textIncludes", []):
         assert fragment in got["text"]
     for fragment in want.get("textExcludes", []):
@@ -41,7 +50,8 @@ def test_two_megabyte_attachment_is_kept_whole():
     got = observed(raw)
 
     assert {key: got[key] for key in want if key not in PIPELINE_ONLY} == {
-        key: value for key, value in want.items() if key not in PIPELINE_ONLY}
+        key: value for key, value in want.items() if key not in PIPELINE_ONLY
+    }
 
 
 def test_every_corpus_file_has_a_sidecar_with_an_outcome():

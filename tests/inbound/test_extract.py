@@ -21,7 +21,10 @@ def test_amounts_keep_the_writers_precision_in_every_notation():
 
 def test_amounts_with_multipliers_and_currencies():
     assert amounts("lost 10k USDC, R$ 5.000,00 and 2 mil reais") == [
-        ["2000", "BRL"], ["5000.00", "BRL"], ["10000", "USDC"]]
+        ["2000", "BRL"],
+        ["5000.00", "BRL"],
+        ["10000", "USDC"],
+    ]
     assert amounts("亏了5千美元和3万元") == [["5000", "USD"], ["30000", "CNY"]]
     assert amounts("about $1,250.75 or 1.2 million dollars") == [["1250.75", "USD"], ["1200000", "USD"]]
 
@@ -31,9 +34,11 @@ def test_amounts_are_sorted_by_value_and_without_repeats():
 
 
 def test_prices_leverage_percentages_dates_and_ids_are_not_amounts():
-    text = ("liquidated at 148.20 USDC, price: 150 USDC, SOL @ 151 USDC, 152 USDC/SOL, 153 USDC per SOL, "
-            "以150 USDC的价格成交, preço de 149 USDC, 10x leverage, 20倍, 4%, on 2025-07-03, trade 982069, "
-            "order 5550001, 200 SOL_USDC_PERP")
+    text = (
+        "liquidated at 148.20 USDC, price: 150 USDC, SOL @ 151 USDC, 152 USDC/SOL, 153 USDC per SOL, "
+        "以150 USDC的价格成交, preço de 149 USDC, 10x leverage, 20倍, 4%, on 2025-07-03, trade 982069, "
+        "order 5550001, 200 SOL_USDC_PERP"
+    )
 
     assert amounts(text) == []
 
@@ -54,8 +59,7 @@ def test_other_digit_scripts_are_not_numbers():
 def test_symbols_are_canonical_markets_and_bare_assets_are_not():
     text = "SOL-PERP, btc/usdc, ETH_USDC_PERP, BTC-USDC-PERP, SOLUSDC, ETH永续, BTC perpetual, SOL and USDT"
 
-    assert extract(text, MARKETS).symbols == (
-        "BTC_USDC", "BTC_USDC_PERP", "ETH_USDC_PERP", "SOL_USDC", "SOL_USDC_PERP")
+    assert extract(text, MARKETS).symbols == ("BTC_USDC", "BTC_USDC_PERP", "ETH_USDC_PERP", "SOL_USDC", "SOL_USDC_PERP")
 
 
 def test_an_ambiguous_perp_names_no_market():
@@ -66,8 +70,10 @@ def test_an_ambiguous_perp_names_no_market():
 
 
 def test_trade_ids_by_their_introducers_in_three_languages():
-    text = ("trade 982069, trade id: 982070, trades 982071, 982072 and 982073, fill #982074, 成交编号：982075, "
-            "ID da negociação 982076, negociação nº 982077")
+    text = (
+        "trade 982069, trade id: 982070, trades 982071, 982072 and 982073, fill #982074, 成交编号：982075, "
+        "ID da negociação 982076, negociação nº 982077"
+    )
 
     assert extract(text, MARKETS).trade_ids == tuple(range(982069, 982078))
 
@@ -96,8 +102,10 @@ def test_transaction_hashes_and_not_wallet_addresses():
     bitcoin_txid = "e3" * 32
     solana_signature = "5" + "h" * 86  # base58 of 64 bytes
     solana_address = "9" * 44  # base58 of 32 bytes
-    text = (f"tx {evm_hash}, to {evm_address}, txid {bitcoin_txid}, sig {solana_signature}, "
-            f"wallet {solana_address}, sui address 0x{'ef' * 32}")
+    text = (
+        f"tx {evm_hash}, to {evm_address}, txid {bitcoin_txid}, sig {solana_signature}, "
+        f"wallet {solana_address}, sui address 0x{'ef' * 32}"
+    )
 
     assert extract(text, MARKETS).tx_hashes == (evm_hash.lower(), solana_signature, bitcoin_txid)
 
@@ -109,8 +117,16 @@ def test_a_hash_inside_an_explorer_link_counts():
 
 
 def test_named_user_id_in_three_languages():
-    for text in ("my account id is 100056", "UID: 100056", "账户ID 100056", "我的账号是100056", "minha conta 100056",
-                 "ID da conta: 100056", "Account #100056", "user id 100056"):
+    for text in (
+        "my account id is 100056",
+        "UID: 100056",
+        "账户ID 100056",
+        "我的账号是100056",
+        "minha conta 100056",
+        "ID da conta: 100056",
+        "Account #100056",
+        "user id 100056",
+    ):
         assert extract(text, MARKETS).named_user_id == 100056, text
 
 
@@ -129,8 +145,14 @@ def test_export_uses_the_bundle_field_names():
     found = extract("Liquidated on SOL-PERP, trade 982069, lost 5 SOL", MARKETS)
 
     assert found.export() == {
-        "kind": "liquidation", "symbols": ["SOL_USDC_PERP"], "tradeIds": [982069], "orderIds": [],
-        "withdrawalIds": [], "txHashes": [], "amounts": [["5", "SOL"]]}
+        "kind": "liquidation",
+        "symbols": ["SOL_USDC_PERP"],
+        "tradeIds": [982069],
+        "orderIds": [],
+        "withdrawalIds": [],
+        "txHashes": [],
+        "amounts": [["5", "SOL"]],
+    }
 
 
 def test_assets_may_be_given_beside_the_markets():

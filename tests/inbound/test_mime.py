@@ -4,23 +4,30 @@ from claims.inbound import decode_words, normalise_address, parse
 
 
 def test_plain_message_reads_sender_subject_ids_and_text():
-    raw = (b"From: \"Ana\" <user100056@Example.COM>\nSubject: Hello\nMessage-ID: <m1@x>\n"
-           b"In-Reply-To: <ack@claimdesk.example>\nReferences: <c1@x>\n <ack@claimdesk.example>\n\nI was liquidated.\n")
+    raw = (
+        b'From: "Ana" <user100056@Example.COM>\nSubject: Hello\nMessage-ID: <m1@x>\n'
+        b"In-Reply-To: <ack@claimdesk.example>\nReferences: <c1@x>\n <ack@claimdesk.example>\n\nI was liquidated.\n"
+    )
 
     parsed = parse(raw)
 
     assert parsed.is_parseable
     assert (parsed.from_address, parsed.from_name, parsed.subject) == ("user100056@example.com", "Ana", "Hello")
-    assert (parsed.message_id, parsed.in_reply_to, parsed.references) == ("m1@x", ("ack@claimdesk.example",),
-                                                                          ("c1@x", "ack@claimdesk.example"))
+    assert (parsed.message_id, parsed.in_reply_to, parsed.references) == (
+        "m1@x",
+        ("ack@claimdesk.example",),
+        ("c1@x", "ack@claimdesk.example"),
+    )
     assert parsed.thread_ids == ("ack@claimdesk.example", "c1@x")
     assert parsed.text == "I was liquidated."
 
 
 def test_rfc2047_words_splitting_a_character_are_joined_before_decoding():
     word = "强平".encode()
-    raw = (f"From: x@example.com\nSubject: =?UTF-8?B?{base64.b64encode(word[:2]).decode()}?=\n"
-           f" =?UTF-8?B?{base64.b64encode(word[2:]).decode()}?= ok\n\nbody\n").encode()
+    raw = (
+        f"From: x@example.com\nSubject: =?UTF-8?B?{base64.b64encode(word[:2]).decode()}?=\n"
+        f" =?UTF-8?B?{base64.b64encode(word[2:]).decode()}?= ok\n\nbody\n"
+    ).encode()
 
     assert parse(raw).subject == "强平 ok"
 
@@ -33,30 +40,37 @@ def test_decode_words_reads_raw_utf8_and_mixed_charsets():
 
 
 def test_alternative_prefers_the_plain_text_and_keeps_the_html_forms_images():
-    raw = (b'From: x@example.com\nContent-Type: multipart/alternative; boundary="a"\n\n--a\n'
-           b"Content-Type: text/plain\n\nplain words\n--a\n"
-           b'Content-Type: multipart/related; boundary="r"\n\n--r\nContent-Type: text/html\n\n<p>html words</p>\n'
-           b"--r\nContent-Type: image/png\nContent-ID: <i1@x>\nContent-Transfer-Encoding: base64\n\niVBORw==\n"
-           b"--r--\n--a--\n")
+    raw = (
+        b'From: x@example.com\nContent-Type: multipart/alternative; boundary="a"\n\n--a\n'
+        b"Content-Type: text/plain\n\nplain words\n--a\n"
+        b'Content-Type: multipart/related; boundary="r"\n\n--r\nContent-Type: text/html\n\n<p>html words</p>\n'
+        b"--r\nContent-Type: image/png\nContent-ID: <i1@x>\nContent-Transfer-Encoding: base64\n\niVBORw==\n"
+        b"--r--\n--a--\n"
+    )
 
     parsed = parse(raw)
 
     assert parsed.text == "plain words"
     assert [(a.content_type, a.is_inline, a.content_id, a.content) for a in parsed.attachments] == [
-        ("image/png", True, "i1@x", b"\x89PNG")]
+        ("image/png", True, "i1@x", b"\x89PNG")
+    ]
 
 
 def test_alternative_with_an_empty_plain_part_reads_the_html():
-    raw = (b'From: x@example.com\nContent-Type: multipart/alternative; boundary="a"\n\n--a\n'
-           b"Content-Type: text/plain\n\n \n--a\nContent-Type: text/html\n\n<p>html words</p>\n--a--\n")
+    raw = (
+        b'From: x@example.com\nContent-Type: multipart/alternative; boundary="a"\n\n--a\n'
+        b"Content-Type: text/plain\n\n \n--a\nContent-Type: text/html\n\n<p>html words</p>\n--a--\n"
+    )
 
     assert parse(raw).text == "html words"
 
 
 def test_rfc2231_file_name_with_continuations():
-    raw = (b'From: x@example.com\nContent-Type: multipart/mixed; boundary="m"\n\n--m\nContent-Type: text/plain\n\n'
-           b"see file\n--m\nContent-Type: application/pdf\nContent-Disposition: attachment;\n"
-           b" filename*0*=UTF-8''%E6%88%90%E4%BA%A4; filename*1*=%E8%AE%B0%E5%BD%95.pdf\n\n%PDF\n--m--\n")
+    raw = (
+        b'From: x@example.com\nContent-Type: multipart/mixed; boundary="m"\n\n--m\nContent-Type: text/plain\n\n'
+        b"see file\n--m\nContent-Type: application/pdf\nContent-Disposition: attachment;\n"
+        b" filename*0*=UTF-8''%E6%88%90%E4%BA%A4; filename*1*=%E8%AE%B0%E5%BD%95.pdf\n\n%PDF\n--m--\n"
+    )
 
     (attachment,) = parse(raw).attachments
 
@@ -65,8 +79,10 @@ def test_rfc2231_file_name_with_continuations():
 
 
 def test_a_text_file_attached_is_an_attachment_not_body_text():
-    raw = (b'From: x@example.com\nContent-Type: multipart/mixed; boundary="m"\n\n--m\nContent-Type: text/plain\n\n'
-           b"body\n--m\nContent-Type: text/plain; name=log.txt\nContent-Disposition: attachment\n\ntrade 1\n--m--\n")
+    raw = (
+        b'From: x@example.com\nContent-Type: multipart/mixed; boundary="m"\n\n--m\nContent-Type: text/plain\n\n'
+        b"body\n--m\nContent-Type: text/plain; name=log.txt\nContent-Disposition: attachment\n\ntrade 1\n--m--\n"
+    )
 
     parsed = parse(raw)
 
@@ -75,8 +91,10 @@ def test_a_text_file_attached_is_an_attachment_not_body_text():
 
 
 def test_a_broken_attachment_is_kept_as_received():
-    raw = (b'From: x@example.com\nContent-Type: multipart/mixed; boundary="m"\n\n--m\nContent-Type: text/plain\n\n'
-           b"body\n--m\nContent-Type: application/pdf\nContent-Transfer-Encoding: base64\n\nJVBER!!**\n--m--\n")
+    raw = (
+        b'From: x@example.com\nContent-Type: multipart/mixed; boundary="m"\n\n--m\nContent-Type: text/plain\n\n'
+        b"body\n--m\nContent-Type: application/pdf\nContent-Transfer-Encoding: base64\n\nJVBER!!**\n--m--\n"
+    )
 
     (attachment,) = parse(raw).attachments
 
@@ -85,9 +103,11 @@ def test_a_broken_attachment_is_kept_as_received():
 
 
 def test_forwarded_message_text_counts_but_its_headers_do_not():
-    raw = (b'From: user100056@example.com\nMessage-ID: <outer@x>\nContent-Type: multipart/mixed; boundary="m"\n\n'
-           b"--m\nContent-Type: text/plain\n\nsee attached\n--m\nContent-Type: message/rfc822\n\n"
-           b"From: other@example.com\nMessage-ID: <inner@x>\nIn-Reply-To: <c1@x>\n\nforwarded words\n--m--\n")
+    raw = (
+        b'From: user100056@example.com\nMessage-ID: <outer@x>\nContent-Type: multipart/mixed; boundary="m"\n\n'
+        b"--m\nContent-Type: text/plain\n\nsee attached\n--m\nContent-Type: message/rfc822\n\n"
+        b"From: other@example.com\nMessage-ID: <inner@x>\nIn-Reply-To: <c1@x>\n\nforwarded words\n--m--\n"
+    )
 
     parsed = parse(raw)
 
@@ -106,9 +126,11 @@ def test_multipart_without_boundary_is_unparseable_but_keeps_sender_and_subject(
 
 
 def test_a_file_cut_inside_its_headers_is_unparseable():
-    for raw in (b"From: user100056@example.com\nSubject: hi\nContent-Ty",
-                b"From: user100056@example.com\nSubject: hi\n",
-                b"From: user100056@example.com\nSubject: hi\nnot a header line\n\nbody"):
+    for raw in (
+        b"From: user100056@example.com\nSubject: hi\nContent-Ty",
+        b"From: user100056@example.com\nSubject: hi\n",
+        b"From: user100056@example.com\nSubject: hi\nnot a header line\n\nbody",
+    ):
         parsed = parse(raw)
 
         assert not parsed.is_parseable
@@ -116,9 +138,11 @@ def test_a_file_cut_inside_its_headers_is_unparseable():
 
 
 def test_a_base64_encoded_multipart_is_decoded_and_read():
-    inner = b'--b\nContent-Type: text/plain\n\nliquidated\n--b--\n'
-    raw = (b'From: x@example.com\nContent-Type: multipart/mixed; boundary="b"\nContent-Transfer-Encoding: base64\n\n'
-           + base64.encodebytes(inner))
+    inner = b"--b\nContent-Type: text/plain\n\nliquidated\n--b--\n"
+    raw = (
+        b'From: x@example.com\nContent-Type: multipart/mixed; boundary="b"\nContent-Transfer-Encoding: base64\n\n'
+        + base64.encodebytes(inner)
+    )
 
     parsed = parse(raw)
 
@@ -157,9 +181,11 @@ def test_header_values_are_unfolded():
 
 
 def test_nesting_deeper_than_real_mail_is_not_read_and_does_not_fail():
-    raw = b"From: x@example.com\n" + b"".join(
-        f'Content-Type: multipart/mixed; boundary="b{i}"\n\n--b{i}\n'.encode() for i in range(60)
-    ) + b"Content-Type: text/plain\n\ndeep\n"
+    raw = (
+        b"From: x@example.com\n"
+        + b"".join(f'Content-Type: multipart/mixed; boundary="b{i}"\n\n--b{i}\n'.encode() for i in range(60))
+        + b"Content-Type: text/plain\n\ndeep\n"
+    )
 
     parsed = parse(raw)
 
@@ -181,9 +207,11 @@ def test_when_the_parser_itself_fails_the_headers_are_still_salvaged(monkeypatch
         raise RecursionError("deep")
 
     monkeypatch.setattr(mime.PARSER, "parsebytes", fail)
-    raw = (b"Authentication-Results: mx.claimdesk.example; dmarc=pass header.from=example.com\r\n"
-           b"From: Ana <user100056@Example.com>\r\nSubject: =?UTF-8?Q?Ol=C3=A1?=\r\n"
-           b"Message-ID: <m1@x>\r\nContent-Type: multipart/report;\r\n report-type=delivery-status\r\n\r\nbody")
+    raw = (
+        b"Authentication-Results: mx.claimdesk.example; dmarc=pass header.from=example.com\r\n"
+        b"From: Ana <user100056@Example.com>\r\nSubject: =?UTF-8?Q?Ol=C3=A1?=\r\n"
+        b"Message-ID: <m1@x>\r\nContent-Type: multipart/report;\r\n report-type=delivery-status\r\n\r\nbody"
+    )
 
     parsed = parse(raw)
 

@@ -39,12 +39,13 @@ def test_corpus_messages_cut_anywhere_are_read_without_raising(raw, data):
 
 
 @SETTINGS
-@given(st.sampled_from(CORPUS), st.lists(st.tuples(st.integers(0, 10**6), st.binary(min_size=0, max_size=8)),
-                                         max_size=6))
+@given(
+    st.sampled_from(CORPUS), st.lists(st.tuples(st.integers(0, 10**6), st.binary(min_size=0, max_size=8)), max_size=6)
+)
 def test_corpus_messages_with_bytes_spliced_in_are_read_without_raising(raw, splices):
     for position, inserted in splices:
         position %= len(raw) + 1
-        raw = raw[:position] + inserted + raw[position + 1:]
+        raw = raw[:position] + inserted + raw[position + 1 :]
 
     read_everything(raw)
 

@@ -4,8 +4,10 @@ from claims.inbound import html_to_text, new_text, unflow
 
 
 def test_html_text_leaves_out_script_style_comments_and_head():
-    html = ("<html><head><title>T 1</title><style>p{}</style></head><body><!-- hidden 2 -->"
-            "<script>var x = 'hidden 3'</script><p>Visible <b>bold</b>&nbsp;text</p><div>next</div></body></html>")
+    html = (
+        "<html><head><title>T 1</title><style>p{}</style></head><body><!-- hidden 2 -->"
+        "<script>var x = 'hidden 3'</script><p>Visible <b>bold</b>&nbsp;text</p><div>next</div></body></html>"
+    )
 
     assert html_to_text(html) == "Visible bold\xa0text\nnext"
 
@@ -55,7 +57,8 @@ def test_html_empty_and_garbage():
 
 def test_unflow_joins_soft_breaks():
     assert unflow("My withdrawal \r\n5105 was returned.\r\nNext line", delsp=False) == (
-        "My withdrawal 5105 was returned.\nNext line")
+        "My withdrawal 5105 was returned.\nNext line"
+    )
 
 
 def test_unflow_delsp_removes_the_added_space():
@@ -95,8 +98,10 @@ def test_reply_portuguese_attribution():
 
 
 def test_reply_outlook_block_without_quote_marks_is_cut():
-    text = ("Thanks.\n\n________________________________\nFrom: Support <s@x>\nSent: Thursday, July 3, 2025\n"
-            "To: me\nSubject: Your claim\n\nOld text 9999")
+    text = (
+        "Thanks.\n\n________________________________\nFrom: Support <s@x>\nSent: Thursday, July 3, 2025\n"
+        "To: me\nSubject: Your claim\n\nOld text 9999"
+    )
 
     assert new_text(text) == "Thanks."
 
@@ -114,15 +119,18 @@ def test_reply_chinese_outlook_block_is_cut():
 
 
 def test_forward_keeps_the_forwarded_text_without_its_headers():
-    text = ("See below.\n\n---------- Forwarded message ---------\nFrom: B <b@x>\nDate: Thu, Jul 3\n"
-            "Subject: withdrawal\nTo: <me@x>\n\nWithdrawal 5106 was cancelled.\n")
+    text = (
+        "See below.\n\n---------- Forwarded message ---------\nFrom: B <b@x>\nDate: Thu, Jul 3\n"
+        "Subject: withdrawal\nTo: <me@x>\n\nWithdrawal 5106 was cancelled.\n"
+    )
 
     assert new_text(text) == "See below.\n\nWithdrawal 5106 was cancelled."
 
 
 def test_apple_forward_is_unquoted_and_kept():
-    text = ("FYI\n\nBegin forwarded message:\n\n> From: B <b@x>\n> Subject: hi\n> Date: today\n>\n"
-            "> Trade 982069 was bad.")
+    text = (
+        "FYI\n\nBegin forwarded message:\n\n> From: B <b@x>\n> Subject: hi\n> Date: today\n>\n> Trade 982069 was bad."
+    )
 
     assert new_text(text) == "FYI\n\nTrade 982069 was bad."
 
@@ -134,8 +142,10 @@ def test_outlook_forward_is_told_from_a_reply_by_its_subject():
 
 
 def test_forwarded_message_own_quotes_are_dropped():
-    text = ("---------- Mensagem encaminhada ---------\nDe: B <b@x>\nData: hoje\nAssunto: x\n\n"
-            "Saque 5104 falhou.\n\nEm qui., 3 de jul. de 2025, C <c@x> escreveu:\n> antigo 1234\n")
+    text = (
+        "---------- Mensagem encaminhada ---------\nDe: B <b@x>\nData: hoje\nAssunto: x\n\n"
+        "Saque 5104 falhou.\n\nEm qui., 3 de jul. de 2025, C <c@x> escreveu:\n> antigo 1234\n"
+    )
 
     assert new_text(text) == "Saque 5104 falhou."
 
@@ -153,15 +163,19 @@ def test_new_text_handles_a_35000_character_line_quickly():
 
 
 def test_html_gmail_reply_keeps_only_the_new_text():
-    html = ('<div dir="ltr">Also order 5550002.</div><br><div class="gmail_quote"><div class="gmail_attr">'
-            "On Thu, Jul 3, 2025 at 2:10 PM Support &lt;s@x&gt; wrote:<br></div>"
-            '<blockquote class="gmail_quote">We received your claim about trade 982069.</blockquote></div>')
+    html = (
+        '<div dir="ltr">Also order 5550002.</div><br><div class="gmail_quote"><div class="gmail_attr">'
+        "On Thu, Jul 3, 2025 at 2:10 PM Support &lt;s@x&gt; wrote:<br></div>"
+        '<blockquote class="gmail_quote">We received your claim about trade 982069.</blockquote></div>'
+    )
 
     assert new_text(html_to_text(html)) == "Also order 5550002."
 
 
 def test_html_outlook_reply_keeps_only_the_new_text():
-    html = ('<div>Thanks.</div><hr><div id="divRplyFwdMsg"><b>From:</b> Support &lt;s@x&gt;<br>'
-            "<b>Sent:</b> Thursday, July 3, 2025<br><b>Subject:</b> Your claim</div><div>Old 9999</div>")
+    html = (
+        '<div>Thanks.</div><hr><div id="divRplyFwdMsg"><b>From:</b> Support &lt;s@x&gt;<br>'
+        "<b>Sent:</b> Thursday, July 3, 2025<br><b>Subject:</b> Your claim</div><div>Old 9999</div>"
+    )
 
     assert new_text(html_to_text(html)) == "Thanks."

@@ -21,7 +21,8 @@ def test_references_keep_order_and_drop_repeats():
 
 def test_in_reply_to_phrase_around_the_id_is_ignored():
     assert referenced_ids('<ack-1@claimdesk.example> (Support\'s message of "Thu, 3 Jul")') == (
-        "ack-1@claimdesk.example",)
+        "ack-1@claimdesk.example",
+    )
 
 
 def test_ids_written_without_brackets_are_read_blank_separated():

@@ -8,8 +8,10 @@ def message(*headers: str, sender: str = "user100056@example.com", body: str = "
 
 
 def test_authentication_results_reads_comments_quotes_and_statements():
-    value = ('mx.claimdesk.example 1; spf=pass (sender (nested) ok; really) smtp.mailfrom="a@example.com";\n'
-             ' dkim=pass header.d=example.com; dmarc/1=pass (p=none) header.from=Example.com')
+    value = (
+        'mx.claimdesk.example 1; spf=pass (sender (nested) ok; really) smtp.mailfrom="a@example.com";\n'
+        " dkim=pass header.d=example.com; dmarc/1=pass (p=none) header.from=Example.com"
+    )
 
     server, results = authentication_results(value)
 
@@ -44,15 +46,19 @@ def test_not_verified_by_another_servers_pass():
 
 
 def test_only_the_topmost_of_ours_counts():
-    raw = message(f"Authentication-Results: {OURS}; dmarc=fail header.from=example.com",
-                  f"Authentication-Results: {OURS}; dmarc=pass header.from=example.com")
+    raw = message(
+        f"Authentication-Results: {OURS}; dmarc=fail header.from=example.com",
+        f"Authentication-Results: {OURS}; dmarc=pass header.from=example.com",
+    )
 
     assert not sender_verified(parse(raw), OURS)
 
 
 def test_a_foreign_header_above_ours_is_skipped_and_ours_decides():
-    raw = message("Authentication-Results: relay.example; dmarc=fail header.from=example.com",
-                  f"Authentication-Results: {OURS}; dmarc=pass header.from=example.com")
+    raw = message(
+        "Authentication-Results: relay.example; dmarc=fail header.from=example.com",
+        f"Authentication-Results: {OURS}; dmarc=pass header.from=example.com",
+    )
 
     assert sender_verified(parse(raw), OURS)
 
@@ -68,15 +74,17 @@ def test_a_pass_without_header_from_proves_nothing():
 
 
 def test_a_pass_in_a_comment_proves_nothing():
-    raw = message(f"Authentication-Results: {OURS}; dmarc=fail (dmarc=pass header.from=example.com) "
-                  "header.from=example.com")
+    raw = message(
+        f"Authentication-Results: {OURS}; dmarc=fail (dmarc=pass header.from=example.com) header.from=example.com"
+    )
 
     assert not sender_verified(parse(raw), OURS)
 
 
 def test_verified_with_the_from_domain_in_another_case():
-    raw = message(f"Authentication-Results: {OURS}; dmarc=pass header.from=example.com",
-                  sender="user100056@EXAMPLE.COM")
+    raw = message(
+        f"Authentication-Results: {OURS}; dmarc=pass header.from=example.com", sender="user100056@EXAMPLE.COM"
+    )
 
     assert sender_verified(parse(raw), OURS)
 
@@ -88,8 +96,10 @@ def test_an_empty_authserv_id_verifies_nothing():
 
 
 def test_several_from_addresses_leave_the_sender_unknown_and_unverified():
-    raw = message(f"Authentication-Results: {OURS}; dmarc=pass header.from=example.com",
-                  sender="user100056@example.com, user100057@example.com")
+    raw = message(
+        f"Authentication-Results: {OURS}; dmarc=pass header.from=example.com",
+        sender="user100056@example.com, user100057@example.com",
+    )
 
     parsed = parse(raw)
 
@@ -141,10 +151,18 @@ def test_daemon_senders_are_bounces():
 
 
 def test_mail_a_person_wrote_is_not_ignored():
-    assert ignored_reason(parse(message("Auto-Submitted: no", "Precedence: first-class",
-                                        "Return-Path: <user100056@example.com>"))) is None
-    assert ignored_reason(parse(message("Content-Type: multipart/report; report-type=disposition-notification; "
-                                        "boundary=b"))) is None
+    assert (
+        ignored_reason(
+            parse(message("Auto-Submitted: no", "Precedence: first-class", "Return-Path: <user100056@example.com>"))
+        )
+        is None
+    )
+    assert (
+        ignored_reason(
+            parse(message("Content-Type: multipart/report; report-type=disposition-notification; boundary=b"))
+        )
+        is None
+    )
 
 
 def test_the_most_specific_reason_wins():

@@ -66,9 +66,15 @@ def corpus_bytes(name: str) -> bytes:
     return next(path for path in corpus_files() if path.name == name).read_bytes()
 
 
-def compose(*, sender: str = "user100056@example.com", subject: str = "My liquidation", verified: bool = True,
-            message_id: str | None = "<composed-1@example.com>", body: str = "I was liquidated on SOL-PERP, trade "
-            "982069.", headers: dict | None = None) -> bytes:
+def compose(
+    *,
+    sender: str = "user100056@example.com",
+    subject: str = "My liquidation",
+    verified: bool = True,
+    message_id: str | None = "<composed-1@example.com>",
+    body: str = "I was liquidated on SOL-PERP, trade 982069.",
+    headers: dict | None = None,
+) -> bytes:
     """A plain-text message as a claimant's mail program would send it, verified by our server
     (a DMARC pass for the sender's domain) unless told otherwise."""
     lines = [f"From: {sender}", "To: support@claimdesk.example", f"Subject: {subject}"]
@@ -86,6 +92,7 @@ def receive(raw: bytes, place: str, incident=None):
     from claims import services
     from claims.models import InboundMessage
 
-    message, _ = services.inbound_store(raw=raw, source=InboundMessage.Source.MAILBOX, mailbox="tests", place=place,
-                                        incident=incident)
+    message, _ = services.inbound_store(
+        raw=raw, source=InboundMessage.Source.MAILBOX, mailbox="tests", place=place, incident=incident
+    )
     return InboundMessage.objects.get(id=message.id)

@@ -36,8 +36,11 @@ def received(django_db_setup, django_db_blocker, tmp_path_factory):
             call_command("export_inbound", output=str(folder / "export.jsonl"), stderr=io.StringIO())
             lines = [json.loads(line) for line in (folder / "export.jsonl").read_text("utf-8").splitlines()]
             messages = list(InboundMessage.objects.select_related("claim").order_by("id"))
-            yield {"by_name": {m.place: (m, line) for m, line in zip(messages, lines, strict=True)},
-                   "sent": list(mail.outbox), "order": [m.place for m in messages]}
+            yield {
+                "by_name": {m.place: (m, line) for m, line in zip(messages, lines, strict=True)},
+                "sent": list(mail.outbox),
+                "order": [m.place for m in messages],
+            }
         finally:
             call_command("flush", interactive=False, verbosity=0)
 
@@ -60,11 +63,20 @@ def expected_claim(received, name: str) -> Claim | None:
 def expected_line(name: str, sha256: str, claim: Claim | None) -> dict:
     want = EXPECTED[name]
     return {
-        "messageId": f"<{want['messageId']}>" if want["messageId"] else None, "sha256": sha256,
-        "outcome": want["outcome"], "userId": want["userId"], "claim": str(claim.public_id) if claim else None,
-        "kind": want["kind"], "symbols": want["symbols"], "tradeIds": want["tradeIds"], "orderIds": want["orderIds"],
-        "withdrawalIds": want["withdrawalIds"], "txHashes": want["txHashes"], "amounts": want["amounts"],
-        "attachments": want["attachments"], "ignoredReason": want["ignoredReason"],
+        "messageId": f"<{want['messageId']}>" if want["messageId"] else None,
+        "sha256": sha256,
+        "outcome": want["outcome"],
+        "userId": want["userId"],
+        "claim": str(claim.public_id) if claim else None,
+        "kind": want["kind"],
+        "symbols": want["symbols"],
+        "tradeIds": want["tradeIds"],
+        "orderIds": want["orderIds"],
+        "withdrawalIds": want["withdrawalIds"],
+        "txHashes": want["txHashes"],
+        "amounts": want["amounts"],
+        "attachments": want["attachments"],
+        "ignoredReason": want["ignoredReason"],
     }
 
 
@@ -74,10 +86,15 @@ def expected_references(name: str) -> dict:
     want = EXPECTED[name]
     amount = want["amounts"][0] if want["amounts"] else None
     return {
-        "channel": "email", "kind": want["kind"] or "other", "trade_id": next(iter(want["tradeIds"]), None),
-        "order_id": next(iter(want["orderIds"]), ""), "withdrawal_id": next(iter(want["withdrawalIds"]), None),
-        "transaction_hash": next(iter(want["txHashes"]), ""), "market_symbol": next(iter(want["symbols"]), ""),
-        "claimed_amount": Decimal(amount[0]) if amount else None, "claimed_asset": amount[1] if amount else "",
+        "channel": "email",
+        "kind": want["kind"] or "other",
+        "trade_id": next(iter(want["tradeIds"]), None),
+        "order_id": next(iter(want["orderIds"]), ""),
+        "withdrawal_id": next(iter(want["withdrawalIds"]), None),
+        "transaction_hash": next(iter(want["txHashes"]), ""),
+        "market_symbol": next(iter(want["symbols"]), ""),
+        "claimed_amount": Decimal(amount[0]) if amount else None,
+        "claimed_asset": amount[1] if amount else "",
     }
 
 
@@ -110,16 +127,20 @@ def test_the_raw_bytes_are_kept_byte_for_byte(received):
     kept = {name: bytes(message.raw) for name, (message, _) in received["by_name"].items()}
 
     assert kept == sources
-    assert all(message.sha256 == hashlib.sha256(sources[name]).hexdigest()
-               for name, (message, _) in received["by_name"].items())
+    assert all(
+        message.sha256 == hashlib.sha256(sources[name]).hexdigest()
+        for name, (message, _) in received["by_name"].items()
+    )
 
 
 @pytest.mark.django_db
 def test_a_reply_adds_its_new_text_to_the_claim_it_answers(received):
     claim = _claim_of(received, "01-en-liquidation-verified.eml")
 
-    added = [record.reason for record in AuditRecord.objects.filter(object_type="claim", object_id=claim.id,
-                                                                      action="information_added")]
+    added = [
+        record.reason
+        for record in AuditRecord.objects.filter(object_type="claim", object_id=claim.id, action="information_added")
+    ]
 
     assert len(added) == 1
     assert "5550002" in added[0]  # 13's new text names another order
@@ -146,11 +167,19 @@ def test_unverified_claims_send_the_link_to_the_address_on_file_never_to_the_sen
 
 
 def test_unknown_senders_get_one_answer_and_ignored_mail_none(received):
-    answered = sorted(m.to[0] for m in received["sent"] if m.extra_headers.get("X-Claimdesk-Key", "").startswith(
-        "inbound:no-account:"))
-    ignored_senders = {received["by_name"][name][0].from_address for name, want in EXPECTED.items()
-                       if want["outcome"] == "ignored"}
+    answered = sorted(
+        m.to[0]
+        for m in received["sent"]
+        if m.extra_headers.get("X-Claimdesk-Key", "").startswith("inbound:no-account:")
+    )
+    ignored_senders = {
+        received["by_name"][name][0].from_address for name, want in EXPECTED.items() if want["outcome"] == "ignored"
+    }
 
-    assert answered == ["User100080@example.com", "carla@othermail.example", "dana@othermail.example",
-                        "erik@othermail.example"]
+    assert answered == [
+        "User100080@example.com",
+        "carla@othermail.example",
+        "dana@othermail.example",
+        "erik@othermail.example",
+    ]
     assert not [m for m in received["sent"] if set(m.to) & ignored_senders]

@@ -59,8 +59,9 @@ def expected_outcomes() -> list[tuple]:
 
 
 @pytest.mark.parametrize("build", [build_mbox, build_maildir], ids=["mbox", "Maildir"])
-def test_a_mailbox_built_from_the_corpus_gives_its_outcomes_and_a_second_run_adds_nothing(email_incident, tmp_path,
-                                                                                          build):
+def test_a_mailbox_built_from_the_corpus_gives_its_outcomes_and_a_second_run_adds_nothing(
+    email_incident, tmp_path, build
+):
     path = build(tmp_path / "support", corpus_raws())
     import_mailbox(path)
     first = outcomes()
@@ -116,8 +117,11 @@ def test_without_incident_the_one_open_for_claims_is_used_and_several_are_named(
     other.pk, other.slug = None, "second-2025-08-01"
     other.save()
 
-    with pytest.raises(CommandError, match=r"several incidents are open for claims \(email-2025-07-03, "
-                                           r"second-2025-08-01\)"):
+    with pytest.raises(
+        CommandError,
+        match=r"several incidents are open for claims \(email-2025-07-03, "
+        r"second-2025-08-01\)",
+    ):
         import_mailbox(folder)
     import_mailbox(folder, incident="second-2025-08-01")
 
@@ -167,5 +171,19 @@ def test_export_inbound_writes_one_incidents_messages_in_the_order_received(emai
 
     lines = [json.loads(line) for line in out.getvalue().splitlines()]
     assert [line["outcome"] for line in lines] == [want["outcome"] for want in EXPECTED.values()]
-    assert list(lines[0]) == ["messageId", "sha256", "outcome", "userId", "claim", "kind", "symbols", "tradeIds",
-                              "orderIds", "withdrawalIds", "txHashes", "amounts", "attachments", "ignoredReason"]
+    assert list(lines[0]) == [
+        "messageId",
+        "sha256",
+        "outcome",
+        "userId",
+        "claim",
+        "kind",
+        "symbols",
+        "tradeIds",
+        "orderIds",
+        "withdrawalIds",
+        "txHashes",
+        "amounts",
+        "attachments",
+        "ignoredReason",
+    ]

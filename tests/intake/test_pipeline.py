@@ -24,9 +24,14 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def snapshot(message_id: int) -> dict:
     message = InboundMessage.objects.filter(id=message_id).values().get()
-    return {"message": message, "claims": list(Claim.objects.values()), "records": AuditRecord.objects.count(),
-            "notifications": list(Notification.objects.values("key", "status")),
-            "attachments": ClaimAttachment.objects.count(), "mail": len(mail.outbox)}
+    return {
+        "message": message,
+        "claims": list(Claim.objects.values()),
+        "records": AuditRecord.objects.count(),
+        "notifications": list(Notification.objects.values("key", "status")),
+        "attachments": ClaimAttachment.objects.count(),
+        "mail": len(mail.outbox),
+    }
 
 
 def outcome(message: InboundMessage) -> str:
@@ -78,12 +83,20 @@ def test_a_copy_decided_before_its_original_is_the_duplicate(email_incident):
 
 def test_a_reply_to_our_acknowledgement_alone_finds_the_claim(email_incident):
     first = receive(compose(message_id="<first@example.com>"), "first", email_incident)
-    acknowledgement = Notification.objects.get(claim_id=InboundMessage.objects.get(id=first.id).claim_id,
-                                               kind="acknowledgement")
+    acknowledgement = Notification.objects.get(
+        claim_id=InboundMessage.objects.get(id=first.id).claim_id, kind="acknowledgement"
+    )
 
-    reply = receive(compose(message_id="<second@example.com>", subject="Re: My liquidation",
-                            headers={"In-Reply-To": f"<{acknowledgement.message_id}>"},
-                            body="Also order 5550009."), "second", email_incident)
+    reply = receive(
+        compose(
+            message_id="<second@example.com>",
+            subject="Re: My liquidation",
+            headers={"In-Reply-To": f"<{acknowledgement.message_id}>"},
+            body="Also order 5550009.",
+        ),
+        "second",
+        email_incident,
+    )
 
     reply = InboundMessage.objects.get(id=reply.id)
     assert reply.outcome == "reply"
@@ -95,8 +108,11 @@ def test_a_reply_to_a_merged_claim_reaches_the_claim_it_was_merged_into(email_in
     again = receive(compose(message_id="<m2@example.com>"), "m2", email_incident)  # the same references
     merged = InboundMessage.objects.get(id=again.id).claim
 
-    reply = receive(compose(message_id="<m3@example.com>", headers={"In-Reply-To": "<m2@example.com>"},
-                            body="One more detail."), "m3", email_incident)
+    reply = receive(
+        compose(message_id="<m3@example.com>", headers={"In-Reply-To": "<m2@example.com>"}, body="One more detail."),
+        "m3",
+        email_incident,
+    )
 
     assert merged.status == Claim.Status.MERGED
     assert InboundMessage.objects.get(id=reply.id).claim_id == InboundMessage.objects.get(id=first.id).claim_id
@@ -105,8 +121,16 @@ def test_a_reply_to_a_merged_claim_reaches_the_claim_it_was_merged_into(email_in
 def test_a_reply_whose_sender_is_not_verified_is_judged_on_its_own(email_incident):
     receive(compose(message_id="<v1@example.com>"), "v1", email_incident)
 
-    forged = receive(compose(message_id="<v2@example.com>", verified=False, headers={"In-Reply-To": "<v1@example.com>"},
-                             body="Pay this to my new wallet."), "v2", email_incident)
+    forged = receive(
+        compose(
+            message_id="<v2@example.com>",
+            verified=False,
+            headers={"In-Reply-To": "<v1@example.com>"},
+            body="Pay this to my new wallet.",
+        ),
+        "v2",
+        email_incident,
+    )
 
     forged = InboundMessage.objects.get(id=forged.id)
     assert (forged.outcome, forged.claim.status) == ("unverified", Claim.Status.UNVERIFIED)
@@ -161,8 +185,9 @@ def test_an_unknown_sender_is_answered_at_most_once_a_day(email_incident):
     answers = Notification.objects.filter(kind="no_account", to=unknown)
     first = answers.get()
     yesterday = timezone.now() - timedelta(hours=25)
-    Notification.objects.filter(id=first.id).update(created_at=yesterday,
-                                                    key=first.key.rsplit(":", 1)[0] + f":{yesterday:%Y-%m-%d}")
+    Notification.objects.filter(id=first.id).update(
+        created_at=yesterday, key=first.key.rsplit(":", 1)[0] + f":{yesterday:%Y-%m-%d}"
+    )
 
     receive(compose(sender=unknown, message_id="<u9@othermail.example>"), "u9", email_incident)
 
@@ -201,16 +226,32 @@ def test_a_webhook_message_with_no_incident_open_takes_the_one_open_when_parsed(
 
 
 INJECTED = "=?utf-8?q?Hello=0D=0ABcc=3A_victim=40evil=2Eexample?="
-OUR_HEADERS = {"content-type", "mime-version", "content-transfer-encoding", "subject", "from", "to", "date",
-               "message-id", "x-claimdesk-key", "in-reply-to", "references"}
+OUR_HEADERS = {
+    "content-type",
+    "mime-version",
+    "content-transfer-encoding",
+    "subject",
+    "from",
+    "to",
+    "date",
+    "message-id",
+    "x-claimdesk-key",
+    "in-reply-to",
+    "references",
+}
 
 
 def test_no_line_break_from_a_message_reaches_an_outgoing_header(email_incident):
-    raw = compose(subject=INJECTED, sender='"Ann\r\n Bcc: victim@evil.example" <user100056@example.com>',
-                  message_id="<id-1@example.com>", headers={"References": "<a@x>\r\n <b@x>"})
+    raw = compose(
+        subject=INJECTED,
+        sender='"Ann\r\n Bcc: victim@evil.example" <user100056@example.com>',
+        message_id="<id-1@example.com>",
+        headers={"References": "<a@x>\r\n <b@x>"},
+    )
     receive(raw, "injected", email_incident)
-    receive(compose(sender="zed@othermail.example", subject=INJECTED, message_id="<id-2@x>"), "injected-2",
-            email_incident)
+    receive(
+        compose(sender="zed@othermail.example", subject=INJECTED, message_id="<id-2@x>"), "injected-2", email_incident
+    )
 
     sent = [message_from_bytes(m.message().as_bytes()) for m in mail.outbox]  # as the recipient reads it
 
@@ -221,9 +262,17 @@ def test_no_line_break_from_a_message_reaches_an_outgoing_header(email_incident)
 
 
 def test_threading_values_are_made_header_safe_whoever_gives_them(email_incident):
-    notification = notify(key="t:1", kind="no_account", user_id=None, to="zed@othermail.example",
-                          thread=Thread(in_reply_to="x@y>\r\nBcc: victim@evil.example",
-                                        references=("a@b\r\nX-Evil: 1", "c@d"), subject_suffix="Hi\r\nBcc: v@e"))
+    notification = notify(
+        key="t:1",
+        kind="no_account",
+        user_id=None,
+        to="zed@othermail.example",
+        thread=Thread(
+            in_reply_to="x@y>\r\nBcc: victim@evil.example",
+            references=("a@b\r\nX-Evil: 1", "c@d"),
+            subject_suffix="Hi\r\nBcc: v@e",
+        ),
+    )
 
     notification_send(notification_id=notification.id)
 
@@ -235,8 +284,9 @@ def test_threading_values_are_made_header_safe_whoever_gives_them(email_incident
 def test_markup_from_a_message_is_escaped_in_every_e_mail(email_incident):
     markup = "<script>alert(1)</script><b>bold</b>"
     receive(compose(sender="zed@othermail.example", subject=markup, message_id="<mk-1@x>"), "mk-1", email_incident)
-    receive(compose(subject=markup, message_id="<mk-2@x>", body=f"{markup} trade 982069 liquidated"), "mk-2",
-            email_incident)
+    receive(
+        compose(subject=markup, message_id="<mk-2@x>", body=f"{markup} trade 982069 liquidated"), "mk-2", email_incident
+    )
 
     bodies = [m.body for m in mail.outbox]
 
@@ -246,12 +296,16 @@ def test_markup_from_a_message_is_escaped_in_every_e_mail(email_incident):
 
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="the database's own guard is PostgreSQL's")
-@pytest.mark.parametrize("change", [
-    lambda messages: messages.update(raw=b"altered"),
-    lambda messages: messages.update(sha256="0" * 64),
-    lambda messages: messages.update(received_at=timezone.now()),
-    lambda messages: messages.delete(),
-], ids=["raw", "sha256", "received_at", "delete"])
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda messages: messages.update(raw=b"altered"),
+        lambda messages: messages.update(sha256="0" * 64),
+        lambda messages: messages.update(received_at=timezone.now()),
+        lambda messages: messages.delete(),
+    ],
+    ids=["raw", "sha256", "received_at", "delete"],
+)
 def test_what_was_received_is_never_changed_or_deleted(email_incident, change):
     message = receive(compose(), "kept", email_incident)
 

@@ -22,8 +22,11 @@ MARKUP = '<script>alert("x")</script><img src=x onerror=alert(1)>'
 
 @pytest.fixture
 def marked_up(email_incident) -> InboundMessage:
-    raw = compose(sender=f'"{MARKUP}" <user100056@example.com>', subject=MARKUP,
-                  body=f"{MARKUP}\nI was liquidated on SOL-PERP, trade 982069.")
+    raw = compose(
+        sender=f'"{MARKUP}" <user100056@example.com>',
+        subject=MARKUP,
+        body=f"{MARKUP}\nI was liquidated on SOL-PERP, trade 982069.",
+    )
     return receive(raw, "markup", email_incident)
 
 
@@ -34,8 +37,10 @@ def login(client, username: str, *roles: str):
 def test_markup_from_a_message_is_escaped_in_the_admin(client, marked_up):
     login(client, "ann", "support")
 
-    pages = [client.get("/admin/claims/inboundmessage/"),
-             client.get(f"/admin/claims/inboundmessage/{marked_up.id}/change/")]
+    pages = [
+        client.get("/admin/claims/inboundmessage/"),
+        client.get(f"/admin/claims/inboundmessage/{marked_up.id}/change/"),
+    ]
 
     for page in pages:
         html = page.content.decode()
@@ -66,14 +71,16 @@ def test_support_parses_an_unparseable_message_again_after_a_fix(client, email_i
         message = receive(corpus_bytes("01-en-liquidation-verified.eml"), "01.eml", email_incident)
     login(client, "ann", "support")
 
-    response = client.post("/admin/claims/inboundmessage/", {"action": "parse_again",
-                                                            ACTION_CHECKBOX_NAME: [str(message.id)]}, follow=True)
+    response = client.post(
+        "/admin/claims/inboundmessage/", {"action": "parse_again", ACTION_CHECKBOX_NAME: [str(message.id)]}, follow=True
+    )
 
     message = InboundMessage.objects.get(id=message.id)
     assert "1 message(s) enqueued" in response.content.decode()
     assert (message.outcome, message.user_id, message.problems) == ("new_claim", 100056, [])
-    assert AuditRecord.objects.filter(object_type="inbound_message", object_id=message.id, actor="ann",
-                                      action="parse_again").exists()
+    assert AuditRecord.objects.filter(
+        object_type="inbound_message", object_id=message.id, actor="ann", action="parse_again"
+    ).exists()
 
 
 def test_a_duplicate_concerns_what_its_original_became_once_parsed_again(client, email_incident):
@@ -110,7 +117,8 @@ def test_finance_may_not_parse_messages_again(client, email_incident):
     response = client.post("/admin/claims/inboundmessage/parse-again-unparseable/", follow=True)
 
     assert [str(m) for m in response.context["messages"]] == [
-        "fay may not parse messages again: only approver or support may (fay holds finance)"]
+        "fay may not parse messages again: only approver or support may (fay holds finance)"
+    ]
     assert not AuditRecord.objects.filter(object_type="inbound_message", object_id=broken.id).exists()
 
 
@@ -132,8 +140,10 @@ def test_the_staff_api_lists_the_export_lines_in_the_order_received(email_incide
 
     assert [line["id"] for line in everything["results"]] == [messages[0].id, messages[1].id, bounce.id]
     assert everything["results"][0] == {
-        "id": messages[0].id, "receivedAt": everything["results"][0]["receivedAt"],
-        **inbound_export_line(InboundMessage.objects.select_related("claim").get(id=messages[0].id))}
+        "id": messages[0].id,
+        "receivedAt": everything["results"][0]["receivedAt"],
+        **inbound_export_line(InboundMessage.objects.select_related("claim").get(id=messages[0].id)),
+    }
     assert [(line["id"], line["ignoredReason"]) for line in ignored["results"]] == [(bounce.id, "dsn")]
 
 

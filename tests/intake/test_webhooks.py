@@ -40,8 +40,9 @@ def multipart(fields: dict[str, bytes | str | tuple[str, bytes, str]]) -> tuple[
     body = b""
     for name, value in fields.items():
         if isinstance(value, tuple):  # a file: (name, content, content type)
-            head = (f'Content-Disposition: form-data; name="{name}"; filename="{value[0]}"\r\n'
-                    f"Content-Type: {value[2]}\r\n")
+            head = (
+                f'Content-Disposition: form-data; name="{name}"; filename="{value[0]}"\r\nContent-Type: {value[2]}\r\n'
+            )
             value = value[1]
         else:
             head = f'Content-Disposition: form-data; name="{name}"\r\n'
@@ -49,32 +50,53 @@ def multipart(fields: dict[str, bytes | str | tuple[str, bytes, str]]) -> tuple[
     return body + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
 
 
-def mailgun_post(client, fields: dict, *, key: str = SIGNING_KEY, credentials: str = SECRET,
-                 url: str = MAILGUN_URL):
+def mailgun_post(client, fields: dict, *, key: str = SIGNING_KEY, credentials: str = SECRET, url: str = MAILGUN_URL):
     token, timestamp = secrets.token_hex(25), str(int(time.time()))
     signature = hmac.new(key.encode(), f"{timestamp}{token}".encode(), hashlib.sha256).hexdigest()
-    body, content_type = multipart({"token": token, "timestamp": timestamp, "signature": signature,
-                                    "recipient": "support@claimdesk.example", **fields})
+    body, content_type = multipart(
+        {
+            "token": token,
+            "timestamp": timestamp,
+            "signature": signature,
+            "recipient": "support@claimdesk.example",
+            **fields,
+        }
+    )
     return client.post(url, data=body, content_type=content_type, HTTP_AUTHORIZATION=basic_auth(credentials))
 
 
 def postmark_post(client, payload: dict, *, credentials: str = SECRET):
-    return client.post(POSTMARK_URL, data=json.dumps(payload), content_type="application/json",
-                       HTTP_AUTHORIZATION=basic_auth(credentials))
+    return client.post(
+        POSTMARK_URL,
+        data=json.dumps(payload),
+        content_type="application/json",
+        HTTP_AUTHORIZATION=basic_auth(credentials),
+    )
 
 
 def postmark_payload(**changes) -> dict:
     """Postmark's inbound JSON (its documentation's example, our claimant and our server's verdict)."""
     return {
-        "FromName": "Ann Claimant", "MessageStream": "inbound", "From": "user100056@example.com",
+        "FromName": "Ann Claimant",
+        "MessageStream": "inbound",
+        "From": "user100056@example.com",
         "FromFull": {"Email": "user100056@example.com", "Name": "Ann Claimant", "MailboxHash": ""},
         "To": "support@claimdesk.example",
         "ToFull": [{"Email": "support@claimdesk.example", "Name": "", "MailboxHash": ""}],
-        "Cc": "", "CcFull": [], "Bcc": "", "BccFull": [], "OriginalRecipient": "support@claimdesk.example",
-        "Subject": "Liquidated on SOL-PERP", "MessageID": "22c74902-a0c1-4511-804f-341342852c90",
-        "ReplyTo": "", "MailboxHash": "", "Date": "Thu, 3 Jul 2025 14:01:00 +0000",
-        "TextBody": "I was liquidated on SOL-PERP, trade 982069. My account is 100056.", "HtmlBody": "",
-        "StrippedTextReply": "", "Tag": "",
+        "Cc": "",
+        "CcFull": [],
+        "Bcc": "",
+        "BccFull": [],
+        "OriginalRecipient": "support@claimdesk.example",
+        "Subject": "Liquidated on SOL-PERP",
+        "MessageID": "22c74902-a0c1-4511-804f-341342852c90",
+        "ReplyTo": "",
+        "MailboxHash": "",
+        "Date": "Thu, 3 Jul 2025 14:01:00 +0000",
+        "TextBody": "I was liquidated on SOL-PERP, trade 982069. My account is 100056.",
+        "HtmlBody": "",
+        "StrippedTextReply": "",
+        "Tag": "",
         "Headers": [
             {"Name": "Return-Path", "Value": "<user100056@example.com>"},
             {"Name": "Authentication-Results", "Value": f"{AUTHSERV_ID}; dmarc=pass header.from=example.com"},
@@ -82,8 +104,14 @@ def postmark_payload(**changes) -> dict:
             {"Name": "MIME-Version", "Value": "1.0"},
             {"Name": "Message-ID", "Value": "<pm-0001@example.com>"},
         ],
-        "Attachments": [{"Name": "fill.pdf", "ContentType": "application/pdf", "ContentLength": 9,
-                         "Content": base64.b64encode(b"%PDF-1.4\n").decode()}],
+        "Attachments": [
+            {
+                "Name": "fill.pdf",
+                "ContentType": "application/pdf",
+                "ContentLength": 9,
+                "Content": base64.b64encode(b"%PDF-1.4\n").decode(),
+            }
+        ],
         **changes,
     }
 
@@ -120,14 +148,25 @@ def test_mailgun_refuses_a_message_larger_than_inbound_max_bytes(email_incident,
 
 
 def test_mailgun_parsed_format_is_kept_as_the_message_anymail_builds(email_incident, client):
-    headers = [["From", "Ann <user100056@example.com>"], ["To", "support@claimdesk.example"],
-               ["Subject", "Liquidated"], ["Message-Id", "<mg-parsed@example.com>"],
-               ["Authentication-Results", f"{AUTHSERV_ID}; dmarc=pass header.from=example.com"]]
+    headers = [
+        ["From", "Ann <user100056@example.com>"],
+        ["To", "support@claimdesk.example"],
+        ["Subject", "Liquidated"],
+        ["Message-Id", "<mg-parsed@example.com>"],
+        ["Authentication-Results", f"{AUTHSERV_ID}; dmarc=pass header.from=example.com"],
+    ]
 
-    response = mailgun_post(client, {
-        "sender": "user100056@example.com", "message-headers": json.dumps(headers),
-        "body-plain": "I was liquidated on SOL-PERP, trade 982069.", "attachment-count": "1",
-        "attachment-1": ("fill.png", b"\x89PNG\r\n\x1a\nimage", "image/png")}, url="/anymail/mailgun/inbound/")
+    response = mailgun_post(
+        client,
+        {
+            "sender": "user100056@example.com",
+            "message-headers": json.dumps(headers),
+            "body-plain": "I was liquidated on SOL-PERP, trade 982069.",
+            "attachment-count": "1",
+            "attachment-1": ("fill.png", b"\x89PNG\r\n\x1a\nimage", "image/png"),
+        },
+        url="/anymail/mailgun/inbound/",
+    )
 
     message = InboundMessage.objects.select_related("claim").get()
     assert response.status_code == 200
@@ -136,10 +175,13 @@ def test_mailgun_parsed_format_is_kept_as_the_message_anymail_builds(email_incid
     assert message.claim.attachments.get().original_name == "fill.png"
 
 
-@pytest.mark.parametrize("key, credentials", [
-    ("not-the-signing-key", SECRET),  # a forged signature
-    (SIGNING_KEY, "anymail-user:wrong"),  # the webhook secret wrong
-])
+@pytest.mark.parametrize(
+    "key, credentials",
+    [
+        ("not-the-signing-key", SECRET),  # a forged signature
+        (SIGNING_KEY, "anymail-user:wrong"),  # the webhook secret wrong
+    ],
+)
 def test_mailgun_with_bad_credentials_stores_nothing(email_incident, client, key, credentials):
     response = mailgun_post(client, {"body-mime": compose()}, key=key, credentials=credentials)
 
@@ -155,13 +197,18 @@ def test_postmark_raw_email_is_kept(email_incident, client):
     message = InboundMessage.objects.get()
     assert response.status_code == 200
     assert bytes(message.raw) == raw.encode()
-    assert (message.esp, message.place, message.outcome) == ("Postmark", "event 22c74902-a0c1-4511-804f-341342852c90",
-                                                             "new_claim")
+    assert (message.esp, message.place, message.outcome) == (
+        "Postmark",
+        "event 22c74902-a0c1-4511-804f-341342852c90",
+        "new_claim",
+    )
 
 
 def test_postmark_without_raw_email_is_kept_as_mime_built_from_its_json(email_incident, client):
-    payload = postmark_payload(Subject="爆仓 SOL-PERP liquidated",
-                               FromFull={"Email": "user100056@example.com", "Name": "李 Ann", "MailboxHash": ""})
+    payload = postmark_payload(
+        Subject="爆仓 SOL-PERP liquidated",
+        FromFull={"Email": "user100056@example.com", "Name": "李 Ann", "MailboxHash": ""},
+    )
 
     response = postmark_post(client, payload)
 
@@ -170,9 +217,16 @@ def test_postmark_without_raw_email_is_kept_as_mime_built_from_its_json(email_in
     assert (message.outcome, message.user_id, message.message_id) == ("new_claim", 100056, "pm-0001@example.com")
     assert (message.from_name, message.subject) == ("李 Ann", "爆仓 SOL-PERP liquidated")
     assert message.claim.trade_id == 982069
-    assert message.attachments == [{"filename": "fill.pdf", "contentType": "application/pdf", "size": 9,
-                                    "sha256": hashlib.sha256(b"%PDF-1.4\n").hexdigest(), "isInline": False,
-                                    "isBroken": False}]
+    assert message.attachments == [
+        {
+            "filename": "fill.pdf",
+            "contentType": "application/pdf",
+            "size": 9,
+            "sha256": hashlib.sha256(b"%PDF-1.4\n").hexdigest(),
+            "isInline": False,
+            "isBroken": False,
+        }
+    ]
 
 
 def test_postmark_posting_the_same_event_again_receives_it_once(email_incident, client):
@@ -200,8 +254,9 @@ def test_postmark_with_a_bad_secret_stores_nothing(email_incident, client):
     assert not InboundMessage.objects.exists()
 
 
-def test_postmark_subject_with_line_breaks_is_kept_and_never_reaches_an_outgoing_header(email_incident, client,
-                                                                                        mailoutbox):
+def test_postmark_subject_with_line_breaks_is_kept_and_never_reaches_an_outgoing_header(
+    email_incident, client, mailoutbox
+):
     response = postmark_post(client, postmark_payload(Subject="Hi\r\nBcc: victim@evil.example"))
 
     message = InboundMessage.objects.get()

@@ -25,8 +25,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(not BROKER or connection.vendor != "postgresql",
-                       reason="needs PostgreSQL and a Redis broker (CLAIMDESK_TEST_BROKER_URL); .ci/run has both"),
+    pytest.mark.skipif(
+        not BROKER or connection.vendor != "postgresql",
+        reason="needs PostgreSQL and a Redis broker (CLAIMDESK_TEST_BROKER_URL); .ci/run has both",
+    ),
 ]
 
 
@@ -55,21 +57,46 @@ def broker():
 @pytest.fixture
 def worker(tmp_path, settings):
     """One worker with four processes on the test database, killed at the end."""
-    env = {**os.environ, "DATABASE_URL": _database_url(), "CELERY_BROKER_URL": BROKER, "SECRET_KEY": "test",
-           "INBOUND_AUTHSERV_ID": AUTHSERV_ID, "SUPPORT_EMAIL": SUPPORT_EMAIL, "MEDIA_ROOT": str(settings.MEDIA_ROOT),
-           "EMAIL_BACKEND": "django.core.mail.backends.locmem.EmailBackend"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": _database_url(),
+        "CELERY_BROKER_URL": BROKER,
+        "SECRET_KEY": "test",
+        "INBOUND_AUTHSERV_ID": AUTHSERV_ID,
+        "SUPPORT_EMAIL": SUPPORT_EMAIL,
+        "MEDIA_ROOT": str(settings.MEDIA_ROOT),
+        "EMAIL_BACKEND": "django.core.mail.backends.locmem.EmailBackend",
+    }
     process = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "config", "worker", "--concurrency", "4", "--loglevel", "WARNING",
-         "--without-gossip", "--without-mingle", "--without-heartbeat", "-n", "intake@%h"],
-        cwd=ROOT, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
-        stderr=open(tmp_path / "worker.log", "w"))  # noqa: SIM115 - the worker writes to it until it is killed
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "config",
+            "worker",
+            "--concurrency",
+            "4",
+            "--loglevel",
+            "WARNING",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            "-n",
+            "intake@%h",
+        ],
+        cwd=ROOT,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=open(tmp_path / "worker.log", "w"),
+    )  # noqa: SIM115 - the worker writes to it until it is killed
     yield process
     os.killpg(process.pid, signal.SIGKILL)
     process.wait(timeout=10)
 
 
-def test_workers_give_the_corpus_its_outcomes_whatever_order_they_take_it_in(email_incident, tmp_path, broker,
-                                                                             worker):
+def test_workers_give_the_corpus_its_outcomes_whatever_order_they_take_it_in(email_incident, tmp_path, broker, worker):
     want = corpus_expected()
 
     call_command("import_mailbox", str(corpus_folder(tmp_path / "corpus")), stdout=io.StringIO())

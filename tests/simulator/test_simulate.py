@@ -16,8 +16,7 @@ SEED = 97  # its 30 users include every planted pattern (see the first test)
 
 
 def simulate(outdir: Path, *, users: int = USERS, seed: int = SEED, **options) -> Path:
-    call_command("simulate_incident", str(outdir), users=users, seed=seed, start=START, stdout=io.StringIO(),
-                 **options)
+    call_command("simulate_incident", str(outdir), users=users, seed=seed, start=START, stdout=io.StringIO(), **options)
     return outdir
 
 
@@ -63,9 +62,15 @@ def test_the_seed_used_here_plants_every_pattern(out):
     planted = {(line["kind"], line["expect"]) for line in read_jsonl(out / "injected.jsonl")}
 
     assert planted == {
-        ("liquidation", "item"), ("bad_fill", "item"), ("bad_fill", "no_loss"), ("bad_fill", "needs_review"),
-        ("wrong_withdrawal", "item"), ("position_error", "item"), ("position_error", "no_loss"),
-        ("missing_funds", "item"), ("missing_funds", "surplus"),
+        ("liquidation", "item"),
+        ("bad_fill", "item"),
+        ("bad_fill", "no_loss"),
+        ("bad_fill", "needs_review"),
+        ("wrong_withdrawal", "item"),
+        ("position_error", "item"),
+        ("position_error", "no_loss"),
+        ("missing_funds", "item"),
+        ("missing_funds", "surplus"),
     }
 
 
@@ -75,9 +80,22 @@ def test_same_seed_and_arguments_give_identical_files(tmp_path):
 
     files = sorted(p.relative_to(first) for p in first.rglob("*") if p.is_file())
     assert [str(p) for p in files] == sorted(
-        ["incident.json", "injected.jsonl"] + [f"bundle/{name}.jsonl" for name in (
-            "accounts", "assets", "markets", "fills", "withdrawals", "deposits", "ledger",
-            "balance_snapshots", "position_snapshots", "mark_prices")]
+        ["incident.json", "injected.jsonl"]
+        + [
+            f"bundle/{name}.jsonl"
+            for name in (
+                "accounts",
+                "assets",
+                "markets",
+                "fills",
+                "withdrawals",
+                "deposits",
+                "ledger",
+                "balance_snapshots",
+                "position_snapshots",
+                "mark_prices",
+            )
+        ]
     )
     for path in files:
         assert (first / path).read_bytes() == (second / path).read_bytes(), path
@@ -133,8 +151,11 @@ def test_unaffected_users_positions_agree_with_their_fills(out, bundle, snapshot
 def test_planted_liquidations_and_bad_fills_are_owed_what_the_policy_computes(out, bundle):
     index = {(row["symbol"], row["timestamp"][:16]): Decimal(row["indexPrice"]) for row in bundle["mark_prices"]}
     fills = {f"fill:{f['tradeId']}:{f['side']}": f for f in bundle["fills"]}
-    planted = [line for line in read_jsonl(out / "injected.jsonl")
-               if line["kind"] in ("liquidation", "bad_fill") and line["expect"] == "item"]
+    planted = [
+        line
+        for line in read_jsonl(out / "injected.jsonl")
+        if line["kind"] in ("liquidation", "bad_fill") and line["expect"] == "item"
+    ]
 
     assert planted
     for line in planted:

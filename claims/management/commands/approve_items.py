@@ -13,16 +13,21 @@ BATCH = 1000
 
 
 class Command(BaseCommand):
-    help = ("Give USERNAME's approval to the current version of every matching undecided item that USERNAME may "
-            "approve; print what was approved and what was skipped, and why.")
+    help = (
+        "Give USERNAME's approval to the current version of every matching undecided item that USERNAME may "
+        "approve; print what was approved and what was skipped, and why."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("slug")
         parser.add_argument("--by", required=True, help="the staff user who approves")
         parser.add_argument("--user", type=int, default=None, help="only this userId's items")
         parser.add_argument("--kind", choices=ItemKind.values, default=None)
-        parser.add_argument("--max-usdc", default=None,
-                            help="only items worth at most this many USDC (inclusive); skips items of unknown value")
+        parser.add_argument(
+            "--max-usdc",
+            default=None,
+            help="only items worth at most this many USDC (inclusive); skips items of unknown value",
+        )
 
     def handle(self, *args, slug, by, user, kind, max_usdc, **options):
         incident = command_incident(slug)
@@ -40,8 +45,10 @@ class Command(BaseCommand):
             elif usdc is None:
                 skipped["its USDC value is unknown (--max-usdc skips it)"] += 1
         approved, given = self._approve(ids, actor, skipped)
-        self.stdout.write(f"{approved} item(s) approved, {given} approval(s) given that await another, "
-                          f"{sum(skipped.values())} skipped.")
+        self.stdout.write(
+            f"{approved} item(s) approved, {given} approval(s) given that await another, "
+            f"{sum(skipped.values())} skipped."
+        )
         for why, count in skipped.most_common():
             self.stdout.write(f"  skipped {count}: {why}")
 
@@ -49,7 +56,7 @@ class Command(BaseCommand):
         approved = given = 0
         # One transaction per batch: a long run commits as it goes and holds few locks at a time.
         for start in range(0, len(ids), BATCH):
-            for outcome in items_approve(item_ids=ids[start:start + BATCH], actor=actor):
+            for outcome in items_approve(item_ids=ids[start : start + BATCH], actor=actor):
                 if not outcome.changed:
                     skipped[outcome.message] += 1
                 elif outcome.message == "approved":
@@ -57,5 +64,3 @@ class Command(BaseCommand):
                 else:
                     given += 1
         return approved, given
-
-

@@ -22,7 +22,9 @@ class Command(BaseCommand):
             saved = incident_limits_confirm(change_id=change.id, actor=command_actor(by))
         except Refused as exc:
             raise command_refused(exc) from exc
-        self.stdout.write(f"Approval limits of {slug} confirmed: auto {change.auto_approve_limit.normalize():f}, "
-                          f"dual {change.dual_approval_limit.normalize():f} USDC.")
+        self.stdout.write(
+            f"Approval limits of {slug} confirmed: auto {change.auto_approve_limit.normalize():f}, "
+            f"dual {change.dual_approval_limit.normalize():f} USDC."
+        )
         if saved.redetection:
             self.stdout.write(f"Detection #{saved.redetection.pk} started.")

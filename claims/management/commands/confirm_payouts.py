@@ -25,9 +25,12 @@ class Command(BaseCommand):
         except ConfirmationInvalid as exc:
             for error in exc.errors:
                 self.stderr.write(error)
-            raise CommandError(f"refused ({exc.rule}): {file} rejected, {len(exc.errors)} error(s), nothing recorded",
-                               returncode=1) from exc
+            raise CommandError(
+                f"refused ({exc.rule}): {file} rejected, {len(exc.errors)} error(s), nothing recorded", returncode=1
+            ) from exc
         except Refused as exc:
             raise command_refused(exc) from exc
-        self.stdout.write(f"{file}: {recorded.rows} rows; {recorded.paid} paid, {recorded.failed} failed, "
-                          f"{recorded.unchanged} unchanged (already recorded)")
+        self.stdout.write(
+            f"{file}: {recorded.rows} rows; {recorded.paid} paid, {recorded.failed} failed, "
+            f"{recorded.unchanged} unchanged (already recorded)"
+        )

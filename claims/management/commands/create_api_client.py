@@ -12,11 +12,19 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("name")
-        parser.add_argument("--scope", action="append", choices=ApiClient.Scope.values, required=True,
-                            help="claims (the exchange's front end) or staff; repeatable")
-        parser.add_argument("--user", default=None,
-                            help="staff scope only: the staff user this client acts for (approvals and payouts "
-                                 "through the API are theirs, with their roles)")
+        parser.add_argument(
+            "--scope",
+            action="append",
+            choices=ApiClient.Scope.values,
+            required=True,
+            help="claims (the exchange's front end) or staff; repeatable",
+        )
+        parser.add_argument(
+            "--user",
+            default=None,
+            help="staff scope only: the staff user this client acts for (approvals and payouts "
+            "through the API are theirs, with their roles)",
+        )
 
     def handle(self, *args, name, scope, user, **options):
         if ApiClient.objects.filter(name=name).exists():

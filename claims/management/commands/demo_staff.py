@@ -13,7 +13,8 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         for username, role in DEMO_STAFF.items():
             user, created = get_user_model().objects.get_or_create(
-                username=username, defaults={"email": f"{username}@claimdesk.example"})
+                username=username, defaults={"email": f"{username}@claimdesk.example"}
+            )
             user.is_staff, user.is_superuser = True, role is None
             user.set_password("demo")
             user.save()

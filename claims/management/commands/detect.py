@@ -29,12 +29,19 @@ class Command(BaseCommand):
             raise CommandError(f"no account with userId {user} in the imported ledger")
         if chunk_size < 1:
             raise CommandError("--chunk-size must be at least 1")
-        run = detection_start(incident=incident, user_ids=None if user is None else [user],
-                              requested_by=getpass.getuser(), reason="detect command", chunk_size=chunk_size)
+        run = detection_start(
+            incident=incident,
+            user_ids=None if user is None else [user],
+            requested_by=getpass.getuser(),
+            reason="detect command",
+            chunk_size=chunk_size,
+        )
         eager = settings.CELERY_TASK_ALWAYS_EAGER
         if not (wait or eager):
-            self.stdout.write(f"Detection #{run.pk} enqueued: {run.total_users} users. "
-                              "Follow it in the incident's admin page, or run with --wait.")
+            self.stdout.write(
+                f"Detection #{run.pk} enqueued: {run.total_users} users. "
+                "Follow it in the incident's admin page, or run with --wait."
+            )
             return
         self._follow(run)
         self._summarise(incident)
@@ -46,8 +53,9 @@ class Command(BaseCommand):
             if terminal:
                 share = run.done_users / run.total_users if run.total_users else 1
                 bar = "#" * int(share * 30)
-                self.stdout.write(f"\r  detection #{run.pk} [{bar:<30}] {run.done_users}/{run.total_users} users",
-                                  ending="")
+                self.stdout.write(
+                    f"\r  detection #{run.pk} [{bar:<30}] {run.done_users}/{run.total_users} users", ending=""
+                )
                 self.stdout.flush()
             if run.status == DetectionRun.Status.DONE:
                 break
@@ -67,5 +75,6 @@ class Command(BaseCommand):
             self.stdout.write(f"  {asset:<8} {total.normalize():f}")
         self.stdout.write(f"Needing review: {summary['needs_review']}")
         if summary["flagged"]:
-            self.stdout.write(f"Flagged for staff (decided items whose amount detection would change): "
-                              f"{summary['flagged']}")
+            self.stdout.write(
+                f"Flagged for staff (decided items whose amount detection would change): {summary['flagged']}"
+            )

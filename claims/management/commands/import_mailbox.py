@@ -35,8 +35,9 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("path")
         parser.add_argument("--incident", default=None, help="the incident's slug (default: the one open for claims)")
-        parser.add_argument("--no-wait", action="store_true",
-                            help="do not wait for the workers to parse what was received")
+        parser.add_argument(
+            "--no-wait", action="store_true", help="do not wait for the workers to parse what was received"
+        )
 
     def handle(self, *args, path, incident, no_wait, **options):
         incident = command_incident(incident) if incident else _open_incident()
@@ -48,8 +49,9 @@ class Command(BaseCommand):
             # One commit for a batch (each waits for the disk); its messages' parsing is enqueued then.
             with transaction.atomic():
                 for place, raw in batch:
-                    message, new = services.inbound_store(raw=raw, source=InboundMessage.Source.MAILBOX,
-                                                          mailbox=where, place=place, incident=incident)
+                    message, new = services.inbound_store(
+                        raw=raw, source=InboundMessage.Source.MAILBOX, mailbox=where, place=place, incident=incident
+                    )
                     received, already = received + new, already + (not new)
                     first_id = first_id or (message.id if new else None)
             bar.show(received + already)

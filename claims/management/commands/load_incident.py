@@ -22,9 +22,11 @@ class Command(BaseCommand):
             raise CommandError(f"{file}: {'; '.join(exc.messages)}") from exc
         slug = loaded.incident.slug
         if loaded.limits_proposed:
-            self.stdout.write(f"New approval limits proposed (change #{loaded.limits_proposed.pk}): they wait for a "
-                              f"second approver's confirmation (admin, or manage.py confirm_limits {slug} --by NAME); "
-                              "the current limits stay until then.")
+            self.stdout.write(
+                f"New approval limits proposed (change #{loaded.limits_proposed.pk}): they wait for a "
+                f"second approver's confirmation (admin, or manage.py confirm_limits {slug} --by NAME); "
+                "the current limits stay until then."
+            )
         if loaded.created:
             self.stdout.write(f"Incident {slug} created.")
         elif not loaded.changed:
@@ -32,5 +34,6 @@ class Command(BaseCommand):
         else:
             self.stdout.write(f"Incident {slug} updated: {', '.join(loaded.changed)}.")
             if loaded.redetection:
-                self.stdout.write(f"Detection #{loaded.redetection.pk} started for its "
-                                  f"{loaded.redetection.total_users} users.")
+                self.stdout.write(
+                    f"Detection #{loaded.redetection.pk} started for its {loaded.redetection.total_users} users."
+                )

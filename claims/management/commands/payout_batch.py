@@ -31,5 +31,6 @@ class Command(BaseCommand):
             self.stdout.write("no approved item to pay")
             return
         paths = payout_files_write(batch=batch, directory=directory)
-        self.stdout.write(f"Batch {batch.number} of {slug}: {batch.lines.count()} lines; "
-                          f"wrote {', '.join(str(p) for p in paths)}")
+        self.stdout.write(
+            f"Batch {batch.number} of {slug}: {batch.lines.count()} lines; wrote {', '.join(str(p) for p in paths)}"
+        )

@@ -5,8 +5,10 @@ from claims.services.payouts import reconcile, reconciliation_csv
 
 
 class Command(BaseCommand):
-    help = ("Compare an incident's payout lines with the ledger's compensation credits (CSV). "
-            "Exit status 0 when they agree, 1 when there is any difference.")
+    help = (
+        "Compare an incident's payout lines with the ledger's compensation credits (CSV). "
+        "Exit status 0 when they agree, 1 when there is any difference."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("slug")
@@ -24,5 +26,6 @@ class Command(BaseCommand):
         else:
             self.stdout.write(text, ending="")
         if rows:
-            raise CommandError(f"{len(rows)} difference(s) between the payout lines of {slug} and the ledger",
-                               returncode=1)
+            raise CommandError(
+                f"{len(rows)} difference(s) between the payout lines of {slug} and the ledger", returncode=1
+            )

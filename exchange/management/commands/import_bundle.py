@@ -13,7 +13,8 @@ class Command(BaseCommand):
         parser.add_argument("path", help="the bundle: a folder, a .zip or a .tar.gz")
         parser.add_argument("--by", default=None, help="who runs the import, for the audit record (default: OS user)")
         parser.add_argument(
-            "--recheck", action="store_true",
+            "--recheck",
+            action="store_true",
             help="read every file, even one whose exact content an earlier import already stored",
         )
 
