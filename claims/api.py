@@ -34,7 +34,7 @@ from .api_auth import (
     is_user_id,
 )
 from .explain import explain
-from .models import ApiClient, Claim, ClaimKind, Incident, Item, ItemKind
+from .models import SETTING_FIELDS, ApiClient, Claim, ClaimKind, Incident, Item, ItemKind
 from .money import amount_from
 
 # --- serializers ---
@@ -156,21 +156,7 @@ class IncidentSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Incident
-        fields = [
-            "slug",
-            "title",
-            "window_start",
-            "trading_resumed",
-            "window_end",
-            "evaluation_end",
-            "price_reference",
-            "price_max_age",
-            "bad_fill_tolerance_bps",
-            "auto_approve_limit",
-            "dual_approval_limit",
-            "claims_close",
-            "settings_version",
-        ]
+        fields = ["slug", *SETTING_FIELDS, "settings_version"]
 
 
 # --- views ---

@@ -31,10 +31,9 @@ from ..models import (
 from ..money import plain_decimal
 from ..notifications import notify
 from ..roles import APPROVER, APPROVING_ROLES, POLICY, Actor, Refused
-from .audit import audit_entry, audit_values, audit_write
+from .audit import ITEM_STATE, audit_entry, audit_values, audit_write, item_entry
 from .claims import claim_transition, claims_follow_items
 
-ITEM_STATE = ("status", "amount", "version", "approval", "amount_set_by")
 LIVE = (PayoutLine.Status.EXPORTED, PayoutLine.Status.PAID)
 # What approving never reads: decoding every item's inputs was a fifth of approve_items' time.
 UNREAD_ON_APPROVAL = ("inputs", "flagged_values", "formula", "review_reason", "corrective_action", "incident__title")
@@ -271,18 +270,7 @@ def items_reject(*, item_ids, actor: Actor, reason: str, versions: dict[int, int
             item.version += 1
         item.status, item.updated_at = Item.Status.REJECTED, now
         rejected.append(item)
-        records.append(
-            audit_entry(
-                actor=actor.name,
-                object_type="item",
-                object_id=item.id,
-                action="rejected",
-                before=before,
-                after=audit_values(item, ITEM_STATE),
-                reason=reason,
-                at=now,
-            )
-        )
+        records.append(item_entry(item, actor=actor.name, action="rejected", before=before, reason=reason, at=now))
         outcomes.append(Outcome(item_id, True, "rejected"))
     Item.objects.bulk_update(rejected, ["status", "version", "updated_at"])
     _write(records, [i.id for i in rejected], actor)
@@ -355,17 +343,7 @@ def item_amount_set(
     item.flagged_at, item.flagged_amount, item.flag_reason, item.flagged_values = None, None, "", None
     item.save()
     _write(
-        [
-            audit_entry(
-                actor=actor.name,
-                object_type="item",
-                object_id=item.id,
-                action=action,
-                before=before,
-                after=audit_values(item, ITEM_STATE),
-                reason=reason,
-            )
-        ],
+        [item_entry(item, actor=actor.name, action=action, before=before, reason=reason)],
         [item.id],
         actor,
     )
@@ -417,17 +395,7 @@ def item_send_back(*, item_id: int, actor: Actor, reason: str) -> Item:
     action = "reopened" if item.status == Item.Status.REJECTED else "sent_back"
     item.version += 1
     item.status = Item.Status.NEEDS_REVIEW if item.amount is None else Item.Status.COMPUTED
-    records = [
-        audit_entry(
-            actor=actor.name,
-            object_type="item",
-            object_id=item.id,
-            action=action,
-            before=before,
-            after=audit_values(item, ITEM_STATE),
-            reason=reason,
-        )
-    ]
+    records = [item_entry(item, actor=actor.name, action=action, before=before, reason=reason)]
     if item.approval == Item.Approval.POLICY and item.status == Item.Status.COMPUTED and not item.flagged_at:
         records.append(
             audit_entry(

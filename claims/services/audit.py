@@ -25,6 +25,8 @@ AUDIT_WRITER_LOCK = 4242001  # taken (shared) by claims_audit_next_id(): see mig
 SEALER_LOCK = 4242002
 RECORD_FIELDS = ("id", "at", "actor", "object_type", "object_id", "action", "before", "after", "reason")
 BATCH = 10000
+# What an item's records keep of it before and after a change.
+ITEM_STATE = ("status", "amount", "version", "approval", "amount_set_by")
 
 
 # --- writing ---
@@ -69,6 +71,20 @@ def audit_entry(
         before=audit_value(before),
         after=audit_value(after),
         reason=reason,
+    )
+
+
+def item_entry(item, *, actor: str, action: str, before: dict | None, reason: str = "", at=None) -> AuditRecord:
+    """An unsaved record of a change to an item, its state after read from the item as it is now."""
+    return audit_entry(
+        actor=actor,
+        object_type="item",
+        object_id=item.id,
+        action=action,
+        before=before,
+        after=audit_values(item, ITEM_STATE),
+        reason=reason,
+        at=at,
     )
 
 

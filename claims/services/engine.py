@@ -35,7 +35,7 @@ from ..models import (
 )
 from ..money import amount_from
 from ..roles import DETECTION, POLICY
-from .audit import audit_entry, audit_record, audit_value, audit_values, audit_write
+from .audit import ITEM_STATE, audit_entry, audit_record, audit_value, audit_values, audit_write
 
 logger = logging.getLogger(__name__)
 DEFAULT_CHUNK_SIZE = 1000
@@ -367,7 +367,6 @@ ITEM_RESULT_FIELDS = (
 )
 # A change of these makes a new version: approvals given to the old one were for other numbers.
 VERSIONED_FIELDS = ("amount", "status", "approval")
-ITEM_STATE = ("status", "amount", "version", "approval", "amount_set_by")
 
 
 def _item_values(detected: d.Detected, incident: Incident, prices: d.Prices) -> dict:
