@@ -54,8 +54,61 @@ def isolated_media_and_cache(settings, tmp_path):
     forget_markets()
 
 
+SNAPSHOT_PREFIX = "test_snapshot_"
+
+
+def ledger_models() -> list:
+    """The ledger's tables in an order that inserts each row after what it refers to."""
+    from django.apps import apps
+
+    from exchange.models import ImportFile, ImportRun
+
+    rest = [m for m in apps.get_app_config("exchange").get_models() if m not in (ImportRun, ImportFile)]
+    return [ImportRun, ImportFile, *rest]
+
+
+@pytest.fixture(scope="session")
+def july3_ledger_snapshot(django_db_setup, django_db_blocker) -> list:
+    """The July 3 sample bundle imported once for the whole session (the importer tests import it
+    themselves), and kept in tables of its own, which Django's flush between tests does not know;
+    the ledger's own tables are emptied again at once. `july3_ledger` copies it back for a test."""
+    import io
+
+    from django.core.management import call_command
+    from django.core.management.color import no_style
+    from django.db import connection
+
+    models = ledger_models()
+    tables = [m._meta.db_table for m in models]
+    with django_db_blocker.unblock():
+        leftovers = [m.__name__ for m in models if m.objects.exists()]
+        assert not leftovers, f"the ledger is not empty before the sample is imported: {leftovers}"
+        call_command("import_bundle", str(JULY3 / "bundle"), stdout=io.StringIO())
+        with connection.cursor() as cursor:
+            for table in tables:
+                cursor.execute(f"DROP TABLE IF EXISTS {SNAPSHOT_PREFIX}{table}")
+                cursor.execute(f"CREATE TABLE {SNAPSHOT_PREFIX}{table} AS SELECT * FROM {table}")
+        connection.ops.execute_sql_flush(connection.ops.sql_flush(no_style(), tables))
+    return models
+
+
 @pytest.fixture
-def open_sample_incident(tmp_path):
+def july3_ledger(july3_ledger_snapshot):
+    """The ledger as importing the July 3 sample bundle leaves it, copied from the session's
+    snapshot (a second of parsing saved per test); ids continue after the copied rows."""
+    from django.core.management.color import no_style
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        for model in july3_ledger_snapshot:
+            table = model._meta.db_table
+            cursor.execute(f"INSERT INTO {table} SELECT * FROM {SNAPSHOT_PREFIX}{table}")
+        for sql in connection.ops.sequence_reset_sql(no_style(), july3_ledger_snapshot):
+            cursor.execute(sql)
+
+
+@pytest.fixture
+def open_sample_incident(july3_ledger, tmp_path):
     """The July 3 sample bundle imported, and its incident loaded with claims still open."""
     import io
     import json
@@ -66,7 +119,6 @@ def open_sample_incident(tmp_path):
 
     from claims.models import Incident
 
-    call_command("import_bundle", str(JULY3 / "bundle"), stdout=io.StringIO())
     data = json.loads((JULY3 / "incident.json").read_text())
     data["claims_close"] = (timezone.now() + timedelta(days=30)).isoformat()
     path = tmp_path / "incident-open.json"

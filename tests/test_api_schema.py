@@ -88,8 +88,7 @@ def api_schema():
 
 
 @pytest.fixture
-def sample(july3_bundle):
-    call_command("import_bundle", str(july3_bundle), stdout=io.StringIO(), stderr=io.StringIO())
+def sample(july3_ledger):
     call_command("load_incident", str(JULY3 / "incident.json"), stdout=io.StringIO(), stderr=io.StringIO())
     # The sample's claims closed in 2025; reopen them so that filing a claim can succeed.
     Incident.objects.filter(slug=SLUG).update(claims_close=timezone.now() + timedelta(days=30))

@@ -35,8 +35,7 @@ def detect():
 
 
 @pytest.fixture
-def sample(july3_bundle):
-    run("import_bundle", str(july3_bundle))
+def sample(july3_ledger):
     run("load_incident", str(JULY3 / "incident.json"))
     return Incident.objects.get(slug=SLUG)
 
