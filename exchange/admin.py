@@ -5,11 +5,10 @@ from django.contrib import admin
 from . import models as m
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
-    list_per_page = 50
-    show_full_result_count = False  # counting million-row tables on every page view is slow
+class ViewOnly:
+    """Shown in the admin, never added, edited or deleted there (for model admins and inlines)."""
 
-    def has_add_permission(self, request):
+    def has_add_permission(self, request, obj=None):
         return False
 
     def has_change_permission(self, request, obj=None):
@@ -19,15 +18,20 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
-class ImportFileInline(admin.TabularInline):
-    model = m.ImportFile
-    fields = ["name", "member", "lines_read", "inserted", "already_present", "skipped_as_unchanged", "sha256"]
-    readonly_fields = fields
+class ViewOnlyInline(ViewOnly, admin.TabularInline):
     extra = 0
     can_delete = False
 
-    def has_add_permission(self, request, obj=None):
-        return False
+
+class ReadOnlyAdmin(ViewOnly, admin.ModelAdmin):
+    list_per_page = 50
+    show_full_result_count = False  # counting million-row tables on every page view is slow
+
+
+class ImportFileInline(ViewOnlyInline):
+    model = m.ImportFile
+    fields = ["name", "member", "lines_read", "inserted", "already_present", "skipped_as_unchanged", "sha256"]
+    readonly_fields = fields
 
 
 @admin.register(m.ImportRun)

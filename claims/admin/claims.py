@@ -17,7 +17,7 @@ from ..money import amount_text
 from ..roles import Refused
 from ..services import Outcome
 from .actions import AssetAmountForm, ReasonForm, actor_of, ask, each, outcomes_report
-from .base import DetectedAdmin, ReadOnlyInline
+from .base import DetectedAdmin, ViewOnlyInline
 from .case import case_view
 from .queue import (
     AgeFilter,
@@ -45,7 +45,7 @@ def found_totals(claim) -> list[tuple[str, object]]:
     return sorted(totals.items())
 
 
-class ClaimAttachmentInline(ReadOnlyInline):
+class ClaimAttachmentInline(ViewOnlyInline):
     model = ClaimAttachment
     fields = ["open", "content_type", "size", "note", "uploaded_at"]
     readonly_fields = fields
@@ -59,7 +59,7 @@ class ClaimAttachmentInline(ReadOnlyInline):
         )
 
 
-class ClaimItemInline(ReadOnlyInline):
+class ClaimItemInline(ViewOnlyInline):
     model = ClaimItem
     fields = ["item", "amount", "status"]
     readonly_fields = fields

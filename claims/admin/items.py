@@ -10,7 +10,7 @@ from ..models import ApprovalLimitChange, AuditRecord, ClaimItem, DetectionRun, 
 from ..money import amount_text
 from ..roles import APPROVER, roles_of
 from .actions import AmountForm, ReasonForm, RoleActions, actor_of, ask, each, outcomes_report
-from .base import DetectedAdmin, ReadOnlyInline
+from .base import DetectedAdmin, ViewOnlyInline
 from .history import AuditHistory
 from .payouts import PayoutIncidentActions
 from .queue import (
@@ -56,7 +56,7 @@ def progress_bar(run: DetectionRun | None) -> str:
     )
 
 
-class LimitChangeInline(ReadOnlyInline):
+class LimitChangeInline(ViewOnlyInline):
     model = ApprovalLimitChange
     fields = [
         "auto_approve_limit",
@@ -144,7 +144,7 @@ class ApprovalLimitChangeAdmin(DetectedAdmin):
         )
 
 
-class ApprovalInline(ReadOnlyInline):
+class ApprovalInline(ViewOnlyInline):
     model = ItemApproval
     fields = ["version", "slot", "approver_name", "is_approver_role", "at"]
     readonly_fields = fields

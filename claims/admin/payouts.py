@@ -15,11 +15,11 @@ from .. import services
 from ..models import Incident, PayoutBatch, PayoutConfirmation, PayoutLine, PayoutLineItem
 from ..roles import Refused
 from .actions import ReasonForm, actor_of, ask, each, may_pay
-from .base import DetectedAdmin, ReadOnlyInline
+from .base import DetectedAdmin, ViewOnlyInline
 from .queue import QueueRows, amount_column
 
 
-class LineInline(ReadOnlyInline):
+class LineInline(ViewOnlyInline):
     model = PayoutLine
     fields = ["key", "user_id", "asset", "amount", "status", "transaction_id", "confirmed_at"]
     readonly_fields = fields
@@ -64,7 +64,7 @@ class PayoutBatchAdmin(DetectedAdmin):
         return response
 
 
-class EntryInline(ReadOnlyInline):
+class EntryInline(ViewOnlyInline):
     model = PayoutLineItem
     fields = ["item", "version", "amount", "is_holding"]
     readonly_fields = fields
