@@ -161,6 +161,7 @@ def main() -> None:
         "EMAIL_BACKEND": "django.core.mail.backends.dummy.EmailBackend",
         "DJANGO_SETTINGS_MODULE": "config.settings",
         "CELERY_BROKER_URL": "",
+        "SECURE_SSL_REDIRECT": "0",  # the test client speaks plain HTTP
     }
     OUT.mkdir(parents=True, exist_ok=True)
     if not options.reuse_db:
