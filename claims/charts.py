@@ -1,6 +1,8 @@
 """Charts drawn by the app itself, as inline SVG (no script, nothing fetched: it works offline).
 Each chart is shown with its numbers in a table beside it; the SVG is a picture of that table."""
 
+from decimal import Decimal
+
 from django.utils.html import escape
 from django.utils.safestring import mark_safe
 
@@ -21,10 +23,14 @@ def _legend(series: list[str], y: int) -> list[str]:
     return parts
 
 
-def stacked_bars(title: str, rows: list[tuple[str, list[float]]], series: list[str], *, normalize: bool = False) -> str:
+def _share(part, whole) -> float:
+    """What part of whole a segment is: the amounts stay Decimal, only the picture's length is a float."""
+    return float(Decimal(part) / Decimal(whole))
+
+
+def stacked_bars(title: str, rows: list[tuple[str, list]], series: list[str], *, normalize: bool = False) -> str:
     """One horizontal bar per row, its segments stacked in `series` order. `normalize`: every bar
     is its own 100% (rows in different units, e.g. assets)."""
-    rows = [(label, [float(v) for v in values]) for label, values in rows]
     top = max((sum(values) for _, values in rows), default=0) or 1
     height = ROW_HEIGHT * len(rows) + 44
     parts = [
@@ -34,13 +40,13 @@ def stacked_bars(title: str, rows: list[tuple[str, list[float]]], series: list[s
     ]
     for n, (label, values) in enumerate(rows):
         y, x = n * ROW_HEIGHT + 4, LABEL_WIDTH
-        scale = BAR_WIDTH / ((sum(values) or 1) if normalize else top)
+        whole = (sum(values) or 1) if normalize else top
         parts.append(
             f'<text x="{LABEL_WIDTH - 6}" y="{y + 13}" font-size="11" text-anchor="end">{escape(label)}</text>'
         )
         parts.append(f'<rect x="{LABEL_WIDTH}" y="{y}" width="{BAR_WIDTH}" height="16" fill="#eef1f5"/>')
         for k, value in enumerate(values):
-            width = value * scale
+            width = BAR_WIDTH * _share(value, whole)
             if width > 0:
                 parts.append(
                     f'<rect x="{x:.1f}" y="{y}" width="{width:.1f}" height="16" fill="{COLORS[k % len(COLORS)]}"/>'
@@ -51,10 +57,9 @@ def stacked_bars(title: str, rows: list[tuple[str, list[float]]], series: list[s
     return mark_safe("".join(parts))  # every text in it went through escape()
 
 
-def stacked_columns(title: str, columns: list[tuple[str, list[float]]], series: list[str]) -> str:
+def stacked_columns(title: str, columns: list[tuple[str, list]], series: list[str]) -> str:
     """One vertical column per entry (e.g. a day), its segments stacked in `series` order."""
     width, plot = LABEL_WIDTH + BAR_WIDTH + 10, 120
-    columns = [(label, [float(v) for v in values]) for label, values in columns]
     top = max((sum(values) for _, values in columns), default=0) or 1
     step = BAR_WIDTH / max(len(columns), 1)
     parts = [
@@ -67,7 +72,7 @@ def stacked_columns(title: str, columns: list[tuple[str, list[float]]], series: 
     for n, (label, values) in enumerate(columns):
         x, y = LABEL_WIDTH + n * step + step * 0.15, plot
         for k, value in enumerate(values):
-            h = value / top * (plot - 8)
+            h = (plot - 8) * _share(value, top)
             if h > 0:
                 y -= h
                 parts.append(
