@@ -16,7 +16,6 @@
 import argparse
 import os
 import random
-import signal
 import statistics
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from pathlib import Path
 
 import psycopg
 from dburls import database_urls
+from workers import worker_start, worker_stop
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"
@@ -66,29 +66,7 @@ def prepare(options, admin_url: str, env: dict) -> None:
 
 
 def start_worker(env: dict) -> subprocess.Popen:
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "config",
-            "worker",
-            "--concurrency",
-            "2",
-            "--loglevel",
-            "WARNING",
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-            "-n",
-            "bench@%h",
-        ],
-        cwd=ROOT,
-        env=env,
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-    )
+    process = worker_start("bench", env)
     time.sleep(3)  # let it connect before the clock starts
     return process
 
@@ -161,8 +139,7 @@ def main() -> None:
         tenth = users[: len(users) // 10]
         part = timed_run(incident, tenth, options.chunk_size)
     finally:
-        os.killpg(worker.pid, signal.SIGTERM)
-        worker.wait(timeout=30)
+        worker_stop(worker)
     latencies = one_user_latencies(incident, users, options.samples)
     p50 = statistics.median(latencies)
     p95 = statistics.quantiles(latencies, n=20)[18]

@@ -60,6 +60,7 @@ from intake_speed import (
     stop,
     window_start,
 )
+from workers import worker_start, worker_stop
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out" / "email"
@@ -227,30 +228,8 @@ def backlog(options, env: dict, made: list[bytes], slug: str) -> None:
     box.flush()
     box.close()
     print(f"backlog: {len(made):,} messages, {path.stat().st_size / 1e6:.1f} MB in one mbox")
-    worker = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "config",
-            "worker",
-            "--concurrency",
-            str(options.concurrency),
-            "--loglevel",
-            "WARNING",
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-            "-n",
-            "email-bench@%h",
-        ],
-        cwd=ROOT,
-        env=env,
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=open(OUT / "worker.log", "w"),
-    )  # noqa: SIM115 - the worker writes to it until it is killed
+    log = open(OUT / "worker.log", "w")  # noqa: SIM115 - the worker writes to it until it is killed
+    worker = worker_start("email-bench", env, concurrency=options.concurrency, stderr=log)
     try:
         started = time.perf_counter()
         command = subprocess.Popen(
@@ -277,8 +256,7 @@ def backlog(options, env: dict, made: list[bytes], slug: str) -> None:
             sys.exit(f"import_mailbox failed:\n{summary}")
         drained = drain(started, options.timeout)
     finally:
-        os.killpg(worker.pid, signal.SIGTERM)
-        worker.wait(timeout=60)
+        worker_stop(worker, timeout=60)
     outcomes = Counter(InboundMessage.objects.values_list("outcome", flat=True))
     memory = [(stored, rss) for stored, rss in samples if rss is not None]
     after_1000 = next((rss for stored, rss in memory if stored >= 1000), None)

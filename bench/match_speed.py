@@ -21,7 +21,6 @@ import argparse
 import os
 import random
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -31,6 +30,7 @@ from pathlib import Path
 
 import psycopg
 from dburls import database_urls
+from workers import worker_start, worker_stop
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"
@@ -124,38 +124,14 @@ def main() -> None:
     worker = None
     try:
         started = time.perf_counter()
-        worker = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "config",
-                "worker",
-                "--concurrency",
-                "2",
-                "--loglevel",
-                "WARNING",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-                "-n",
-                "match-bench@%h",
-            ],
-            cwd=ROOT,
-            env=env,
-            start_new_session=True,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        worker = worker_start("match-bench", env, stderr=subprocess.DEVNULL)
         waiting = Claim.objects.filter(id__in=claim_ids, status=Claim.Status.RECEIVED)
         while waiting.exists() and time.perf_counter() - started < options.timeout:
             time.sleep(0.2)
         elapsed = time.perf_counter() - started
     finally:
         if worker is not None:
-            os.killpg(worker.pid, signal.SIGTERM)
-            worker.wait(timeout=30)
+            worker_stop(worker)
         queue.flushdb()
     left = waiting.count()
     outcomes = Counter(Claim.objects.filter(id__in=claim_ids).values_list("status", flat=True))
