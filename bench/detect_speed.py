@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 import psycopg
-from dburls import database_urls
+from dburls import database_recreate, database_urls
 from workers import worker_start, worker_stop
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,8 +41,7 @@ def prepare(options, admin_url: str, env: dict) -> None:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [BENCH_DB]).fetchone()
         if exists and not options.fresh:
             return
-        conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {BENCH_DB}")
+    database_recreate(admin_url, BENCH_DB)
     bundle = OUT / f"fills-{options.fills}"
     if not (bundle / "incident.json").exists():
         manage(

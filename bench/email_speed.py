@@ -47,8 +47,7 @@ from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
-import psycopg
-from dburls import database_urls
+from dburls import database_recreate, database_urls
 from intake_speed import (
     HOST,
     CpuMeter,
@@ -81,9 +80,7 @@ def manage(*args: str, env: dict) -> None:
 
 def prepare(options, admin_url: str, env: dict) -> None:
     started = time.perf_counter()
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {BENCH_DB}")
+    database_recreate(admin_url, BENCH_DB)
     sim = OUT / "incident"
     shutil.rmtree(sim, ignore_errors=True)
     start = window_start(datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")

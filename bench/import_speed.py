@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 import psycopg
-from dburls import database_urls
+from dburls import database_recreate, database_urls
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"
@@ -63,9 +63,7 @@ def database_name(name: str) -> str:
 
 def fresh_database(url: str, name: str) -> str:
     admin_url, bench_url = database_urls(url, name)
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {name}")
+    database_recreate(admin_url, name)
     return bench_url
 
 

@@ -44,7 +44,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
-from dburls import database_urls
+from dburls import database_recreate, database_urls
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"
@@ -72,8 +72,7 @@ def prepare(options, admin_url: str, env: dict) -> None:
         if options.reuse_db and conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [BENCH_DB]).fetchone():
             print(f"reusing {BENCH_DB}")
             return
-        conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {BENCH_DB}")
+    database_recreate(admin_url, BENCH_DB)
     out = OUT / "intake"
     shutil.rmtree(out, ignore_errors=True)
     start = window_start(datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -28,8 +28,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import psycopg
-from dburls import database_urls
+from dburls import database_recreate, database_urls
 from workers import worker_start, worker_stop
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,9 +45,7 @@ def manage(*args: str, env: dict) -> None:
 
 def prepare(options, admin_url: str, env: dict) -> None:
     started = time.perf_counter()
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {BENCH_DB}")
+    database_recreate(admin_url, BENCH_DB)
     out = OUT / "match"
     shutil.rmtree(out, ignore_errors=True)
     start = (datetime.now(UTC) - timedelta(days=2)).replace(second=0, microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 import psycopg
-from dburls import database_urls
+from dburls import database_recreate, database_urls
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out" / "payout"
@@ -46,9 +46,7 @@ def manage(*args: str, env: dict, check: bool = True) -> tuple[float, str]:
 
 def prepare(options, admin_url: str, bench_url: str, env: dict) -> None:
     started = time.perf_counter()
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {BENCH_DB}")
+    database_recreate(admin_url, BENCH_DB)
     ledger = OUT / "ledger"
     if not (ledger / "incident.json").exists():
         manage("simulate_incident", str(ledger), "--users", "50", "--seed", "3", env=env)
