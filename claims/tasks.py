@@ -17,18 +17,24 @@ from .matching import claim_match
 from .notifications import notification_send
 
 RETRY_BACKOFF_MAX = 60
+# Every task but the sweep: unacknowledged until it has finished, delivered again if its worker
+# dies (as the settings' defaults say too, written here because each task relies on it), and
+# retried with a backoff of at most RETRY_BACKOFF_MAX seconds.
+DURABLE = {
+    "acks_late": True,
+    "reject_on_worker_lost": True,
+    "retry_backoff": True,
+    "retry_backoff_max": RETRY_BACKOFF_MAX,
+}
 
 
 @shared_task(
     name="claims.detection_chunk_run",
-    acks_late=True,
-    reject_on_worker_lost=True,
     # IntegrityError: a concurrent detection of the same user inserted the same item first;
     # the retry finds it and updates it instead.
     autoretry_for=(OperationalError, IntegrityError),
-    retry_backoff=True,
-    retry_backoff_max=RETRY_BACKOFF_MAX,
     max_retries=8,
+    **DURABLE,
 )
 def detection_chunk_run_task(*, chunk_id: int) -> bool:
     return services.detection_chunk_run(chunk_id=chunk_id)
@@ -36,12 +42,9 @@ def detection_chunk_run_task(*, chunk_id: int) -> bool:
 
 @shared_task(
     name="claims.claim_match",
-    acks_late=True,
-    reject_on_worker_lost=True,
     autoretry_for=(OperationalError, IntegrityError),
-    retry_backoff=True,
-    retry_backoff_max=RETRY_BACKOFF_MAX,
     max_retries=8,
+    **DURABLE,
 )
 def claim_match_task(*, claim_id: int) -> str | None:
     return claim_match(claim_id=claim_id)
@@ -49,12 +52,9 @@ def claim_match_task(*, claim_id: int) -> str | None:
 
 @shared_task(
     name="claims.notification_send",
-    acks_late=True,
-    reject_on_worker_lost=True,
     autoretry_for=(Exception,),
-    retry_backoff=True,
-    retry_backoff_max=RETRY_BACKOFF_MAX,
     max_retries=10,
+    **DURABLE,
 )
 def notification_send_task(*, notification_id: int) -> bool:
     return notification_send(notification_id=notification_id)
@@ -62,11 +62,9 @@ def notification_send_task(*, notification_id: int) -> bool:
 
 @shared_task(
     name="claims.audit_seal",
-    acks_late=True,
     autoretry_for=(OperationalError,),
-    retry_backoff=True,
-    retry_backoff_max=RETRY_BACKOFF_MAX,
     max_retries=3,
+    **DURABLE,
 )
 def audit_seal_task() -> int:
     """Chain the audit records written since the last seal (Celery beat runs it every minute)."""
@@ -76,12 +74,9 @@ def audit_seal_task() -> int:
 
 @shared_task(
     name="claims.web_submission_file",
-    acks_late=True,
-    reject_on_worker_lost=True,
     autoretry_for=(OperationalError,),
-    retry_backoff=True,
-    retry_backoff_max=RETRY_BACKOFF_MAX,
     max_retries=8,
+    **DURABLE,
 )
 def web_submission_file_task(*, submission_id: int) -> str:
     return services.web_submission_file(submission_id=submission_id)
@@ -89,14 +84,11 @@ def web_submission_file_task(*, submission_id: int) -> str:
 
 @shared_task(
     name="claims.inbound_parse",
-    acks_late=True,
-    reject_on_worker_lost=True,
     # IntegrityError: a copy of the message was decided at the same moment; the retry
     # finds it. inbound_parse keeps the message itself after its last attempt.
     autoretry_for=(OperationalError, IntegrityError),
-    retry_backoff=True,
-    retry_backoff_max=RETRY_BACKOFF_MAX,
     max_retries=8,
+    **DURABLE,
 )
 def inbound_parse_task(*, message_id: int) -> str | None:
     return services.inbound_parse(message_id=message_id)
