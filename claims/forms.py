@@ -113,16 +113,7 @@ class ClaimForm(AccessibleForm):
 
     def reference_fields(self):
         """The reference fields, each with the kinds it belongs to (for the form's show/hide)."""
-        for name in (
-            "trade_id",
-            "order_id",
-            "withdrawal_id",
-            "transaction_hash",
-            "market_symbol",
-            "approximate_time",
-            "claimed_amount",
-            "claimed_asset",
-        ):
+        for name in REFERENCE_FIELDS:
             kinds = " ".join(k for k, names in FIELDS_BY_KIND.items() if name in names)
             yield self[name], kinds
 
