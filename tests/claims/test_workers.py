@@ -4,10 +4,7 @@ CI sets CLAIMDESK_TEST_BROKER_URL; elsewhere these run whenever that and Postgre
 """
 
 import io
-import os
-import signal
 import subprocess
-import sys
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -15,30 +12,17 @@ from unittest import mock
 
 import pytest
 from django.core.management import call_command
-from django.db import connection
 
 from claims.models import DetectionRun, Finding, Incident, Item
 from claims.selectors import item_export_rows
 from claims.services import detection_chunk_run, detection_chunks_requeue, detection_start
 
-BROKER = os.environ.get("CLAIMDESK_TEST_BROKER_URL", "")
-ROOT = Path(__file__).resolve().parents[2]
+from ..workers import NEEDS_WORKERS, tasks_to_broker, worker_kill, worker_start
+
 USERS = 120
 CHUNK = 10
 
-pytestmark = [
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(
-        not BROKER or connection.vendor != "postgresql",
-        reason="needs PostgreSQL and a Redis broker (CLAIMDESK_TEST_BROKER_URL); .ci/run has both",
-    ),
-]
-
-
-def _database_url() -> str:
-    db = connection.settings_dict
-    auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
-    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+pytestmark = NEEDS_WORKERS
 
 
 WORKER_LOGS: list[Path] = []
@@ -54,83 +38,29 @@ def workers(tmp_path):
         log = tmp_path / f"worker-{name}.log"
         WORKER_LOGS.append(log)
         env = {
-            **os.environ,
-            "DATABASE_URL": _database_url(),
-            "CELERY_BROKER_URL": BROKER,
-            "SECRET_KEY": "test",
             "CELERY_VISIBILITY_TIMEOUT": "3",
             "CELERY_UNACKED_RESTORE_INTERVAL": "1",
             "CELERY_UNACKED_MUTEX_EXPIRE": "2",
             "CLAIMDESK_DETECTION_CHUNK_DELAY": str(chunk_delay),
             **(env or {}),
         }
-        with_beat = ["-B", "-s", str(tmp_path / f"beat-{name}")] if beat else []
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "config",
-                "worker",
-                "--concurrency",
-                "2",
-                "--loglevel",
-                "WARNING",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-                "-n",
-                f"{name}@%h",
-                *with_beat,
-            ],
-            cwd=ROOT,
-            env=env,
-            start_new_session=True,
-            stdout=subprocess.DEVNULL,
-            stderr=open(log, "w"),
-        )  # noqa: SIM115 - the worker writes to it until it is killed
+        with_beat = ("-B", "-s", str(tmp_path / f"beat-{name}")) if beat else ()
+        process = worker_start(name, env, log, args=with_beat)
         started.append(process)
         return process
 
     yield start
     for process in started:
-        kill(process)
-
-
-def kill(process: subprocess.Popen) -> None:
-    """SIGKILL the worker and its pool: no warm shutdown, nothing acknowledged or given back."""
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    process.wait(timeout=10)
+        worker_kill(process)
 
 
 @pytest.fixture
 def broker():
-    """Send this test's tasks to Redis instead of running them in-process."""
-    import redis
-
-    from config.celery import app
-
-    redis.Redis.from_url(BROKER).flushdb()
-    saved = {key: app.conf[key] for key in ("task_always_eager", "broker_url", "broker_transport_options")}
-    app.conf.update(
-        task_always_eager=False,
-        broker_url=BROKER,
-        broker_transport_options={
-            "visibility_timeout": 3,
-            "unacked_restore_interval": 1,
-            "unacked_restore_throttle": 1,
-        },
-    )
-    # Even an eager task takes a producer from the app's pool, which keeps the broker URL it was
-    # made with: drop the pools so they are made again for this broker (and after, for the next).
-    app._pool, app.amqp._producer_pool = None, None
-    yield app
-    app.conf.update(saved)
-    app._pool, app.amqp._producer_pool = None, None
+    """Send this test's tasks to Redis, which gives back a lost task after 3 s."""
+    with tasks_to_broker(
+        broker_transport_options={"visibility_timeout": 3, "unacked_restore_interval": 1, "unacked_restore_throttle": 1}
+    ) as app:
+        yield app
 
 
 @pytest.fixture
@@ -185,7 +115,7 @@ def test_a_worker_killed_mid_run_is_replaced_and_the_items_come_out_the_same(sim
 
     run = detection_start(incident=simulated, user_ids=None, requested_by="test", chunk_size=CHUNK)
     wait_for(run, 60, until_done_users=CHUNK)
-    kill(doomed)  # two chunks were mid-way (computed, not committed) and one more was reserved
+    worker_kill(doomed)  # two chunks were mid-way (computed, not committed) and one more was reserved
     run.refresh_from_db()
     assert run.status == "running" and run.done_users < USERS
     workers("replacement")
@@ -213,7 +143,7 @@ def test_chunks_lost_with_a_killed_worker_are_redone_by_the_periodic_sweep_long_
 
     run = detection_start(incident=simulated, user_ids=None, requested_by="test", chunk_size=CHUNK)
     wait_for(run, 60, until_done_users=CHUNK)
-    kill(doomed)
+    worker_kill(doomed)
     run.refresh_from_db()
     assert run.status == "running" and run.done_users < USERS
     killed_at = time.monotonic()
