@@ -1,8 +1,15 @@
 """Factories for the rows tests arrange (factory-boy)."""
 
+from datetime import UTC, datetime
+from decimal import Decimal
+
 import factory
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
+
+from claims.models import Incident
+
+INCIDENT_AT = datetime(2025, 7, 3, 10, tzinfo=UTC)
 
 
 class StaffFactory(factory.django.DjangoModelFactory):
@@ -22,6 +29,22 @@ class StaffFactory(factory.django.DjangoModelFactory):
     def roles(self, create, extracted, **kwargs):
         for name in extracted or []:
             self.groups.add(Group.objects.get(name=name))
+
+
+class IncidentFactory(factory.django.DjangoModelFactory):
+    """An incident whose window, evaluation and claims all end at one instant, for tests that make
+    their items by hand; one-approval tier up to 100 USDC, two-approval up to 10,000."""
+
+    class Meta:
+        model = Incident
+
+    slug = factory.Sequence(lambda n: f"incident-{n}")
+    title = factory.SelfAttribute("slug")
+    window_start = trading_resumed = window_end = evaluation_end = claims_close = INCIDENT_AT
+    price_max_age = 300
+    bad_fill_tolerance_bps = 50
+    auto_approve_limit = Decimal(100)
+    dual_approval_limit = Decimal(10000)
 
 
 def api_client_for(name: str, *roles: str, scopes=("staff",), bound: bool = True, user_id: int | None = None):

@@ -4,7 +4,6 @@ every paid line is traceable, no version has more approvals than its tier asks, 
 changes nothing."""
 
 from collections import Counter
-from datetime import UTC, datetime
 from decimal import Decimal
 from itertools import count
 
@@ -30,10 +29,10 @@ from claims.services import item_amount_set, item_send_back, items_approve, item
 from claims.services.payouts import payout_batch_create, payout_line_release, payouts_confirm
 from exchange.models import Asset, JournalEntry
 
-from ..factories import StaffFactory
+from ..factories import INCIDENT_AT, IncidentFactory, StaffFactory
 
 pytestmark = pytest.mark.django_db
-T0 = datetime(2025, 7, 3, 10, tzinfo=UTC)
+T0 = INCIDENT_AT
 AT = "2025-07-10T09:30:00Z"
 STAFF = {
     "sam": ["support"],
@@ -61,22 +60,6 @@ finance = st.one_of(st.just("fin"), people)
 items = st.integers(0, len(ITEMS) - 1)
 lines = st.integers(0, 5)
 reasons = st.sampled_from(["checked with the user", "checked with the user", ""])
-
-
-def incident_create(slug: str) -> Incident:
-    return Incident.objects.create(
-        slug=slug,
-        title=slug,
-        window_start=T0,
-        trading_resumed=T0,
-        window_end=T0,
-        evaluation_end=T0,
-        price_max_age=300,
-        bad_fill_tolerance_bps=50,
-        auto_approve_limit=Decimal(100),
-        dual_approval_limit=Decimal(10000),
-        claims_close=T0,
-    )
 
 
 def item_create(incident: Incident, n: int, spec: tuple) -> Item:
@@ -120,7 +103,7 @@ class MoneyFlow(RuleBasedStateMachine):
         # Each run of the machine starts from the same rows and leaves none behind.
         self.savepoint = transaction.atomic()
         self.savepoint.__enter__()
-        self.incident = incident_create(f"flow-{next(INCIDENTS)}")
+        self.incident = IncidentFactory(slug=f"flow-{next(INCIDENTS)}")
         self.item_ids = [item_create(self.incident, n, spec).id for n, spec in enumerate(ITEMS)]
 
     def teardown(self):
@@ -289,7 +272,7 @@ def assets(db):
 def test_a_needs_review_item_is_rejected_and_reopened_without_an_amount(quick_passwords):
     """Found by the machine: the database refused a rejected item without an amount."""
     sam = Actor.person(StaffFactory(username="sam", roles=["support"]))
-    review = item_create(incident_create("review"), 1, (2, "USDC", None, "needs_review", "two"))
+    review = item_create(IncidentFactory(slug="review"), 1, (2, "USDC", None, "needs_review", "two"))
 
     rejected = items_reject(item_ids=[review.id], actor=sam, reason="not a loss")
     reopened = item_send_back(item_id=review.id, actor=sam, reason="the user sent proof")

@@ -36,10 +36,10 @@ from claims.services.payouts import (
 )
 
 from ..conftest import JULY3
-from ..factories import StaffFactory
+from ..factories import INCIDENT_AT, IncidentFactory, StaffFactory
 
 pytestmark = pytest.mark.django_db
-T0 = datetime(2025, 7, 3, 10, tzinfo=UTC)
+T0 = INCIDENT_AT
 HEADER = "lineKey,status,transactionId,confirmedAt\n"
 AT = "2025-07-10T09:30:00Z"
 REFERENCES = count(1)
@@ -80,23 +80,7 @@ def credit(key: str | None, user_id: int, symbol: str, quantity: str) -> dict:
 @pytest.fixture
 def incident(tmp_path) -> Incident:
     ledger_import(tmp_path / "ledger")
-    return incident_create("pay-july")
-
-
-def incident_create(slug: str) -> Incident:
-    return Incident.objects.create(
-        slug=slug,
-        title=slug,
-        window_start=T0,
-        trading_resumed=T0,
-        window_end=T0,
-        evaluation_end=T0,
-        price_max_age=300,
-        bad_fill_tolerance_bps=50,
-        auto_approve_limit=Decimal(100),
-        dual_approval_limit=Decimal(10000),
-        claims_close=T0,
-    )
+    return IncidentFactory(slug="pay-july")
 
 
 def item(
@@ -190,7 +174,7 @@ def test_a_batch_takes_only_approved_items_of_its_incident_in_no_live_or_held_li
     taken = item(incident, 10, "USDC", "5")
     for status in ("computed", "needs_review", "rejected", "paid"):
         item(incident, 11, "USDC", "7", status=status)
-    item(incident_create("elsewhere"), 10, "USDC", "9")
+    item(IncidentFactory(slug="elsewhere"), 10, "USDC", "9")
 
     first = payout_batch_create(incident=incident, actor=staff.fin)
     second = payout_batch_create(incident=incident, actor=staff.fin)
@@ -201,7 +185,7 @@ def test_a_batch_takes_only_approved_items_of_its_incident_in_no_live_or_held_li
 
 
 def test_batch_numbers_count_from_one_per_incident_and_keys_are_new(incident, staff):
-    other = incident_create("other")
+    other = IncidentFactory(slug="other")
     item(incident, 10, "USDC", "5")
     item(other, 10, "USDC", "5")
     first = payout_batch_create(incident=incident, actor=staff.fin)
