@@ -75,27 +75,7 @@ class InboundMessageAdmin(DetectedAdmin):
         ),
         ("As received", {"fields": ["sha256", "size", "envelope_sender", "raw_shown"]}),
     ]
-    readonly_fields = [
-        "received",
-        "outcome",
-        "ignored_reason",
-        "user_id",
-        "claim_link",
-        "duplicate_of",
-        "problems_list",
-        "sender",
-        "subject",
-        "message_id",
-        "thread",
-        "is_verified",
-        "text_shown",
-        "attachments_list",
-        "export_line",
-        "sha256",
-        "size",
-        "envelope_sender",
-        "raw_shown",
-    ]
+    readonly_fields = [name for _, options in fieldsets for name in options["fields"]]  # all of them
 
     def get_queryset(self, request):
         # Neither the list nor the page needs every message's bytes; raw_shown reads this one's.
